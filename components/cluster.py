@@ -1,0 +1,320 @@
+"""GpuCluster: a hardened, private GKE cluster with a system pool and GPU pools from config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from llm_mesh.config import ClusterConfig, GpuPool, StackConfig
+
+# What GKE nodes need to report logs and metrics and pull images; nothing else (GKE hardening guide).
+NODE_ROLES = (
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+    "roles/artifactregistry.reader",
+)
+POOL_LABEL = "llm-mesh/pool"
+
+
+@dataclass(frozen=True)
+class GpuClusterArgs:
+    project: str
+    region: str
+    zones: list[str]
+    cluster_name: str
+    cluster: ClusterConfig
+    gpu_pools: list[GpuPool]
+    # Pulumi `protect` on the cluster: a stray `pulumi destroy` must not take prod's GPUs down.
+    protect: bool
+
+    @classmethod
+    def from_config(cls, config: StackConfig, stack: str) -> GpuClusterArgs:
+        return cls(
+            project=config.gcp.project,
+            region=config.gcp.region,
+            zones=list(config.gcp.zones),
+            cluster_name=f"{config.cluster.name}-{stack}",
+            cluster=config.cluster,
+            gpu_pools=list(config.gpu_pools),
+            protect=config.environment == "prod",
+        )
+
+    @property
+    def location(self) -> str:
+        if self.cluster.regional:
+            return self.region
+        return self.zones[0] if self.zones else f"{self.region}-a"
+
+
+class GpuCluster(pulumi.ComponentResource):
+    """The cluster, its node service account, its pools, and a Kubernetes provider for what follows."""
+
+    cluster: gcp.container.Cluster
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-mesh:cluster:GpuCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        node_account = gcp.serviceaccount.Account(
+            f"{name}-nodes",
+            project=args.project,
+            account_id=f"{args.cluster_name}-nodes"[:30],
+            display_name=f"GKE nodes of {args.cluster_name}",
+            opts=child,
+        )
+        for role in NODE_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-nodes-{role.split('/')[1]}",
+                project=args.project,
+                role=role,
+                member=node_account.email.apply(lambda email: f"serviceAccount:{email}"),
+                opts=child,
+            )
+
+        self.cluster = _cluster(
+            f"{name}-gke", args, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect))
+        )
+        pool_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster])
+        system_pool = _system_pool(f"{name}-system", args, self.cluster.name, node_account.email, pool_opts)
+        # GPU pools can wait long for capacity (spot, reservations): give creation room to finish.
+        gpu_opts = pulumi.ResourceOptions.merge(
+            pool_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"))
+        )
+        self.gpu_pools = [
+            _gpu_pool(f"{name}-{pool.name}", args, pool, self.cluster.name, node_account.email, gpu_opts)
+            for pool in args.gpu_pools
+        ]
+
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                self.cluster.name, self.cluster.endpoint, self.cluster.master_auth.cluster_ca_certificate
+            ).apply(lambda parts: kubeconfig(parts[0], parts[1], parts[2]))
+        )
+        # Workloads need schedulable nodes; the provider waits for the system pool so its users do too.
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_pool]),
+        )
+        self.cluster_name = self.cluster.name
+        self.endpoint = self.cluster.endpoint
+        self.register_outputs(
+            {"clusterName": self.cluster.name, "endpoint": self.cluster.endpoint, "kubeconfig": self.kubeconfig}
+        )
+
+
+def kubeconfig(cluster_name: str, endpoint: str, ca_certificate: str) -> str:
+    """A kubeconfig that authenticates with gke-gcloud-auth-plugin, as `gcloud` writes it (JSON is YAML)."""
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "gke-gcloud-auth-plugin",
+            "installHint": "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin",
+            "provideClusterInfo": True,
+        }
+    }
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": cluster_name,
+                    "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_certificate},
+                }
+            ],
+            "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+            "current-context": cluster_name,
+            "users": [{"name": cluster_name, "user": user}],
+        }
+    )
+
+
+def _cluster(resource_name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions) -> gcp.container.Cluster:
+    cfg = args.cluster
+    container = gcp.container
+    return container.Cluster(
+        resource_name,
+        name=args.cluster_name,
+        project=args.project,
+        location=args.location,
+        # Pools are managed as their own resources; the default pool only exists during creation.
+        remove_default_node_pool=True,
+        initial_node_count=1,
+        deletion_protection=cfg.deletion_protection,
+        network=cfg.network,
+        subnetwork=cfg.subnetwork,
+        networking_mode="VPC_NATIVE",
+        ip_allocation_policy=container.ClusterIpAllocationPolicyArgs(stack_type="IPV4"),
+        datapath_provider="ADVANCED_DATAPATH",
+        release_channel=container.ClusterReleaseChannelArgs(channel=cfg.release_channel),
+        workload_identity_config=container.ClusterWorkloadIdentityConfigArgs(
+            workload_pool=f"{args.project}.svc.id.goog"
+        ),
+        enable_shielded_nodes=True,
+        enable_legacy_abac=False,
+        master_auth=container.ClusterMasterAuthArgs(
+            client_certificate_config=container.ClusterMasterAuthClientCertificateConfigArgs(
+                issue_client_certificate=False
+            )
+        ),
+        private_cluster_config=container.ClusterPrivateClusterConfigArgs(
+            enable_private_nodes=True,
+            enable_private_endpoint=cfg.private_endpoint,
+            master_ipv4_cidr_block=cfg.master_ipv4_cidr_block,
+        ),
+        master_authorized_networks_config=container.ClusterMasterAuthorizedNetworksConfigArgs(
+            cidr_blocks=[
+                container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                    cidr_block=net.cidr_block, display_name=net.display_name
+                )
+                for net in cfg.master_authorized_networks
+            ],
+            gcp_public_cidrs_access_enabled=False,
+        ),
+        maintenance_policy=container.ClusterMaintenancePolicyArgs(
+            recurring_window=container.ClusterMaintenancePolicyRecurringWindowArgs(
+                start_time=cfg.maintenance_window.start_time,
+                end_time=cfg.maintenance_window.end_time,
+                recurrence=cfg.maintenance_window.recurrence,
+            )
+        ),
+        addons_config=container.ClusterAddonsConfigArgs(
+            gcs_fuse_csi_driver_config=container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
+        ),
+        monitoring_config=container.ClusterMonitoringConfigArgs(
+            enable_components=["SYSTEM_COMPONENTS", "DCGM"],
+            managed_prometheus=container.ClusterMonitoringConfigManagedPrometheusArgs(enabled=True),
+        ),
+        logging_config=container.ClusterLoggingConfigArgs(enable_components=["SYSTEM_COMPONENTS", "WORKLOADS"]),
+        resource_labels={"app": "llm-mesh"},
+        opts=opts,
+    )
+
+
+def _node_config(
+    service_account: pulumi.Input[str],
+    machine_type: str,
+    disk_size_gb: int,
+    disk_type: str,
+    labels: dict[str, str],
+    guest_accelerators: list[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs] | None = None,
+    spot: bool = False,
+    reservation_affinity: gcp.container.NodePoolNodeConfigReservationAffinityArgs | None = None,
+) -> gcp.container.NodePoolNodeConfigArgs:
+    container = gcp.container
+    return container.NodePoolNodeConfigArgs(
+        machine_type=machine_type,
+        disk_size_gb=disk_size_gb,
+        disk_type=disk_type,
+        image_type="COS_CONTAINERD",
+        service_account=service_account,
+        oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+        labels=labels,
+        metadata={"disable-legacy-endpoints": "true"},
+        shielded_instance_config=container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+            enable_secure_boot=True, enable_integrity_monitoring=True
+        ),
+        workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+        gvnic=container.NodePoolNodeConfigGvnicArgs(enabled=True),
+        # Image streaming: multi-GB inference images start in seconds instead of minutes.
+        gcfs_config=container.NodePoolNodeConfigGcfsConfigArgs(enabled=True),
+        guest_accelerators=guest_accelerators,
+        # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule itself; no taints here, or we fight GKE.
+        spot=spot,
+        reservation_affinity=reservation_affinity,
+    )
+
+
+def _system_pool(
+    resource_name: str,
+    args: GpuClusterArgs,
+    cluster_name: pulumi.Input[str],
+    service_account: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> gcp.container.NodePool:
+    pool = args.cluster.system_pool
+    return gcp.container.NodePool(
+        resource_name,
+        project=args.project,
+        cluster=cluster_name,
+        location=args.location,
+        autoscaling=gcp.container.NodePoolAutoscalingArgs(min_node_count=pool.min_nodes, max_node_count=pool.max_nodes),
+        management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+        node_config=_node_config(
+            service_account, pool.machine_type, pool.disk_size_gb, "pd-balanced", {POOL_LABEL: "system"}
+        ),
+        opts=opts,
+    )
+
+
+def _gpu_pool(
+    resource_name: str,
+    args: GpuClusterArgs,
+    pool: GpuPool,
+    cluster_name: pulumi.Input[str],
+    service_account: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> gcp.container.NodePool:
+    container = gcp.container
+    accelerator = container.NodePoolNodeConfigGuestAcceleratorArgs(
+        type=pool.accelerator,
+        count=pool.gpu_count,
+        # Set explicitly: GKE 1.30+ installs a driver when unset and the provider then shows a diff forever.
+        gpu_driver_installation_config=container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+            gpu_driver_version=pool.driver_version
+        ),
+        gpu_sharing_config=(
+            container.NodePoolNodeConfigGuestAcceleratorGpuSharingConfigArgs(
+                gpu_sharing_strategy=pool.sharing.strategy,
+                max_shared_clients_per_gpu=pool.sharing.max_shared_clients_per_gpu,
+            )
+            if pool.sharing
+            else None
+        ),
+        gpu_partition_size=pool.mig_partition_size,
+    )
+    reservation = pool.reservation
+    return container.NodePool(
+        resource_name,
+        project=args.project,
+        cluster=cluster_name,
+        location=args.location,
+        node_locations=args.zones or None,
+        autoscaling=container.NodePoolAutoscalingArgs(
+            total_min_node_count=pool.min_nodes,
+            total_max_node_count=pool.max_nodes,
+            location_policy=pool.location_policy,
+        ),
+        management=container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+        # GPU quota rarely has room for a surge node: replace nodes one at a time instead.
+        upgrade_settings=container.NodePoolUpgradeSettingsArgs(max_surge=0, max_unavailable=1),
+        node_config=_node_config(
+            service_account,
+            pool.machine_type,
+            pool.disk_size_gb,
+            pool.disk_type,
+            {POOL_LABEL: pool.name, "llm-mesh/accelerator": pool.accelerator},
+            guest_accelerators=[accelerator],
+            spot=pool.spot,
+            reservation_affinity=(
+                container.NodePoolNodeConfigReservationAffinityArgs(
+                    consume_reservation_type=reservation.consume,
+                    key="compute.googleapis.com/reservation-name" if reservation.name else None,
+                    values=[reservation.name] if reservation.name else None,
+                )
+                if reservation
+                else None
+            ),
+        ),
+        opts=opts,
+    )

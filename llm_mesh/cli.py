@@ -1,0 +1,130 @@
+"""The `llm-mesh` command: thin commands over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from llm_mesh.config import ConfigError
+from llm_mesh.offline.summary import gpu_capacity
+from llm_mesh.stackfile import Project, read_stack_settings
+
+# Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llm-mesh", description="Offline tools for the llm-mesh Pulumi stack.")
+    parser.add_argument(
+        "--project", type=Path, default=None, help="the Pulumi project folder (default: found from here)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    preview = commands.add_parser("preview", help="run the program offline and show what `pulumi up` would create")
+    preview.add_argument("--stack", required=True, help="stack name: dev, staging, prod")
+    preview.add_argument("--json", type=Path, metavar="FILE", help="also write a `pulumi preview --json` document")
+    args = parser.parse_args(argv)
+    try:
+        project = Project.find(args.project or Path.cwd()) if args.project else _default_project()
+    except FileNotFoundError as exc:
+        err.print(f"error: {exc}")
+        return 2
+    return _preview(project, args.stack, args.json)
+
+
+def _default_project() -> Project:
+    try:
+        return Project.find(Path.cwd())
+    except FileNotFoundError:
+        # Installed editable into the project's own .venv: the project is beside the package.
+        return Project.find(Path(__file__).resolve().parent.parent)
+
+
+def _preview(project: Project, stack: str, json_path: Path | None) -> int:
+    # Imported here: the SDK's runtime is heavy and only this command needs it.
+    from llm_mesh.offline.document import preview_document
+    from llm_mesh.offline.engine import run_program
+
+    try:
+        settings = read_stack_settings(project, stack)
+    except FileNotFoundError as exc:
+        err.print(f"error: {exc}")
+        return 2
+    stack_file = _relative(project.stack_file(stack))
+    out.print(f"Previewing {project.name}/{stack} offline (Pulumi SDK mock runtime: no cloud calls, no state)\n")
+    try:
+        recording = run_program(project, stack, settings)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(Text(f"error: {stack_file}: {problem}", style="red"))
+        return 1
+    document = preview_document(recording)
+    if json_path is not None:
+        json_path.write_text(json.dumps(document, indent=2) + "\n")
+    _print_plan(document)
+    if json_path is not None:
+        out.print(f"Wrote {_relative(json_path)}")
+    return 1 if any(d["severity"] == "error" for d in document["diagnostics"]) else 0
+
+
+def _print_plan(document: dict[str, Any]) -> None:
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    table.add_column(" ", width=3)
+    table.add_column("Type")
+    table.add_column("Name")
+    table.add_column("Plan")
+    table.add_column("Info", style="yellow")
+    for prefix, step in _tree(document["steps"]):
+        state = step["newState"]
+        info = "protected" if state.get("protect") else ""
+        table.add_row(
+            Text(" +", style="green"), prefix + state["type"], step["urn"].rsplit("::", 1)[-1], "create", info
+        )
+    out.print(table)
+    for diagnostic in document["diagnostics"]:
+        out.print(f"{diagnostic['severity']}: {diagnostic['message']}")
+    creates = document["changeSummary"].get("create", 0)
+    out.print(f"\nResources: [green]+ {creates} to create[/green]")
+    unknown = document["offline"]["knownAfterDeploy"]
+    if unknown:
+        shown = ", ".join(unknown[:6]) + (", ..." if len(unknown) > 6 else "")
+        out.print(f"Known only after deployment: {len(unknown)} values ({shown})")
+    for capacity in gpu_capacity(document):
+        out.print(f"GPU capacity: {capacity}")
+
+
+def _tree(steps: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Each step with the box-drawing prefix of its place under its parent (steps come parents first)."""
+    children: dict[str, list[dict[str, Any]]] = {}
+    for step in steps:
+        children.setdefault(step["newState"].get("parent", ""), []).append(step)
+    rows: list[tuple[str, dict[str, Any]]] = []
+
+    def visit(parent: str, indent: str, depth: int) -> None:
+        siblings = children.get(parent, [])
+        for i, step in enumerate(siblings):
+            last = i == len(siblings) - 1
+            branch = "" if depth == 0 else ("└─ " if last else "├─ ")
+            rows.append((indent + branch, step))
+            deeper = indent + ("" if depth == 0 else ("   " if last else "│  "))
+            visit(step["urn"], deeper, depth + 1)
+
+    visit("", "", 0)
+    return rows
+
+
+def _relative(path: Path) -> str:
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+if __name__ == "__main__":
+    sys.exit(main())

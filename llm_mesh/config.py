@@ -1,0 +1,457 @@
+"""The stack configuration: one typed model, validated once at the edge.
+
+A stack file (`stacks/Pulumi.<env>.yaml`) states only what differs from the defaults here, and the
+defaults are the safe, production ones. Every mistake is reported as one line that names the key path
+as the user wrote it (`llm-mesh:gpuPools[0].machineType`), the bad value and what is allowed, before
+the program declares a single resource.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
+
+from pulumi import RunError
+from pulumi.runtime import config as pulumi_config
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from llm_mesh import gpu
+
+NAMESPACE = "llm-mesh"
+
+Environment = Literal["dev", "staging", "prod"]
+ReleaseChannel = Literal["RAPID", "REGULAR", "STABLE"]
+DriverVersion = Literal["DEFAULT", "LATEST", "INSTALLATION_DISABLED"]
+
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+_PRINCIPAL = re.compile(r"^[a-z0-9.-]+/ns/[a-z0-9]([-a-z0-9]*[a-z0-9])?/sa/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class ConfigError(RunError):
+    """The stack config is invalid; each line names a key, its value and the fix.
+
+    A RunError, so that `pulumi up` prints the lines without a Python traceback.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError("use lowercase letters, digits and '-', starting with a letter, at most 40 characters")
+    return value
+
+
+def _image(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("an image reference looks like 'registry/repo:tag' or 'registry/repo@sha256:<digest>'")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_dns_label)]
+Image = Annotated[str, AfterValidator(_image)]
+
+
+class _Model(BaseModel):
+    """Strict and camelCase, as Pulumi config keys are written."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class GcpConfig(_Model):
+    project: str = Field(min_length=6, max_length=30)
+    region: str = "us-central1"
+    # Zones for GPU pools; empty means the zones GKE picks in the region.
+    zones: list[str] = []
+
+    @field_validator("zones")
+    @classmethod
+    def _zones_in_region(cls, zones: list[str], info: ValidationInfo) -> list[str]:
+        region = info.data.get("region")
+        for zone in zones:
+            if region and not zone.startswith(region + "-"):
+                raise ValueError(f"zone {zone!r} is not in region {region!r}; use zones like '{region}-a'")
+        return zones
+
+
+class AuthorizedNetwork(_Model):
+    cidr_block: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+    display_name: str
+
+
+class MaintenanceWindow(_Model):
+    """A recurring window (RFC 5545 RRULE); GKE needs at least 48h of availability in 32 days."""
+
+    start_time: str = "2025-01-04T03:00:00Z"
+    end_time: str = "2025-01-04T09:00:00Z"
+    recurrence: str = "FREQ=WEEKLY;BYDAY=SA,SU"
+
+
+class SystemPool(_Model):
+    machine_type: str = "e2-standard-4"
+    min_nodes: int = Field(default=1, ge=0)
+    max_nodes: int = Field(default=3, ge=1)
+    disk_size_gb: int = Field(default=100, ge=20)
+
+    @field_validator("max_nodes")
+    @classmethod
+    def _max_not_below_min(cls, max_nodes: int, info: ValidationInfo) -> int:
+        return _check_min_max(info.data.get("min_nodes"), max_nodes)
+
+
+class ClusterConfig(_Model):
+    name: Name = "llm-mesh"
+    # Regional clusters keep the control plane up through a zone outage; zonal ones are cheaper.
+    regional: bool = True
+    release_channel: ReleaseChannel = "REGULAR"
+    deletion_protection: bool = True
+    network: str = "default"
+    subnetwork: str | None = None
+    master_ipv4_cidr_block: str = Field(default="172.16.0.0/28", pattern=r"^\d{1,3}(\.\d{1,3}){3}/28$")
+    master_authorized_networks: list[AuthorizedNetwork] = []
+    private_endpoint: bool = False
+    maintenance_window: MaintenanceWindow = MaintenanceWindow()
+    system_pool: SystemPool = SystemPool()
+
+
+class GpuSharing(_Model):
+    strategy: Literal["TIME_SHARING", "MPS"]
+    max_shared_clients_per_gpu: int = Field(ge=2, le=48)
+
+
+class Reservation(_Model):
+    consume: Literal["ANY_RESERVATION", "SPECIFIC_RESERVATION", "NO_RESERVATION"] = "SPECIFIC_RESERVATION"
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _specific_needs_name(self) -> Reservation:
+        if self.consume == "SPECIFIC_RESERVATION" and not self.name:
+            raise ValueError("consume SPECIFIC_RESERVATION needs the reservation's name")
+        return self
+
+
+class GpuPool(_Model):
+    name: Name
+    accelerator: gpu.Accelerator = "nvidia-l4"
+    machine_type: str = "g2-standard-8"
+    # GPUs per node are fixed by the machine type; stating them documents intent and is checked.
+    gpus_per_node: int | None = Field(default=None, ge=1)
+    # Totals across the pool's zones (GKE's total_min/total_max_node_count).
+    min_nodes: int = Field(default=0, ge=0)
+    max_nodes: int = Field(default=2, ge=1)
+    spot: bool = False
+    reservation: Reservation | None = None
+    driver_version: DriverVersion = "LATEST"
+    sharing: GpuSharing | None = None
+    mig_partition_size: str | None = None
+    location_policy: Literal["BALANCED", "ANY"] = "ANY"
+    disk_size_gb: int = Field(default=200, ge=50)
+    disk_type: Literal["pd-balanced", "pd-ssd", "hyperdisk-balanced"] = "pd-ssd"
+
+    @field_validator("machine_type")
+    @classmethod
+    def _machine_carries_accelerator(cls, machine_type: str, info: ValidationInfo) -> str:
+        accelerator = info.data.get("accelerator")
+        if accelerator is not None:
+            problem = gpu.machine_type_problem(accelerator, machine_type)
+            if problem:
+                raise ValueError(problem)
+        return machine_type
+
+    @field_validator("gpus_per_node")
+    @classmethod
+    def _gpu_count_matches(cls, count: int | None, info: ValidationInfo) -> int | None:
+        accelerator, machine_type = info.data.get("accelerator"), info.data.get("machine_type")
+        if count is None or accelerator is None or machine_type is None:
+            return count
+        carried = gpu.gpus_per_node(accelerator, machine_type)
+        if count != carried:
+            raise ValueError(f"{machine_type} carries {carried} × {accelerator}; set gpusPerNode: {carried} or omit it")
+        return count
+
+    @field_validator("max_nodes")
+    @classmethod
+    def _max_not_below_min(cls, max_nodes: int, info: ValidationInfo) -> int:
+        return _check_min_max(info.data.get("min_nodes"), max_nodes)
+
+    @field_validator("reservation")
+    @classmethod
+    def _spot_or_reservation(cls, reservation: Reservation | None, info: ValidationInfo) -> Reservation | None:
+        if reservation is not None and info.data.get("spot"):
+            raise ValueError("spot nodes cannot consume a reservation; set spot: false or remove reservation")
+        return reservation
+
+    @field_validator("mig_partition_size")
+    @classmethod
+    def _mig_fits_accelerator(cls, size: str | None, info: ValidationInfo) -> str | None:
+        accelerator = info.data.get("accelerator")
+        if size is not None and accelerator is not None:
+            problem = gpu.mig_partition_problem(accelerator, size)
+            if problem:
+                raise ValueError(problem)
+        return size
+
+    @property
+    def gpu_count(self) -> int:
+        return gpu.gpus_per_node(self.accelerator, self.machine_type)
+
+
+def _check_min_max(min_nodes: int | None, max_nodes: int) -> int:
+    if min_nodes is not None and min_nodes > max_nodes:
+        raise ValueError(f"maxNodes must be at least minNodes ({min_nodes})")
+    return max_nodes
+
+
+def _default_gpu_pools() -> list[GpuPool]:
+    return [GpuPool(name="l4")]
+
+
+class ModelVersion(_Model):
+    version: Name
+    # Where the artifacts come from: gs://bucket/prefix or s3://bucket/prefix. None: the model store's own
+    # bucket at <model>/<version>/.
+    source: str | None = Field(default=None, pattern=r"^(gs|s3)://[a-z0-9][-a-z0-9._]{1,61}[a-z0-9](/.*)?$")
+    # Overrides inference.image for this version only.
+    image: Image | None = None
+
+
+class ServedModel(_Model):
+    name: Name
+    # The model name clients send in the OpenAI `model` field; defaults to `name`.
+    served_name: str | None = None
+    gpu_pool: Name | None = None
+    gpus_per_replica: int = Field(default=1, ge=1)
+    stable: ModelVersion
+    canary: ModelVersion | None = None
+    canary_weight: int = Field(default=0, ge=0, le=100)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=2, ge=1)
+
+    @field_validator("canary_weight")
+    @classmethod
+    def _weight_needs_canary(cls, weight: int, info: ValidationInfo) -> int:
+        if weight > 0 and info.data.get("canary") is None:
+            raise ValueError("a canary weight needs a canary version; add canary: {version: ...} or set 0")
+        return weight
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _replicas_ordered(cls, max_replicas: int, info: ValidationInfo) -> int:
+        min_replicas = info.data.get("min_replicas")
+        if min_replicas is not None and min_replicas > max_replicas:
+            raise ValueError(f"maxReplicas must be at least minReplicas ({min_replicas})")
+        return max_replicas
+
+
+class InferenceConfig(_Model):
+    # vLLM's OpenAI-compatible server; prod stacks pin it by digest.
+    image: Image = "vllm/vllm-openai:v0.27.1"
+    namespace: Name = "inference"
+
+
+class ModelStoreConfig(_Model):
+    # None: "<project>-<stack>-models", which is unique per project and stack.
+    bucket_name: str | None = Field(default=None, pattern=r"^[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]$")
+    location: str | None = None
+    kms_key_name: str | None = None
+    noncurrent_version_retention_days: int = Field(default=30, ge=1)
+    server_image: Image = "nginxinc/nginx-unprivileged:1.30.5-alpine"
+    namespace: Name = "model-store"
+
+
+class IstioConfig(_Model):
+    version: str = Field(default="1.28.1", pattern=r"^1\.\d+\.\d+$")
+    chart_repository: str = "https://istio-release.storage.googleapis.com/charts"
+
+    @property
+    def revision(self) -> str:
+        return "-".join(self.version.split(".")[:2])
+
+
+def _principal(value: str) -> str:
+    if not _PRINCIPAL.match(value):
+        raise ValueError("a principal looks like 'cluster.local/ns/<namespace>/sa/<service-account>' (no wildcards)")
+    return value
+
+
+class SecurityConfig(_Model):
+    # Principals allowed to call the inference API; empty means the ingress gateway alone.
+    callers: list[Annotated[str, AfterValidator(_principal)]] = []
+
+
+class ObservabilityConfig(_Model):
+    tracing_sampling_percent: float = Field(default=1.0, ge=0, le=100)
+    access_logs: bool = True
+
+
+class StackConfig(_Model):
+    environment: Environment = "prod"
+    gcp: GcpConfig
+    cluster: ClusterConfig = ClusterConfig()
+    gpu_pools: list[GpuPool] = Field(default_factory=_default_gpu_pools, min_length=1)
+    inference: InferenceConfig = InferenceConfig()
+    models: list[ServedModel] = Field(default_factory=list)
+    model_store: ModelStoreConfig = ModelStoreConfig()
+    istio: IstioConfig = IstioConfig()
+    security: SecurityConfig = SecurityConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+
+    @model_validator(mode="after")
+    def _names_unique_and_pools_fit(self) -> StackConfig:
+        _reject_duplicates("gpuPools", [p.name for p in self.gpu_pools])
+        _reject_duplicates("models", [m.name for m in self.models])
+        pools = {p.name: p for p in self.gpu_pools}
+        for i, model in enumerate(self.models):
+            if model.gpu_pool is not None and model.gpu_pool not in pools:
+                raise _KeyError(
+                    f"models[{i}].gpuPool", model.gpu_pool, f"names no GPU pool; use one of {sorted(pools)}"
+                )
+            pool = self.pool_for(model)
+            if model.gpus_per_replica > pool.gpu_count:
+                raise _KeyError(
+                    f"models[{i}].gpusPerReplica",
+                    model.gpus_per_replica,
+                    f"a {pool.machine_type} node in pool {pool.name!r} has {pool.gpu_count} GPU(s)",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _prod_images_pinned(self) -> StackConfig:
+        if self.environment != "prod":
+            return self
+        unpinned = [(path, image) for path, image in self.images() if not _DIGEST.search(image)]
+        if unpinned:
+            path, image = unpinned[0]
+            raise _KeyError(path, image, "prod images must be pinned by digest: 'repo@sha256:<64 hex>'")
+        return self
+
+    def images(self) -> Iterable[tuple[str, str]]:
+        """Every container image the stack runs, with the config key that chooses it."""
+        yield "inference.image", self.inference.image
+        yield "modelStore.serverImage", self.model_store.server_image
+        for i, model in enumerate(self.models):
+            for role, version in (("stable", model.stable), ("canary", model.canary)):
+                if version is not None and version.image is not None:
+                    yield f"models[{i}].{role}.image", version.image
+
+    def pool_for(self, model: ServedModel) -> GpuPool:
+        return next((p for p in self.gpu_pools if p.name == model.gpu_pool), self.gpu_pools[0])
+
+
+class _KeyError(ValueError):
+    """A model-level rule that blames one key (pydantic would only name the model)."""
+
+    def __init__(self, path: str, value: object, message: str):
+        self.path, self.value = path, value
+        super().__init__(message)
+
+
+def _reject_duplicates(key: str, names: list[str]) -> None:
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise _KeyError(f"{key}[{i}].name", name, "is used twice; names must be unique")
+
+
+def parse_stack_config(values: Mapping[str, Any]) -> StackConfig:
+    """Validate the `llm-mesh:*` values of a stack (keys without the namespace) or raise ConfigError."""
+    try:
+        return StackConfig.model_validate(dict(values))
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+
+
+def config_from_pulumi(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate the config bag Pulumi hands a program (`"llm-mesh:key": value-or-JSON-string`)."""
+    values: dict[str, Any] = {}
+    prefix = NAMESPACE + ":"
+    for key, value in raw.items():
+        if key.startswith(prefix):
+            values[key[len(prefix) :]] = _decode(value)
+    return parse_stack_config(values)
+
+
+def load_stack_config() -> StackConfig:
+    """The running program's stack config: what `pulumi up` (or the offline engine) handed it."""
+    bag = {**pulumi_config.get_config_env(), **pulumi_config.CONFIG.get()}
+    return config_from_pulumi(bag)
+
+
+def _decode(value: Any) -> Any:
+    # Pulumi passes structured config as JSON text and scalars as plain strings.
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _describe(error: Any) -> str:
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, _KeyError):
+        return f"{NAMESPACE}:{cause.path} = {cause.value!r}: {cause}"
+    message = str(cause) if cause is not None else error["msg"]
+    if error["type"] == "extra_forbidden":
+        return f"{_key_path(loc)}: unknown key{_suggestion(loc)}"
+    if error["type"] == "missing":
+        return f"{_key_path(loc)}: required key is missing"
+    return f"{_key_path(loc)} = {error['input']!r}: {message}"
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + part
+    return f"{NAMESPACE}:{path}"
+
+
+def _suggestion(loc: tuple[str | int, ...]) -> str:
+    model: type[BaseModel] | None = StackConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        model = _submodel(model, part)
+    if model is None:
+        return ""
+    known = [f.alias or name for name, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (known keys: {', '.join(known)})"
+
+
+def _submodel(model: type[BaseModel], alias: str) -> type[BaseModel] | None:
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == alias:
+            return _model_in(field.annotation)
+    return None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

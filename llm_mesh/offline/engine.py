@@ -1,0 +1,272 @@
+"""The offline engine: run the real program under the Pulumi SDK's mock runtime and record every registration.
+
+The program is run the way the Python language host runs it (`run_in_stack` over `runpy.run_path` of the
+project folder), with the stack's config, in non-preview mode so that every `apply` runs. A monitor of our
+own records what the SDK sends for each resource: type, name, parent, inputs and options. Provider-computed
+outputs are answered with markers (see values.py), never with invented values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import runpy
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import empty_pb2, json_format
+from pulumi import _types
+from pulumi.runtime import rpc
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks, MockSettings
+from pulumi.runtime.proto import engine_pb2, resource_pb2
+from pulumi.runtime.settings import configure
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from llm_mesh.offline.values import UNKNOWN, computed_marker
+from llm_mesh.stackfile import Project, StackSettings
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+PROVIDER_PREFIX = "pulumi:providers:"
+
+
+@dataclass
+class Registration:
+    """One resource as the SDK registered it (inputs in wire form: camelCase, secrets wrapped)."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    inputs: dict[str, Any]
+    provider: str
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    protect: bool
+    retain_on_delete: bool
+    custom_timeouts: dict[str, str]
+    remote: bool
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Diagnostic:
+    severity: str
+    message: str
+    urn: str
+
+
+@dataclass
+class Recording:
+    project: str
+    stack: str
+    resources: list[Registration]
+    diagnostics: list[Diagnostic]
+
+    @property
+    def stack_resource(self) -> Registration:
+        return next(r for r in self.resources if r.type == STACK_TYPE)
+
+
+class _ComputedOutputs(Mocks):
+    """Answers each registration with markers for the outputs only the provider knows."""
+
+    def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
+        if not args.custom:
+            return None, {}
+        return computed_marker(args.name, "id"), _computed_state(args.typ, args.name, args.inputs)
+
+    def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        # Invokes (data sources) would read the cloud; the program must not depend on them offline.
+        raise NotImplementedError(f"offline preview cannot answer the data source {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """MockMonitor that records each registration with its options and engine-shaped URNs."""
+
+    def __init__(self) -> None:
+        super().__init__(_ComputedOutputs())
+        self.registrations: list[Registration] = []
+        self._by_urn: dict[str, Registration] = {}
+        self.project = ""
+        self.stack = ""
+
+    def engine_urn(self, parent: str, type_: str, name: str) -> str:
+        # The engine qualifies a child's type with every ancestor type but the stack's (FIELD-NOTES.md).
+        qualified = type_
+        if parent:
+            parent_qualified = parent.split("::")[2]
+            if parent_qualified != STACK_TYPE:
+                qualified = f"{parent_qualified}${type_}"
+        return f"urn:pulumi:{self.stack}::{self.project}::{qualified}::{name}"
+
+    def RegisterResource(self, request: Any) -> Any:
+        urn = self.engine_urn(request.parent, request.type, request.name)
+        inputs = json_format.MessageToDict(request.object)
+        registration = Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            custom=bool(request.custom),
+            parent=request.parent,
+            inputs=inputs,
+            provider=self._provider_ref(request),
+            dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+            protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete),
+            custom_timeouts={k: v for k, v in json_format.MessageToDict(request.customTimeouts).items() if v},
+            remote=bool(request.remote),
+        )
+        self.registrations.append(registration)
+        self._by_urn[urn] = registration
+        if request.type == STACK_TYPE or not request.custom:
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        id_, state = self.mocks.new_resource(
+            MockResourceArgs(typ=request.type, name=request.name, inputs=inputs, custom=True)
+        )
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_ or "", state)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj)
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        registration = self._by_urn.get(request.urn)
+        if registration is not None:
+            registration.outputs = json_format.MessageToDict(request.outputs)
+        return empty_pb2.Empty()
+
+    def _provider_ref(self, request: Any) -> str:
+        """`urn::id` of the provider, with the id unknown as in a preview of a new stack."""
+        if not request.custom or request.type.startswith(PROVIDER_PREFIX):
+            return ""
+        if request.provider:
+            provider_urn = request.provider.rsplit("::", 1)[0]
+            return f"{provider_urn}::{UNKNOWN}"
+        package = request.type.split(":")[0]
+        version = (request.version or "").replace(".", "_")
+        default_urn = f"urn:pulumi:{self.stack}::{self.project}::{PROVIDER_PREFIX}{package}::default_{version}"
+        return f"{default_urn}::{UNKNOWN}"
+
+
+class _RecordingEngine:
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic] = []
+
+    def Log(self, request: Any) -> None:
+        severity = engine_pb2.LogSeverity.Name(request.severity).lower()
+        if severity != "debug":
+            self.diagnostics.append(Diagnostic(severity, request.message, request.urn))
+
+
+def run_program(project: Project, stack: str, settings: StackSettings) -> Recording:
+    """Run the project's program once for `stack` and return everything it registered.
+
+    Mocks are process-global in the SDK: call this once per process.
+    """
+    monitor = RecordingMonitor()
+    monitor.project, monitor.stack = project.name, stack
+    engine = _RecordingEngine()
+    features = set(monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures)
+    configure(
+        MockSettings(
+            monitor=monitor,
+            monitor_features=features,
+            engine=engine,
+            project=project.name,
+            stack=stack,
+            dry_run=False,
+            organization="organization",
+            callbacks=None,
+        )
+    )
+    set_all_config(settings.config, settings.secret_keys)
+    with _quiet_sdk_logging(), _working_directory(project.root):
+        _sync_await(run_in_stack(lambda: _run_main(project.root)))
+    return Recording(project.name, stack, monitor.registrations, engine.diagnostics)
+
+
+def _run_main(root: Path) -> None:
+    # As the language host does: run the project folder, which puts it first on sys.path.
+    runpy.run_path(str(root), run_name="__main__")
+
+
+@contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    # The CLI runs a program from its project folder; relative paths in it must mean the same offline.
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+@contextmanager
+def _quiet_sdk_logging() -> Iterator[None]:
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _computed_state(type_token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Markers for each output of the resource type that its inputs do not already fix."""
+    return _fill(_output_shape(type_token), inputs, name, "")
+
+
+def _fill(shape: tuple[tuple[str, Any], ...], given: dict[str, Any], resource: str, path: str) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for prop, kind in shape:
+        value = given.get(prop)
+        here = f"{path}.{prop}" if path else prop
+        if isinstance(kind, tuple) and (value is None or isinstance(value, dict)):
+            # An object the program set in part (masterAuth) still gets the provider's half (its CA).
+            state[prop] = {**(value or {}), **_fill(kind, value or {}, resource, here)}
+        elif value is None and not isinstance(kind, tuple):
+            state[prop] = computed_marker(resource, here)
+    return state
+
+
+@cache
+def _output_shape(type_token: str) -> tuple[tuple[str, Any], ...]:
+    """(wire name, "str" or nested shape) for each string or object output of a resource type."""
+    cls = _resource_class(type_token)
+    if cls is None:
+        return ()
+    return _shape(_types.resource_types(cls), depth=0)
+
+
+def _shape(types: dict[str, Any], depth: int) -> tuple[tuple[str, Any], ...]:
+    shape: list[tuple[str, Any]] = []
+    for prop, kind in types.items():
+        if kind is str:
+            shape.append((prop, "str"))
+        elif isinstance(kind, type) and _types.is_output_type(kind) and depth < 2:
+            shape.append((prop, _shape(_types.output_type_types(kind), depth + 1)))
+        # Numbers, booleans and lists stay unset: the SDK then falls back to the inputs, or to None.
+    return tuple(shape)
+
+
+def _resource_class(type_token: str) -> type | None:
+    parts = type_token.split(":")
+    if len(parts) != 3 or type_token.startswith(PROVIDER_PREFIX):
+        return None
+    package, module, _ = parts
+    for resource_module in rpc._RESOURCE_MODULES.get(f"{package}:{module}", []):
+        info = getattr(resource_module, "mod_info", None)
+        if not info or type_token not in info.get("classes", {}):
+            continue
+        namespace = __import__(info["fqn"], fromlist=["_"])
+        cls = getattr(namespace, info["classes"][type_token], None)
+        return typing.cast(type, cls)
+    return None

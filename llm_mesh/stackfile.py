@@ -1,0 +1,74 @@
+"""Reading a Pulumi project and its stack files the way the Pulumi CLI hands them to a program."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# What the offline engine passes for a `secure:` value it cannot decrypt (no passphrase or cloud KMS here).
+UNDECRYPTED_SECRET = "[secret]"
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    name: str
+    stack_config_dir: Path
+
+    @classmethod
+    def find(cls, start: Path) -> Project:
+        """The Pulumi project at `start` or the nearest folder above it."""
+        for folder in (start, *start.parents):
+            manifest = folder / "Pulumi.yaml"
+            if manifest.is_file():
+                document = yaml.safe_load(manifest.read_text()) or {}
+                config_dir = folder / document.get("stackConfigDir", ".")
+                return cls(folder, str(document["name"]), config_dir)
+        raise FileNotFoundError(f"no Pulumi.yaml in {start} or any folder above it")
+
+    def stack_file(self, stack: str) -> Path:
+        return self.stack_config_dir / f"Pulumi.{stack}.yaml"
+
+    def stacks(self) -> list[str]:
+        return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in self.stack_config_dir.glob("Pulumi.*.yaml"))
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """A stack's config as the language host passes it: strings, structured values as JSON text."""
+
+    config: dict[str, str]
+    secret_keys: list[str] = field(default_factory=list)
+
+
+def read_stack_settings(project: Project, stack: str) -> StackSettings:
+    path = project.stack_file(stack)
+    if not path.is_file():
+        known = ", ".join(project.stacks()) or "none"
+        raise FileNotFoundError(f"{path}: no such stack file (stacks here: {known})")
+    document = yaml.safe_load(path.read_text()) or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        full_key = key if ":" in key else f"{project.name}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[full_key] = UNDECRYPTED_SECRET
+            secret_keys.append(full_key)
+        else:
+            config[full_key] = value if isinstance(value, str) else json.dumps(_plain(value))
+    return StackSettings(config, secret_keys)
+
+
+def _plain(value: Any) -> Any:
+    # YAML may give dates or other types; the CLI passes them on as their text.
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
