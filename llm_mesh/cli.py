@@ -19,7 +19,7 @@ from llm_mesh.stackfile import Project, read_stack_settings
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,12 @@ def _image(value: str) -> str:
     return value
 
 
+def _check_min_max(min_nodes: int | None, max_nodes: int) -> int:
+    if min_nodes is not None and min_nodes > max_nodes:
+        raise ValueError(f"maxNodes must be at least minNodes ({min_nodes})")
+    return max_nodes
+
+
 Name = Annotated[str, AfterValidator(_dns_label)]
 Image = Annotated[str, AfterValidator(_image)]
 
@@ -71,7 +77,10 @@ Image = Annotated[str, AfterValidator(_image)]
 class _Model(BaseModel):
     """Strict and camelCase, as Pulumi config keys are written."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # validate_default: cross-field rules (min <= max) must also hold when one side is a default.
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, validate_default=True
+    )
 
 
 class GcpConfig(_Model):
@@ -212,12 +221,6 @@ class GpuPool(_Model):
         return gpu.gpus_per_node(self.accelerator, self.machine_type)
 
 
-def _check_min_max(min_nodes: int | None, max_nodes: int) -> int:
-    if min_nodes is not None and min_nodes > max_nodes:
-        raise ValueError(f"maxNodes must be at least minNodes ({min_nodes})")
-    return max_nodes
-
-
 def _default_gpu_pools() -> list[GpuPool]:
     return [GpuPool(name="l4")]
 
@@ -239,13 +242,16 @@ class ServedModel(_Model):
     gpus_per_replica: int = Field(default=1, ge=1)
     stable: ModelVersion
     canary: ModelVersion | None = None
-    canary_weight: int = Field(default=0, ge=0, le=100)
+    # Percent of requests for the canary; the stable version takes the rest.
+    canary_weight: int = 0
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=2, ge=1)
 
     @field_validator("canary_weight")
     @classmethod
     def _weight_needs_canary(cls, weight: int, info: ValidationInfo) -> int:
+        if not 0 <= weight <= 100:
+            raise ValueError("must be between 0 and 100 (percent of requests sent to the canary)")
         if weight > 0 and info.data.get("canary") is None:
             raise ValueError("a canary weight needs a canary version; add canary: {version: ...} or set 0")
         return weight
@@ -422,7 +428,8 @@ def _key_path(loc: tuple[str | int, ...]) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += ("." if path else "") + part
+            # Defaults are reported by field name; users wrote (and read) the camelCase key.
+            path += ("." if path else "") + to_camel(part)
     return f"{NAMESPACE}:{path}"
 
 

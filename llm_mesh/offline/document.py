@@ -64,9 +64,9 @@ def _step(r: Registration) -> dict[str, Any]:
     if r.provider:
         state["provider"] = r.provider
     if r.dependencies:
-        state["dependencies"] = r.dependencies
+        state["dependencies"] = sorted(r.dependencies)
     if r.property_dependencies:
-        state["propertyDependencies"] = {k: v for k, v in r.property_dependencies.items() if v}
+        state["propertyDependencies"] = {k: sorted(v) for k, v in sorted(r.property_dependencies.items()) if v}
     if r.custom_timeouts:
         state["customTimeouts"] = r.custom_timeouts
     if r.outputs:

@@ -12,7 +12,7 @@ import logging
 import os
 import runpy
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,7 +25,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks, MockSettings
 from pulumi.runtime.proto import engine_pb2, resource_pb2
-from pulumi.runtime.settings import configure
+from pulumi.runtime.settings import configure, set_root_resource
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
@@ -166,12 +166,24 @@ class _RecordingEngine:
 
 
 def run_program(project: Project, stack: str, settings: StackSettings) -> Recording:
-    """Run the project's program once for `stack` and return everything it registered.
+    """Run the project's program once for `stack` and return everything it registered."""
+    with _working_directory(project.root):
+        return record(lambda: run_main(project.root), project.name, stack, settings)
 
-    Mocks are process-global in the SDK: call this once per process.
+
+def record(
+    program: Callable[[], None],
+    project: str,
+    stack: str,
+    settings: StackSettings,
+    monitor: RecordingMonitor | None = None,
+) -> Recording:
+    """Run `program` as a Pulumi program under the recording monitor (pass one to inspect a failed run).
+
+    Mocks are process-global in the SDK: one recording at a time; tests give each its own event loop.
     """
-    monitor = RecordingMonitor()
-    monitor.project, monitor.stack = project.name, stack
+    monitor = monitor or RecordingMonitor()
+    monitor.project, monitor.stack = project, stack
     engine = _RecordingEngine()
     features = set(monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures)
     configure(
@@ -179,20 +191,22 @@ def run_program(project: Project, stack: str, settings: StackSettings) -> Record
             monitor=monitor,
             monitor_features=features,
             engine=engine,
-            project=project.name,
+            project=project,
             stack=stack,
             dry_run=False,
             organization="organization",
             callbacks=None,
         )
     )
+    # A previous recording in this process left its stack as the root; this program gets its own.
+    set_root_resource(None)  # type: ignore[arg-type]
     set_all_config(settings.config, settings.secret_keys)
-    with _quiet_sdk_logging(), _working_directory(project.root):
-        _sync_await(run_in_stack(lambda: _run_main(project.root)))
-    return Recording(project.name, stack, monitor.registrations, engine.diagnostics)
+    with _quiet_sdk_logging():
+        _sync_await(run_in_stack(program))
+    return Recording(project, stack, monitor.registrations, engine.diagnostics)
 
 
-def _run_main(root: Path) -> None:
+def run_main(root: Path) -> None:
     # As the language host does: run the project folder, which puts it first on sys.path.
     runpy.run_path(str(root), run_name="__main__")
 

@@ -1,0 +1,47 @@
+"""Fixtures: each stack's offline preview, run once per session through the real command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = ("dev", "staging", "prod")
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """The llm-mesh command in its own process (the SDK's mocks are process-global)."""
+    return subprocess.run(
+        [sys.executable, "-m", "llm_mesh.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="session")
+def previews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("previews")
+    documents = {}
+    for stack in STACKS:
+        out = folder / f"{stack}.json"
+        result = run_cli("preview", "--stack", stack, "--json", str(out))
+        assert result.returncode == 0, result.stderr + result.stdout
+        documents[stack] = json.loads(out.read_text())
+    return documents
+
+
+@pytest.fixture
+def fresh_loop() -> Iterator[None]:
+    """A new event loop for an in-process recording, closed afterwards (mocks are process-global)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)

@@ -1,0 +1,192 @@
+"""The offline preview of each stack, through the real `llm-mesh preview` command."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_mesh.offline.values import UNKNOWN
+from tests.conftest import ROOT, STACKS, run_cli
+from tests.helpers import prop, resource, steps_of_type
+
+URN = re.compile(r"^urn:pulumi:(?P<stack>[a-z]+)::llm-mesh::(?P<types>[^:]+(:[^:$]+)*(\$[^$]+)*)::(?P<name>[^:]+)$")
+CLUSTER = "gcp:container/cluster:Cluster"
+NODE_POOL = "gcp:container/nodePool:NodePool"
+SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_document_has_the_engine_shape(previews: dict[str, dict[str, Any]], stack: str) -> None:
+    document = previews[stack]
+    urns = {step["urn"] for step in document["steps"]}
+    for step in document["steps"]:
+        assert step["op"] == "create"
+        match = URN.match(step["urn"])
+        assert match and match["stack"] == stack, step["urn"]
+        state = step["newState"]
+        assert state["urn"] == step["urn"]
+        assert {"type", "custom", "protect"} <= set(state)
+        assert match["types"].endswith(state["type"])
+        if state["type"] != "pulumi:pulumi:Stack":
+            assert state["parent"] in urns, "every parent is itself in the document"
+        for dependency in state.get("dependencies", []):
+            assert dependency in urns
+    assert document["changeSummary"] == {"create": len(document["steps"])}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_child_urns_carry_their_component_type(previews: dict[str, dict[str, Any]], stack: str) -> None:
+    cluster = resource(previews[stack], CLUSTER, "gpu-gke")
+    assert (
+        cluster["urn"]
+        == f"urn:pulumi:{stack}::llm-mesh::llm-mesh:cluster:GpuCluster$gcp:container/cluster:Cluster::gpu-gke"
+    )
+    assert cluster["parent"] == f"urn:pulumi:{stack}::llm-mesh::llm-mesh:cluster:GpuCluster::gpu"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_marker_or_secret_leaks(previews: dict[str, dict[str, Any]], stack: str) -> None:
+    text = json.dumps(previews[stack])
+    assert "__computed__" not in text
+    assert "gke-gcloud-auth-plugin" not in text, "the kubeconfig is a secret and must not be printed"
+    provider = resource(previews[stack], "pulumi:providers:kubernetes", "gpu-k8s")
+    assert provider["inputs"]["kubeconfig"] == "[secret]"
+    outputs = previews[stack]["steps"][0]["newState"]["outputs"]
+    assert outputs["kubeconfig"] == "[secret]"
+    assert outputs["clusterEndpoint"] == UNKNOWN
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_provider_computed_values_are_listed(previews: dict[str, dict[str, Any]], stack: str) -> None:
+    known_after = previews[stack]["offline"]["knownAfterDeploy"]
+    assert {"gpu-gke.endpoint", "gpu-gke.masterAuth.clusterCaCertificate", "gpu-nodes.email"} <= set(known_after)
+    member = steps_of_type(previews[stack], "gcp:projects/iAMMember:IAMMember")[0]["newState"]
+    assert member["inputs"]["member"] == UNKNOWN
+
+
+def test_cluster_is_hardened_and_private(previews: dict[str, dict[str, Any]]) -> None:
+    for stack, document in previews.items():
+        cluster = resource(document, CLUSTER, "gpu-gke")
+        assert prop(cluster, "workloadIdentityConfig.workloadPool") == f"llm-mesh-{stack}.svc.id.goog"
+        assert prop(cluster, "privateClusterConfig.enablePrivateNodes") is True
+        assert prop(cluster, "enableShieldedNodes") is True
+        assert prop(cluster, "enableLegacyAbac") is False
+        assert prop(cluster, "masterAuth.clientCertificateConfig.issueClientCertificate") is False
+        assert prop(cluster, "datapathProvider") == "ADVANCED_DATAPATH"
+        assert prop(cluster, "removeDefaultNodePool") is True
+        assert prop(cluster, "addonsConfig.gcsFuseCsiDriverConfig.enabled") is True
+        assert "DCGM" in prop(cluster, "monitoringConfig.enableComponents")
+        assert prop(cluster, "monitoringConfig.managedPrometheus.enabled") is True
+        assert prop(cluster, "masterAuthorizedNetworksConfig.cidrBlocks")
+        assert prop(cluster, "maintenancePolicy.recurringWindow.recurrence")
+
+
+def test_prod_is_protected_and_dev_is_not(previews: dict[str, dict[str, Any]]) -> None:
+    prod, dev = resource(previews["prod"], CLUSTER, "gpu-gke"), resource(previews["dev"], CLUSTER, "gpu-gke")
+    assert prod["protect"] is True and prop(prod, "deletionProtection") is True
+    assert dev["protect"] is False and prop(dev, "deletionProtection") is False
+    assert prop(prod, "location") == "us-central1", "prod is regional"
+    assert prop(dev, "location") == "us-central1-a", "dev is zonal"
+    assert prop(prod, "releaseChannel.channel") == "STABLE"
+
+
+@pytest.mark.parametrize(
+    ("stack", "pools"),
+    [
+        ("dev", {"gpu-l4-spot": (True, 0, 1)}),
+        ("staging", {"gpu-l4-spot": (True, 0, 2)}),
+        ("prod", {"gpu-l4-ondemand": (False, 2, 6), "gpu-l4-spot": (True, 0, 8)}),
+    ],
+)
+def test_gpu_pools_follow_the_stack_config(
+    previews: dict[str, dict[str, Any]], stack: str, pools: dict[str, tuple[bool, int, int]]
+) -> None:
+    document = previews[stack]
+    names = {s["urn"].rsplit("::", 1)[1] for s in steps_of_type(document, NODE_POOL)}
+    assert names == {"gpu-system", *pools}
+    for name, (spot, low, high) in pools.items():
+        pool = resource(document, NODE_POOL, name)
+        assert prop(pool, "nodeConfig.spot") is spot
+        assert prop(pool, "autoscaling.totalMinNodeCount") == low
+        assert prop(pool, "autoscaling.totalMaxNodeCount") == high
+        assert prop(pool, "nodeConfig.guestAccelerators.0.type") == "nvidia-l4"
+        assert prop(pool, "nodeConfig.guestAccelerators.0.gpuDriverInstallationConfig.gpuDriverVersion") == "LATEST"
+        assert prop(pool, "nodeConfig.workloadMetadataConfig.mode") == "GKE_METADATA"
+        assert prop(pool, "nodeConfig.shieldedInstanceConfig.enableSecureBoot") is True
+        assert prop(pool, "nodeConfig.gvnic.enabled") is True
+        assert prop(pool, "nodeConfig.gcfsConfig.enabled") is True
+        assert "taints" not in pool["inputs"]["nodeConfig"], "GKE owns the GPU taint"
+        assert pool["customTimeouts"]["create"] == "60m"
+
+
+def test_prod_gpu_count_comes_from_the_machine_type(previews: dict[str, dict[str, Any]]) -> None:
+    pool = resource(previews["prod"], NODE_POOL, "gpu-l4-ondemand")
+    assert prop(pool, "nodeConfig.machineType") == "g2-standard-24"
+    assert prop(pool, "nodeConfig.guestAccelerators.0.count") == 2
+    assert prop(pool, "nodeLocations") == [
+        "us-central1-a",
+        "us-central1-b",
+        "us-central1-c",
+    ]
+
+
+def test_kubernetes_provider_waits_for_schedulable_nodes(previews: dict[str, dict[str, Any]]) -> None:
+    provider = resource(previews["dev"], "pulumi:providers:kubernetes", "gpu-k8s")
+    assert any(d.endswith("::gpu-system") for d in provider["dependencies"])
+
+
+def test_steps_use_only_keys_the_engine_writes(previews: dict[str, dict[str, Any]]) -> None:
+    sample = SAMPLES / "sample-preview-creates.json"
+    if not sample.is_file():
+        pytest.skip("shared samples of real engine output are not beside this checkout")
+    real = json.loads(sample.read_text())
+    real_step_keys = {k for s in real["steps"] for k in s}
+    real_state_keys = {k for s in real["steps"] for k in s["newState"]} | {"protect", "customTimeouts", "outputs"}
+    for step in previews["prod"]["steps"]:
+        assert set(step) <= real_step_keys
+        assert set(step["newState"]) <= real_state_keys, set(step["newState"]) - real_state_keys
+
+
+def test_same_program_gives_the_same_document(previews: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    again = tmp_path / "prod.json"
+    assert run_cli("preview", "--stack", "prod", "--json", str(again)).returncode == 0
+    assert json.loads(again.read_text()) == previews["prod"]
+
+
+def test_readable_plan_and_summary() -> None:
+    result = run_cli("preview", "--stack", "prod")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Previewing llm-mesh/prod offline (Pulumi SDK mock runtime: no cloud calls, no state)"
+    assert any("├─ gcp:container/cluster:Cluster" in line and "protected" in line for line in lines)
+    assert "Resources: + 13 to create" in result.stdout
+    assert "Known only after deployment: 3 values" in result.stdout
+    assert "GPU capacity: 4–12 × nvidia-l4 (on-demand, pool gpu-l4-ondemand)" in result.stdout
+    assert "GPU capacity: 0–16 × nvidia-l4 (spot, pool gpu-l4-spot)" in result.stdout
+
+
+def test_config_error_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "stacks").mkdir()
+    broken = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text().replace("g2-standard-8", "n2-standard-8")
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(broken)
+    (tmp_path / "__main__.py").write_text((ROOT / "__main__.py").read_text())
+    (tmp_path / "components").symlink_to(ROOT / "components")
+    out = tmp_path / "out.json"
+    result = run_cli("preview", "--stack", "dev", "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(
+        "error: stacks/Pulumi.dev.yaml: llm-mesh:gpuPools[0].machineType = 'n2-standard-8': "
+        "nvidia-l4 needs a g2-standard-* machine type"
+    )
+    assert not out.exists()
+
+
+def test_unknown_stack_is_named() -> None:
+    result = run_cli("preview", "--stack", "qa")
+    assert result.returncode == 2
+    assert "Pulumi.qa.yaml: no such stack file (stacks here: dev, prod, staging)" in result.stderr
