@@ -1,0 +1,162 @@
+"""How long the offline preview takes, next to the SDK's own floor for the same number of resources.
+
+Prints, for the prod stack and for a synthetic stack serving 50 models (each on its own GPU pool):
+resources registered, median wall time over --runs runs, peak memory, resources per second, and the ratio
+to the floor: the bare cost of registering as many resources with the SDK's mock runtime and no program.
+Every measurement runs in a fresh process, because the SDK's mocks are process-global.
+
+    .venv/bin/python benchmarks/offline_preview.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNTHETIC_MODELS = 50
+
+
+def synthetic_stack(folder: Path) -> None:
+    """A dev stack that serves SYNTHETIC_MODELS models, each with a GPU pool of its own."""
+    pools = [
+        {"name": f"l4-{i}", "machineType": "g2-standard-8", "maxNodes": 2, "spot": True}
+        for i in range(SYNTHETIC_MODELS)
+    ]
+    models = [
+        {
+            "name": f"model-{i}",
+            "gpuPool": f"l4-{i}",
+            "stable": {"version": "v1"},
+            "canary": {"version": "v2"},
+            "canaryWeight": 10,
+        }
+        for i in range(SYNTHETIC_MODELS)
+    ]
+    config = {
+        "llm-mesh:environment": "dev",
+        "llm-mesh:gcp": {"project": "llm-mesh-bench", "zones": ["us-central1-a"]},
+        "llm-mesh:cluster": {"regional": False, "deletionProtection": False},
+        "llm-mesh:gpuPools": pools,
+        "llm-mesh:models": models,
+    }
+    (folder / "Pulumi.synthetic.yaml").write_text(json.dumps({"config": config}))  # JSON is YAML
+
+
+def child_preview(stack: str, config_dir: str) -> dict[str, Any]:
+    from llm_mesh.offline.document import preview_document
+    from llm_mesh.offline.engine import run_program
+    from llm_mesh.stackfile import Project, read_stack_settings
+
+    found = Project.find(ROOT)
+    project = Project(found.root, found.name, Path(config_dir) if config_dir else found.stack_config_dir)
+    started = time.perf_counter()
+    import_program_modules(found.root / "__main__.py")
+    imported = time.perf_counter()
+    document = preview_document(run_program(project, stack, read_stack_settings(project, stack)))
+    done = time.perf_counter()
+    return {
+        "seconds": done - started,
+        "import_seconds": imported - started,
+        "resources": len(document["steps"]),
+        "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+
+
+def import_program_modules(main: Path) -> None:
+    """Import what the program imports, so that its import time is measured apart from its run."""
+    sys.path.insert(0, str(main.parent))
+    for node in ast.walk(ast.parse(main.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                importlib.import_module(alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            importlib.import_module(node.module)
+
+
+def child_floor(count: int) -> dict[str, Any]:
+    """Register `count` custom resources (plus the stack) with the stock MockMonitor and nothing else."""
+    import pulumi
+    from pulumi.runtime.stack import run_in_stack
+    from pulumi.runtime.sync_await import _sync_await
+
+    class Echo(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            return f"{args.name}-id", args.inputs
+
+        def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+            return {}, None
+
+    pulumi.runtime.set_mocks(Echo(), project="llm-mesh", stack="floor", preview=False)
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
+
+    def program() -> None:
+        for i in range(count - 1):
+            pulumi.CustomResource("bench:index:Thing", f"thing-{i}", {"index": i, "labels": {"a": "b"}})
+
+    started = time.perf_counter()
+    _sync_await(run_in_stack(program))
+    return {
+        "seconds": time.perf_counter() - started,
+        "import_seconds": 0.0,
+        "resources": count,
+        "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+
+
+def measure(args: list[str], runs: int) -> dict[str, Any]:
+    results = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {
+        "seconds": statistics.median(r["seconds"] for r in results),
+        "run_seconds": statistics.median(r["seconds"] - r["import_seconds"] for r in results),
+        "resources": results[0]["resources"],
+        "peak_mib": max(r["peak_kib"] for r in results) / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--child", nargs="+")
+    options = parser.parse_args()
+    if options.child:
+        kind, *rest = options.child
+        result = (
+            child_preview(rest[0], rest[1] if len(rest) > 1 else "") if kind == "preview" else child_floor(int(rest[0]))
+        )
+        print(json.dumps(result))
+        return
+
+    with tempfile.TemporaryDirectory() as folder:
+        synthetic_stack(Path(folder))
+        cases = [("prod stack", ["preview", "prod"]), (f"{SYNTHETIC_MODELS} models", ["preview", "synthetic", folder])]
+        print(f"offline preview, median of {options.runs} runs, each in a fresh process")
+        header = ("case", "resources", "total s", "run s", "res/s", "peak MiB", "floor s", "run/floor")
+        print("{:<12}{:>10}{:>9}{:>8}{:>8}{:>10}{:>9}{:>11}".format(*header))
+        for label, args in cases:
+            preview = measure(args, options.runs)
+            floor = measure(["floor", str(preview["resources"])], options.runs)
+            print(
+                f"{label:<12}{preview['resources']:>10}{preview['seconds']:>9.3f}{preview['run_seconds']:>8.3f}"
+                f"{preview['resources'] / preview['run_seconds']:>8.0f}{preview['peak_mib']:>10.0f}"
+                f"{floor['seconds']:>9.3f}{preview['run_seconds'] / floor['seconds']:>11.1f}"
+            )
+        print("total: in a fresh process, with the program's imports; run: without them (imports done first)")
+        print("floor: as many resources registered with the stock MockMonitor and no program")
+
+
+if __name__ == "__main__":
+    main()
