@@ -3,15 +3,29 @@
 import pulumi
 
 from components.cluster import GpuCluster, GpuClusterArgs
+from components.istio import IstioMesh, IstioMeshArgs
+from components.mesh_policy import MeshRouting, MeshSecurity
+from llm_mesh.authz import security_objects
 from llm_mesh.config import load_stack_config
+from llm_mesh.topology import model_names
 
 # Validated before anything is declared: a bad stack file stops here with the key, the value and the fix.
 config = load_stack_config()
 stack = pulumi.get_stack()
 
 cluster = GpuCluster("gpu", GpuClusterArgs.from_config(config, stack))
+on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
+mesh = IstioMesh("istio", IstioMeshArgs.from_config(config), on_cluster)
+
+# Mesh objects need Istio's CRDs and istiod's webhook, and their namespaces: all come with the mesh.
+in_mesh = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh])
+MeshSecurity("mesh-security", security_objects(config), in_mesh)
+for names in model_names(config):
+    MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh)
 
 pulumi.export("environment", config.environment)
 pulumi.export("clusterName", cluster.cluster_name)
 pulumi.export("clusterEndpoint", cluster.endpoint)
 pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("istioRevision", config.istio.revision)
+pulumi.export("inferenceHosts", [names.external_host for names in model_names(config)])

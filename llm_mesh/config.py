@@ -29,6 +29,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from llm_mesh import gpu
+from llm_mesh.mesh.base import duration_seconds
+from llm_mesh.mesh.networking import RETRY_CONDITIONS
 
 NAMESPACE = "llm-mesh"
 
@@ -70,7 +72,20 @@ def _check_min_max(min_nodes: int | None, max_nodes: int) -> int:
     return max_nodes
 
 
+def _duration(value: str) -> str:
+    duration_seconds(value)  # raises with the accepted forms
+    return value
+
+
+def _retry_on(value: str) -> str:
+    unknown = sorted({c.strip() for c in value.split(",")} - RETRY_CONDITIONS)
+    if unknown:
+        raise ValueError(f"unknown retry condition(s) {unknown}; use Envoy's, e.g. 'connect-failure,refused-stream'")
+    return value
+
+
 Name = Annotated[str, AfterValidator(_dns_label)]
+Duration = Annotated[str, AfterValidator(_duration)]
 Image = Annotated[str, AfterValidator(_image)]
 
 
@@ -135,6 +150,8 @@ class ClusterConfig(_Model):
     master_ipv4_cidr_block: str = Field(default="172.16.0.0/28", pattern=r"^\d{1,3}(\.\d{1,3}){3}/28$")
     master_authorized_networks: list[AuthorizedNetwork] = []
     private_endpoint: bool = False
+    # The minor the release channel runs; rendered objects are validated against its schema.
+    kubernetes_version: str = Field(default="1.34", pattern=r"^1\.\d+$")
     maintenance_window: MaintenanceWindow = MaintenanceWindow()
     system_pool: SystemPool = SystemPool()
 
@@ -234,6 +251,13 @@ class ModelVersion(_Model):
     image: Image | None = None
 
 
+class Mirror(_Model):
+    """A shadow version that receives a copy of live requests; its answers are discarded."""
+
+    version: ModelVersion
+    percentage: float = Field(default=10.0, ge=0, le=100)
+
+
 class ServedModel(_Model):
     name: Name
     # The model name clients send in the OpenAI `model` field; defaults to `name`.
@@ -244,6 +268,7 @@ class ServedModel(_Model):
     canary: ModelVersion | None = None
     # Percent of requests for the canary; the stable version takes the rest.
     canary_weight: int = 0
+    mirror: Mirror | None = None
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=2, ge=1)
 
@@ -282,12 +307,62 @@ class ModelStoreConfig(_Model):
 
 
 class IstioConfig(_Model):
-    version: str = Field(default="1.28.1", pattern=r"^1\.\d+\.\d+$")
-    chart_repository: str = "https://istio-release.storage.googleapis.com/charts"
+    version: str = Field(default="1.31.1", pattern=r"^1\.\d+\.\d+$")
+    # During a control-plane upgrade: the version whose istiod keeps serving not-yet-restarted workloads.
+    previous_version: str | None = Field(default=None, pattern=r"^1\.\d+\.\d+$")
+    chart_repository: str = "https://blob.istio.io/istio-release/charts"
 
     @property
     def revision(self) -> str:
-        return "-".join(self.version.split(".")[:2])
+        return revision_of(self.version)
+
+    @property
+    def previous_revision(self) -> str | None:
+        return revision_of(self.previous_version) if self.previous_version else None
+
+    @field_validator("previous_version")
+    @classmethod
+    def _previous_is_another_minor(cls, previous: str | None, info: ValidationInfo) -> str | None:
+        current = info.data.get("version")
+        if previous and current and revision_of(previous) == revision_of(current):
+            raise ValueError(f"same revision as version {current!r}; a side-by-side upgrade needs another minor")
+        return previous
+
+
+def revision_of(version: str) -> str:
+    """Istio revision name for a version: one control plane per minor ('1.31.1' -> '1-31')."""
+    return "-".join(version.split(".")[:2])
+
+
+class GatewayConfig(_Model):
+    # Each model is reachable at <model>.<domain> through the ingress gateway.
+    domain: str = Field(default="llm.internal", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    # Kubernetes TLS secret in the gateway's namespace; none: plain HTTP on port 80 (not in prod).
+    tls_credential_name: str | None = None
+    min_replicas: int = Field(default=2, ge=1)
+    max_replicas: int = Field(default=5, ge=1)
+
+
+class RoutingConfig(_Model):
+    # Long generations stream for minutes; the route timeout bounds a whole request.
+    timeout: Duration = "600s"
+    retry_attempts: int = Field(default=2, ge=0, le=10)
+    # Connection-level failures only: a completion is expensive and not idempotent.
+    retry_on: Annotated[str, AfterValidator(_retry_on)] = "connect-failure,refused-stream"
+    canary_header: str = Field(default="x-llm-mesh-canary", pattern=r"^[a-z0-9-]+$")
+    max_connections: int = Field(default=1024, ge=1)
+    http1_max_pending_requests: int = Field(default=256, ge=1)
+    max_requests_per_connection: int = Field(default=1000, ge=0)
+    consecutive_5xx_errors: int = Field(default=5, ge=1, alias="consecutive5xxErrors")
+    outlier_interval: Duration = "30s"
+    base_ejection_time: Duration = "60s"
+    max_ejection_percent: int = Field(default=50, ge=0, le=100)
+
+
+class JwtConfig(_Model):
+    issuer: str = Field(min_length=1)
+    jwks_uri: str = Field(pattern=r"^https://")
+    audiences: list[str] = []
 
 
 def _principal(value: str) -> str:
@@ -299,11 +374,16 @@ def _principal(value: str) -> str:
 class SecurityConfig(_Model):
     # Principals allowed to call the inference API; empty means the ingress gateway alone.
     callers: list[Annotated[str, AfterValidator(_principal)]] = []
+    # Requests through the gateway must carry a JWT from this issuer.
+    jwt: JwtConfig | None = None
 
 
 class ObservabilityConfig(_Model):
     tracing_sampling_percent: float = Field(default=1.0, ge=0, le=100)
     access_logs: bool = True
+    # OTLP/gRPC endpoint that receives the mesh's traces.
+    otel_collector_host: str = "opentelemetry-collector.observability.svc.cluster.local"
+    otel_collector_port: int = Field(default=4317, ge=1, le=65535)
 
 
 class StackConfig(_Model):
@@ -315,6 +395,8 @@ class StackConfig(_Model):
     models: list[ServedModel] = Field(default_factory=list)
     model_store: ModelStoreConfig = ModelStoreConfig()
     istio: IstioConfig = IstioConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    routing: RoutingConfig = RoutingConfig()
     security: SecurityConfig = SecurityConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
 
@@ -341,6 +423,8 @@ class StackConfig(_Model):
     def _prod_images_pinned(self) -> StackConfig:
         if self.environment != "prod":
             return self
+        if self.gateway.tls_credential_name is None:
+            raise _KeyError("gateway.tlsCredentialName", None, "prod serves HTTPS only; name the gateway's TLS secret")
         unpinned = [(path, image) for path, image in self.images() if not _DIGEST.search(image)]
         if unpinned:
             path, image = unpinned[0]
@@ -352,7 +436,8 @@ class StackConfig(_Model):
         yield "inference.image", self.inference.image
         yield "modelStore.serverImage", self.model_store.server_image
         for i, model in enumerate(self.models):
-            for role, version in (("stable", model.stable), ("canary", model.canary)):
+            mirror = model.mirror.version if model.mirror else None
+            for role, version in (("stable", model.stable), ("canary", model.canary), ("mirror.version", mirror)):
                 if version is not None and version.image is not None:
                     yield f"models[{i}].{role}.image", version.image
 

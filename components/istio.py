@@ -1,0 +1,201 @@
+"""IstioMesh: Istio from its official Helm charts, revision-tagged, with the ingress gateway and mesh config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.manifests import declare
+from llm_mesh.config import GatewayConfig, IstioConfig, ObservabilityConfig, StackConfig, revision_of
+from llm_mesh.mesh.base import ObjectMeta
+from llm_mesh.mesh.networking import Gateway, GatewaySpec, Port, Server, ServerTLSSettings
+from llm_mesh.mesh.telemetry import AccessLogging, ProviderRef, Telemetry, TelemetrySpec, Tracing
+from llm_mesh.topology import (
+    GATEWAY_NAME,
+    GATEWAY_RELEASE,
+    GATEWAY_SELECTOR,
+    INGRESS_NAMESPACE,
+    ISTIO_NAMESPACE,
+    application_namespaces,
+)
+
+TRACING_PROVIDER = "otel-tracing"
+# istiod patches its validating webhook's failurePolicy to Fail once it serves; rendering Fail from the start
+# keeps a second `pulumi up` free of drift (istio/istio#57643, pulumi-kubernetes#2210).
+WEBHOOK_VALUES = {"base": {"validationFailurePolicy": "Fail"}}
+
+
+@dataclass(frozen=True)
+class IstioMeshArgs:
+    istio: IstioConfig
+    gateway: GatewayConfig
+    observability: ObservabilityConfig
+    application_namespaces: list[str]
+
+    @classmethod
+    def from_config(cls, config: StackConfig) -> IstioMeshArgs:
+        return cls(config.istio, config.gateway, config.observability, application_namespaces(config))
+
+
+def mesh_config(observability: ObservabilityConfig) -> dict[str, Any]:
+    """istiod's meshConfig: logs to stdout, OpenTelemetry traces, proxies up before apps, registry-only egress."""
+    config: dict[str, Any] = {
+        "defaultConfig": {"holdApplicationUntilProxyStarts": True},
+        # Best effort, not a security boundary: a workload can still reach IPs it resolves itself.
+        "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+        "enableTracing": True,
+        "defaultProviders": {"tracing": [TRACING_PROVIDER]},
+        "extensionProviders": [
+            {
+                "name": TRACING_PROVIDER,
+                "opentelemetry": {
+                    "service": observability.otel_collector_host,
+                    "port": observability.otel_collector_port,
+                },
+            }
+        ],
+    }
+    if observability.access_logs:
+        config["accessLogFile"] = "/dev/stdout"
+    return config
+
+
+def istiod_values(revision: str, observability: ObservabilityConfig) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "global": {"platform": "gke"},
+        "pilot": {
+            "cni": {"enabled": True},
+            "autoscaleMin": 2,
+            # Native sidecars (GKE 1.29+): the proxy starts before init containers such as the GCS FUSE mount.
+            "env": {"ENABLE_NATIVE_SIDECARS": "true"},
+        },
+        "meshConfig": mesh_config(observability),
+        **WEBHOOK_VALUES,
+    }
+
+
+def gateway_values(revision: str, gateway: GatewayConfig) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "labels": GATEWAY_SELECTOR,
+        "autoscaling": {
+            "enabled": True,
+            "minReplicas": gateway.min_replicas,
+            "maxReplicas": gateway.max_replicas,
+            "targetCPUUtilizationPercentage": 80,
+        },
+        "podDisruptionBudget": {"minAvailable": 1},
+        "service": {"type": "LoadBalancer"},
+    }
+
+
+def gateway_object(gateway: GatewayConfig) -> Gateway:
+    hosts = [f"*.{gateway.domain}"]
+    if gateway.tls_credential_name:
+        servers = [
+            Server(
+                name="https",
+                port=Port(number=443, name="https", protocol="HTTPS"),
+                hosts=hosts,
+                tls=ServerTLSSettings(mode="SIMPLE", credential_name=gateway.tls_credential_name),
+            ),
+            Server(
+                name="http-redirect",
+                port=Port(number=80, name="http", protocol="HTTP"),
+                hosts=hosts,
+                tls=ServerTLSSettings(https_redirect=True),
+            ),
+        ]
+    else:
+        servers = [Server(name="http", port=Port(number=80, name="http", protocol="HTTP"), hosts=hosts)]
+    return Gateway(
+        metadata=ObjectMeta(name=GATEWAY_NAME, namespace=INGRESS_NAMESPACE),
+        spec=GatewaySpec(selector=GATEWAY_SELECTOR, servers=servers),
+    )
+
+
+def telemetry_object(observability: ObservabilityConfig) -> Telemetry:
+    return Telemetry(
+        metadata=ObjectMeta(name="mesh-default", namespace=ISTIO_NAMESPACE),
+        spec=TelemetrySpec(
+            tracing=[
+                Tracing(
+                    providers=[ProviderRef(name=TRACING_PROVIDER)],
+                    random_sampling_percentage=observability.tracing_sampling_percent,
+                )
+            ],
+            access_logging=[
+                AccessLogging(providers=[ProviderRef(name="envoy")], disabled=not observability.access_logs)
+            ],
+        ),
+    )
+
+
+class IstioMesh(pulumi.ComponentResource):
+    """Charts base, istio-cni, istiod (one per revision), gateway; namespaces; the Gateway and Telemetry objects."""
+
+    def __init__(self, name: str, args: IstioMeshArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-mesh:mesh:IstioMesh", name, None, opts)
+        istio = args.istio
+        revision = istio.revision
+        child = pulumi.ResourceOptions(parent=self)
+        repository = k8s.helm.v3.RepositoryOptsArgs(repo=istio.chart_repository)
+
+        def namespace(ns: str, labels: dict[str, str]) -> k8s.core.v1.Namespace:
+            return k8s.core.v1.Namespace(
+                f"{name}-ns-{ns}", metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels=labels), opts=child
+            )
+
+        def release(
+            release_name: str,
+            chart: str,
+            ns: str,
+            values: dict[str, Any],
+            after: list[pulumi.Resource],
+            version: str = istio.version,
+        ) -> k8s.helm.v3.Release:
+            return k8s.helm.v3.Release(
+                f"{name}-{release_name}",
+                name=release_name,
+                chart=chart,
+                version=version,
+                namespace=ns,
+                repository_opts=repository,
+                values=values,
+                max_history=5,
+                timeout=600,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            )
+
+        system = namespace(ISTIO_NAMESPACE, {})
+        ingress = namespace(INGRESS_NAMESPACE, {"istio.io/rev": revision})
+        # Revision labels, not istio-injection=enabled: which control plane injects is chosen per namespace.
+        self.namespaces = {ns: namespace(ns, {"istio.io/rev": revision}) for ns in args.application_namespaces}
+
+        base = release("istio-base", "base", ISTIO_NAMESPACE, {"defaultRevision": revision, **WEBHOOK_VALUES}, [system])
+        cni = release(
+            "istio-cni", "cni", ISTIO_NAMESPACE, {"revision": revision, "global": {"platform": "gke"}}, [base]
+        )
+        self.istiod = release(
+            f"istiod-{revision}", "istiod", ISTIO_NAMESPACE, istiod_values(revision, args.observability), [base, cni]
+        )
+        if istio.previous_version:
+            previous = revision_of(istio.previous_version)
+            values = istiod_values(previous, args.observability)
+            release(f"istiod-{previous}", "istiod", ISTIO_NAMESPACE, values, [base, cni], istio.previous_version)
+        self.gateway_release = release(
+            GATEWAY_RELEASE,
+            "gateway",
+            INGRESS_NAMESPACE,
+            gateway_values(revision, args.gateway),
+            [ingress, self.istiod],
+        )
+        # Istio's objects are validated by istiod's webhook: declare them once it runs.
+        after_istiod = pulumi.ResourceOptions(parent=self, depends_on=[self.istiod])
+        declare(gateway_object(args.gateway), after_istiod)
+        declare(telemetry_object(args.observability), after_istiod)
+        self.register_outputs({"revision": revision})

@@ -1,0 +1,137 @@
+"""Mesh security decided from config: STRICT mTLS everywhere, deny by default, named callers allowed.
+
+Probes and metrics keep working under STRICT mTLS: Istio rewrites HTTP probes to the sidecar's agent
+port and serves merged Prometheus metrics there (15020), which neither mTLS nor these policies cover.
+"""
+
+from __future__ import annotations
+
+from llm_mesh.config import StackConfig
+from llm_mesh.mesh.base import IstioObject, ObjectMeta, WorkloadSelector
+from llm_mesh.mesh.security import (
+    AuthorizationPolicy,
+    AuthorizationPolicySpec,
+    JWTRule,
+    MutualTLS,
+    Operation,
+    PeerAuthentication,
+    PeerAuthenticationSpec,
+    RequestAuthentication,
+    RequestAuthenticationSpec,
+    Rule,
+    RuleFrom,
+    RuleTo,
+    Source,
+)
+from llm_mesh.topology import (
+    GATEWAY_PRINCIPAL,
+    GATEWAY_SELECTOR,
+    INGRESS_NAMESPACE,
+    ISTIO_NAMESPACE,
+    MODEL_STORE,
+    application_namespaces,
+    model_names,
+)
+
+COMPLETION_PATHS = ["/v1/completions", "/v1/chat/completions"]
+# Listing models is read-only and lets OpenAI clients discover the served name.
+LISTING_PATHS = ["/v1/models"]
+
+
+def strict_mtls(config: StackConfig) -> list[PeerAuthentication]:
+    """Mesh-wide STRICT in the root namespace, and STRICT again per application namespace."""
+    namespaces = [ISTIO_NAMESPACE, *application_namespaces(config)]
+    return [
+        PeerAuthentication(
+            metadata=ObjectMeta(name="default", namespace=namespace),
+            spec=PeerAuthenticationSpec(mtls=MutualTLS(mode="STRICT")),
+        )
+        for namespace in namespaces
+    ]
+
+
+def allow_nothing(namespace: str) -> AuthorizationPolicy:
+    return AuthorizationPolicy(
+        metadata=ObjectMeta(name="allow-nothing", namespace=namespace), spec=AuthorizationPolicySpec()
+    )
+
+
+def callers(config: StackConfig) -> list[str]:
+    return list(config.security.callers) or [GATEWAY_PRINCIPAL]
+
+
+def inference_allow(config: StackConfig) -> list[AuthorizationPolicy]:
+    policies = []
+    for names in model_names(config):
+        source = RuleFrom(source=Source(principals=callers(config)))
+        policies.append(
+            AuthorizationPolicy(
+                metadata=ObjectMeta(name=f"{names.service}-callers", namespace=names.namespace),
+                spec=AuthorizationPolicySpec(
+                    selector=WorkloadSelector(match_labels=names.labels()),
+                    action="ALLOW",
+                    rules=[
+                        Rule(
+                            from_=[source], to=[RuleTo(operation=Operation(methods=["POST"], paths=COMPLETION_PATHS))]
+                        ),
+                        Rule(from_=[source], to=[RuleTo(operation=Operation(methods=["GET"], paths=LISTING_PATHS))]),
+                    ],
+                ),
+            )
+        )
+    return policies
+
+
+def model_store_allow(config: StackConfig) -> AuthorizationPolicy:
+    """Only the inference service accounts may read artifacts, and only read them."""
+    readers = [names.principal for names in model_names(config)]
+    return AuthorizationPolicy(
+        metadata=ObjectMeta(name=f"{MODEL_STORE}-readers", namespace=config.model_store.namespace),
+        spec=AuthorizationPolicySpec(
+            selector=WorkloadSelector(match_labels={"app.kubernetes.io/name": MODEL_STORE}),
+            action="ALLOW",
+            rules=[
+                Rule(
+                    from_=[RuleFrom(source=Source(principals=readers))],
+                    to=[RuleTo(operation=Operation(methods=["GET", "HEAD"], paths=["/models/*"]))],
+                )
+            ]
+            if readers
+            else None,
+        ),
+    )
+
+
+def gateway_jwt(config: StackConfig) -> list[IstioObject]:
+    """With a JWT issuer configured: validate tokens at the gateway and refuse requests without one."""
+    jwt = config.security.jwt
+    if jwt is None:
+        return []
+    selector = WorkloadSelector(match_labels=GATEWAY_SELECTOR)
+    return [
+        RequestAuthentication(
+            metadata=ObjectMeta(name="gateway-jwt", namespace=INGRESS_NAMESPACE),
+            spec=RequestAuthenticationSpec(
+                selector=selector,
+                jwt_rules=[JWTRule(issuer=jwt.issuer, jwks_uri=jwt.jwks_uri, audiences=jwt.audiences or None)],
+            ),
+        ),
+        # RequestAuthentication alone lets token-less requests through; this policy refuses them.
+        AuthorizationPolicy(
+            metadata=ObjectMeta(name="gateway-require-jwt", namespace=INGRESS_NAMESPACE),
+            spec=AuthorizationPolicySpec(
+                selector=selector,
+                action="DENY",
+                rules=[Rule(from_=[RuleFrom(source=Source(not_request_principals=["*"]))])],
+            ),
+        ),
+    ]
+
+
+def security_objects(config: StackConfig) -> list[IstioObject]:
+    objects: list[IstioObject] = [*strict_mtls(config)]
+    objects += [allow_nothing(namespace) for namespace in application_namespaces(config)]
+    objects += inference_allow(config)
+    objects.append(model_store_allow(config))
+    objects += gateway_jwt(config)
+    return objects

@@ -1,0 +1,80 @@
+"""Names the components and the mesh analysis must agree on: namespaces, service accounts, hosts, labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_mesh.config import ServedModel, StackConfig
+
+ISTIO_NAMESPACE = "istio-system"  # Istio's root namespace: mesh-wide policy lives here
+INGRESS_NAMESPACE = "istio-ingress"
+GATEWAY_RELEASE = "istio-ingressgateway"  # the gateway chart names its service account after the release
+GATEWAY_SELECTOR = {"istio": "ingressgateway"}
+GATEWAY_NAME = "llm-gateway"
+TRUST_DOMAIN = "cluster.local"
+MODEL_STORE = "model-store"
+TRACK_LABEL = "version"  # Istio's conventional label for subsets
+TRACKS = ("stable", "canary", "mirror")
+
+
+def principal(namespace: str, service_account: str) -> str:
+    return f"{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
+
+
+GATEWAY_PRINCIPAL = principal(INGRESS_NAMESPACE, GATEWAY_RELEASE)
+
+
+@dataclass(frozen=True)
+class ModelNames:
+    """Where one served model lives in the cluster."""
+
+    model: ServedModel
+    namespace: str
+    domain: str
+
+    @property
+    def service(self) -> str:
+        return self.model.name
+
+    @property
+    def service_account(self) -> str:
+        return self.model.name
+
+    @property
+    def host(self) -> str:
+        return f"{self.service}.{self.namespace}.svc.cluster.local"
+
+    @property
+    def external_host(self) -> str:
+        return f"{self.model.name}.{self.domain}"
+
+    @property
+    def principal(self) -> str:
+        return principal(self.namespace, self.service_account)
+
+    def labels(self, track: str | None = None) -> dict[str, str]:
+        base = {"app.kubernetes.io/name": self.model.name, "app.kubernetes.io/part-of": "llm-mesh"}
+        return {**base, TRACK_LABEL: track} if track else base
+
+    @property
+    def tracks(self) -> list[str]:
+        """The versions deployed: stable always, canary and mirror when configured."""
+        present = {"stable": True, "canary": self.model.canary is not None, "mirror": self.model.mirror is not None}
+        return [t for t in TRACKS if present[t]]
+
+
+def model_names(config: StackConfig) -> list[ModelNames]:
+    return [ModelNames(m, config.inference.namespace, config.gateway.domain) for m in config.models]
+
+
+def application_namespaces(config: StackConfig) -> list[str]:
+    """Namespaces that run our workloads: each gets injection, STRICT mTLS and an allow-nothing policy."""
+    return [config.inference.namespace, config.model_store.namespace]
+
+
+def gateway_ref() -> str:
+    return f"{INGRESS_NAMESPACE}/{GATEWAY_NAME}"
+
+
+def model_store_principal(config: StackConfig) -> str:
+    return principal(config.model_store.namespace, MODEL_STORE)
