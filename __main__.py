@@ -3,6 +3,7 @@
 import pulumi
 
 from components.cluster import GpuCluster, GpuClusterArgs
+from components.inference import InferenceService, InferenceServiceArgs
 from components.istio import IstioMesh, IstioMeshArgs
 from components.mesh_policy import MeshRouting, MeshSecurity
 from llm_mesh.authz import security_objects
@@ -21,6 +22,7 @@ mesh = IstioMesh("istio", IstioMeshArgs.from_config(config), on_cluster)
 in_mesh = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh])
 MeshSecurity("mesh-security", security_objects(config), in_mesh)
 for names in model_names(config):
+    InferenceService(f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names), in_mesh)
     MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh)
 
 pulumi.export("environment", config.environment)

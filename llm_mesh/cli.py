@@ -13,8 +13,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from llm_mesh.config import ConfigError
+from llm_mesh.analysis import analyze, inventory
+from llm_mesh.config import ConfigError, StackConfig, config_from_pulumi
+from llm_mesh.engine_docs import DocumentError, EngineResource, load_document, read_document
+from llm_mesh.kube_objects import helm_releases, kube_objects, render
 from llm_mesh.offline.summary import gpu_capacity
+from llm_mesh.schemas import schema_findings
 from llm_mesh.stackfile import Project, read_stack_settings
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
@@ -31,12 +35,30 @@ def main(argv: list[str] | None = None) -> int:
     preview = commands.add_parser("preview", help="run the program offline and show what `pulumi up` would create")
     preview.add_argument("--stack", required=True, help="stack name: dev, staging, prod")
     preview.add_argument("--json", type=Path, metavar="FILE", help="also write a `pulumi preview --json` document")
+    render = commands.add_parser(
+        "render", help="write every Kubernetes object of a stack as YAML, with a kustomization"
+    )
+    render.add_argument("--stack", required=True)
+    render.add_argument("--out", type=Path, required=True, metavar="DIR")
+    validate = commands.add_parser(
+        "validate", help="check objects against Kubernetes and Istio schemas and mesh semantics"
+    )
+    source = validate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", help="preview this stack offline and validate it")
+    source.add_argument("file", nargs="?", type=Path, help="a `pulumi preview --json` or `pulumi stack export` file")
+    validate.add_argument(
+        "--kubernetes-version", help="schema version for a FILE (default: the stack config's, or 1.34)"
+    )
     args = parser.parse_args(argv)
     try:
         project = Project.find(args.project or Path.cwd()) if args.project else _default_project()
     except FileNotFoundError as exc:
         err.print(f"error: {exc}")
         return 2
+    if args.command == "render":
+        return _render(project, args.stack, args.out)
+    if args.command == "validate":
+        return _validate(project, args.stack, args.file, args.kubernetes_version)
     return _preview(project, args.stack, args.json)
 
 
@@ -73,6 +95,88 @@ def _preview(project: Project, stack: str, json_path: Path | None) -> int:
     if json_path is not None:
         out.print(f"Wrote {_relative(json_path)}")
     return 1 if any(d["severity"] == "error" for d in document["diagnostics"]) else 0
+
+
+class _Stop(Exception):
+    """Already reported to the user; exit with this code."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+
+def _offline_resources(project: Project, stack: str) -> tuple[list[EngineResource], StackConfig]:
+    """Run the stack offline (as `preview` does) and read its document back, as any other document."""
+    from llm_mesh.offline.document import preview_document
+    from llm_mesh.offline.engine import run_program
+
+    try:
+        settings = read_stack_settings(project, stack)
+    except FileNotFoundError as exc:
+        err.print(f"error: {exc}")
+        raise _Stop(2) from None
+    try:
+        recording = run_program(project, stack, settings)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(Text(f"error: {_relative(project.stack_file(stack))}: {problem}", style="red"))
+        raise _Stop(1) from None
+    return read_document(preview_document(recording)), config_from_pulumi(settings.config)
+
+
+def _render(project: Project, stack: str, out_dir: Path) -> int:
+    try:
+        resources, _ = _offline_resources(project, stack)
+    except _Stop as stop:
+        return stop.code
+    objects = kube_objects(resources)
+    written = render(objects, out_dir)
+    out.print(f"Wrote {len(written)} objects and kustomization.yaml to {_relative(out_dir)}")
+    for release in helm_releases(resources):
+        inputs = release.inputs
+        out.print(
+            f"  not rendered: Helm release {inputs.get('name')} (chart {inputs.get('chart')} {inputs.get('version')}), installed by pulumi up"
+        )
+    return 0
+
+
+def _validate(project: Project, stack: str | None, file: Path | None, kubernetes_version: str | None) -> int:
+    config: StackConfig | None = None
+    try:
+        if stack:
+            resources, config = _offline_resources(project, stack)
+        else:
+            assert file is not None
+            resources = load_document(file)
+            config = _config_for(project, resources)
+    except _Stop as stop:
+        return stop.code
+    except DocumentError as exc:
+        err.print(f"error: {exc}")
+        return 2
+    version = kubernetes_version or (config.cluster.kubernetes_version if config else "1.34")
+    declared = set(config.security.callers) if config else set()
+    objects = kube_objects(resources)
+    findings = schema_findings(objects, version) + analyze(inventory(objects, helm_releases(resources), declared))
+    for finding in findings:
+        style = "red" if finding.severity == "error" else "yellow"
+        out.print(Text(finding.line(), style=style), soft_wrap=True)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    out.print(
+        f"{len(objects)} objects checked (Kubernetes {version} schemas, Istio CRD schemas, mesh analysis): {errors} errors, {warnings} warnings"
+    )
+    return 1 if errors else 0
+
+
+def _config_for(project: Project, resources: list[EngineResource]) -> StackConfig | None:
+    """The stack config named by the document's URNs, when this project has that stack."""
+    stacks = {r.stack for r in resources}
+    if len(stacks) != 1:
+        return None
+    try:
+        return config_from_pulumi(read_stack_settings(project, stacks.pop()).config)
+    except (FileNotFoundError, ConfigError):
+        return None
 
 
 def _print_plan(document: dict[str, Any]) -> None:

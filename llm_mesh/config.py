@@ -242,6 +242,21 @@ def _default_gpu_pools() -> list[GpuPool]:
     return [GpuPool(name="l4")]
 
 
+class ArtifactFile(_Model):
+    """One file of a model version; size and sha256, where given, are checked by `llm-mesh models verify`."""
+
+    path: str = Field(pattern=r"^[^/][^\s]*$")
+    size: int | None = Field(default=None, ge=0)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("path")
+    @classmethod
+    def _stays_inside(cls, path: str) -> str:
+        if ".." in path.split("/"):
+            raise ValueError("a file path must stay inside the model version's folder (no '..')")
+        return path
+
+
 class ModelVersion(_Model):
     version: Name
     # Where the artifacts come from: gs://bucket/prefix or s3://bucket/prefix. None: the model store's own
@@ -249,6 +264,8 @@ class ModelVersion(_Model):
     source: str | None = Field(default=None, pattern=r"^(gs|s3)://[a-z0-9][-a-z0-9._]{1,61}[a-z0-9](/.*)?$")
     # Overrides inference.image for this version only.
     image: Image | None = None
+    # The files the server needs, relative to the version's folder; fetched before the server starts.
+    files: list[ArtifactFile] = Field(default_factory=lambda: [ArtifactFile(path="config.json")], min_length=1)
 
 
 class Mirror(_Model):
@@ -271,6 +288,13 @@ class ServedModel(_Model):
     mirror: Mirror | None = None
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=2, ge=1)
+    cpu: str = Field(default="4", pattern=r"^\d+(\.\d+)?m?$")
+    memory: str = Field(default="32Gi", pattern=r"^\d+(Mi|Gi)$")
+    # Local disk for the fetched weights, and shared memory for the server's worker processes.
+    cache_size: str = Field(default="100Gi", pattern=r"^\d+(Mi|Gi)$")
+    shm_size: str = Field(default="16Gi", pattern=r"^\d+(Mi|Gi)$")
+    # Extra server flags, e.g. ["--max-model-len", "8192"].
+    args: list[str] = []
 
     @field_validator("canary_weight")
     @classmethod

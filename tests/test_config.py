@@ -86,6 +86,27 @@ def test_base_is_valid() -> None:
             "1g.10gb",
             "llm-mesh:gpuPools[0].migPartitionSize = '1g.10gb': nvidia-l4 has no MIG partitions",
         ),
+        ("routing.timeout", "10 minutes", "llm-mesh:routing.timeout = '10 minutes': '10 minutes' is not a duration"),
+        (
+            "routing.retryOn",
+            "5xx,sometimes",
+            "llm-mesh:routing.retryOn = '5xx,sometimes': unknown retry condition(s) ['sometimes']",
+        ),
+        (
+            "istio.previousVersion",
+            "1.31.0",
+            "llm-mesh:istio.previousVersion = '1.31.0': same revision as version '1.31.1'",
+        ),
+        (
+            "models.0.stable.files",
+            [{"path": "../etc/passwd"}],
+            "llm-mesh:models[0].stable.files[0].path = '../etc/passwd': a file path must stay inside",
+        ),
+        (
+            "models.0.mirror",
+            {"version": {"version": "v3"}, "percentage": 150},
+            "llm-mesh:models[0].mirror.percentage = 150",
+        ),
         (
             "security.callers",
             ["*"],
@@ -109,8 +130,16 @@ def test_unknown_key_lists_the_known_ones() -> None:
     assert "known keys: name, regional, releaseChannel" in problem
 
 
+def test_prod_serves_https_only() -> None:
+    prod = with_change("environment", "prod")
+    assert only_problem(prod).startswith(
+        "llm-mesh:gateway.tlsCredentialName = None: prod serves HTTPS only; name the gateway's TLS secret"
+    )
+
+
 def test_prod_images_must_be_pinned_by_digest() -> None:
     prod = with_change("environment", "prod")
+    prod["gateway"] = {"tlsCredentialName": "llm-tls"}
     assert only_problem(prod).startswith(
         "llm-mesh:inference.image = 'vllm/vllm-openai:v0.27.1': prod images must be pinned by digest"
     )
@@ -128,6 +157,7 @@ def test_defaults_are_the_safe_ones() -> None:
             "gcp": {"project": "llm-mesh-test"},
             "inference": {"image": "a" + DIGEST},
             "modelStore": {"serverImage": "b" + DIGEST},
+            "gateway": {"tlsCredentialName": "llm-tls"},
         }
     )
     assert config.environment == "prod"
@@ -135,6 +165,7 @@ def test_defaults_are_the_safe_ones() -> None:
     assert config.cluster.regional is True
     assert config.gpu_pools[0].driver_version == "LATEST"
     assert config.gpu_pools[0].spot is False
+    assert config.routing.retry_on == "connect-failure,refused-stream"
 
 
 def test_several_mistakes_are_all_reported() -> None:

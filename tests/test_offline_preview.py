@@ -163,7 +163,7 @@ def test_readable_plan_and_summary() -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "Previewing llm-mesh/prod offline (Pulumi SDK mock runtime: no cloud calls, no state)"
     assert any("├─ gcp:container/cluster:Cluster" in line and "protected" in line for line in lines)
-    assert "Resources: + 13 to create" in result.stdout
+    assert "Resources: + 43 to create" in result.stdout
     assert "Known only after deployment: 3 values" in result.stdout
     assert "GPU capacity: 4–12 × nvidia-l4 (on-demand, pool gpu-l4-ondemand)" in result.stdout
     assert "GPU capacity: 0–16 × nvidia-l4 (spot, pool gpu-l4-spot)" in result.stdout

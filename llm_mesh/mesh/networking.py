@@ -199,7 +199,7 @@ class DestinationRule(IstioObject):
     def tls_modes(self) -> list[str]:
         """Every TLS mode this rule sets, at any level (policy, ports, subsets)."""
         policies = [self.spec.traffic_policy] + [s.traffic_policy for s in self.spec.subsets or []]
-        modes = []
+        modes: list[str] = []
         for policy in filter(None, policies):
             if policy.tls:
                 modes.append(policy.tls.mode)

@@ -1,0 +1,208 @@
+"""InferenceService: one served model as stable/canary/mirror Deployments of an OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from llm_mesh import inference
+from llm_mesh.config import GpuPool, StackConfig
+from llm_mesh.topology import ModelNames
+
+meta = k8s.meta.v1
+core = k8s.core.v1
+GPU = "nvidia.com/gpu"
+# GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule; GPU pods must tolerate it.
+GPU_TOLERATION = core.TolerationArgs(key=GPU, operator="Exists", effect="NoSchedule")
+# vLLM's queue length: requests waiting for a GPU slot, scraped by Google managed Prometheus.
+QUEUE_METRIC = "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
+QUEUE_TARGET_PER_REPLICA = "10"
+
+
+@dataclass(frozen=True)
+class InferenceServiceArgs:
+    names: ModelNames
+    pool: GpuPool
+    default_image: str
+    store_namespace: str
+
+    @classmethod
+    def for_model(cls, config: StackConfig, names: ModelNames) -> InferenceServiceArgs:
+        return cls(names, config.pool_for(names.model), config.inference.image, config.model_store.namespace)
+
+
+class InferenceService(pulumi.ComponentResource):
+    def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-mesh:inference:InferenceService", name, None, opts)
+        names = args.names
+        child = pulumi.ResourceOptions(parent=self)
+        namespace = names.namespace
+        core.ServiceAccount(
+            f"{name}-sa",
+            metadata=meta.ObjectMetaArgs(name=names.service_account, namespace=namespace, labels=names.labels()),
+            opts=child,
+        )
+        for track in names.tracks:
+            _deployment(f"{name}-{track}", args, track, child)
+        core.Service(
+            f"{name}-svc",
+            metadata=meta.ObjectMetaArgs(name=names.service, namespace=namespace, labels=names.labels()),
+            spec=core.ServiceSpecArgs(
+                selector=names.labels(),
+                # A named http port (and appProtocol) lets Istio treat the traffic as HTTP without sniffing.
+                ports=[
+                    core.ServicePortArgs(
+                        name="http", port=inference.SERVER_PORT, target_port="http", app_protocol="http"
+                    )
+                ],
+            ),
+            opts=child,
+        )
+        stable_selector = meta.LabelSelectorArgs(match_labels=names.labels("stable"))
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta.ObjectMetaArgs(name=names.service, namespace=namespace),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=stable_selector),
+            opts=child,
+        )
+        model = names.model
+        if model.min_replicas > 0:
+            _autoscaler(f"{name}-hpa", names, child)
+        self.register_outputs({"host": names.host, "tracks": names.tracks})
+
+
+def _autoscaler(resource_name: str, names: ModelNames, opts: pulumi.ResourceOptions) -> None:
+    model = names.model
+    # Scales stable on queue depth from managed Prometheus (needs the custom metrics adapter); without the
+    # adapter the metric is missing and the autoscaler keeps the current count: minReplicas is the floor.
+    k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        resource_name,
+        metadata=meta.ObjectMetaArgs(name=f"{names.service}-stable", namespace=names.namespace),
+        spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+            scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                api_version="apps/v1", kind="Deployment", name=f"{names.service}-stable"
+            ),
+            min_replicas=model.min_replicas,
+            max_replicas=model.max_replicas,
+            metrics=[
+                k8s.autoscaling.v2.MetricSpecArgs(
+                    type="External",
+                    external=k8s.autoscaling.v2.ExternalMetricSourceArgs(
+                        metric=k8s.autoscaling.v2.MetricIdentifierArgs(
+                            name=QUEUE_METRIC,
+                            selector=meta.LabelSelectorArgs(
+                                match_labels={"metric.labels.model_name": model.served_name or model.name}
+                            ),
+                        ),
+                        target=k8s.autoscaling.v2.MetricTargetArgs(
+                            type="AverageValue", average_value=QUEUE_TARGET_PER_REPLICA
+                        ),
+                    ),
+                )
+            ],
+            behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+                # A new replica takes minutes to load weights: scale down slowly, not on one quiet minute.
+                scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(stabilization_window_seconds=600)
+            ),
+        ),
+        opts=opts,
+    )
+
+
+def _deployment(
+    resource_name: str, args: InferenceServiceArgs, track: str, opts: pulumi.ResourceOptions
+) -> k8s.apps.v1.Deployment:
+    names, pool = args.names, args.pool
+    model = names.model
+    version = inference.version_of(model, track)
+    labels = {**names.labels(track), "llm-mesh/model-version": version.version}
+    gpus = str(model.gpus_per_replica)
+    base_url = inference.store_url(names, args.store_namespace, version)
+    image = version.image or args.default_image
+    restricted = core.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        capabilities=core.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+    probe = core.HTTPGetActionArgs(path="/health", port="http")
+    server = core.ContainerArgs(
+        name="server",
+        image=image,
+        args=inference.server_args(model, version),
+        ports=[core.ContainerPortArgs(name="http", container_port=inference.SERVER_PORT)],
+        env=[core.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"), core.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1")],
+        resources=core.ResourceRequirementsArgs(
+            requests={"cpu": model.cpu, "memory": model.memory, GPU: gpus},
+            limits={"memory": model.memory, GPU: gpus},
+        ),
+        startup_probe=core.ProbeArgs(
+            http_get=probe,
+            period_seconds=inference.STARTUP_PERIOD_SECONDS,
+            failure_threshold=inference.STARTUP_FAILURES,
+        ),
+        readiness_probe=core.ProbeArgs(http_get=probe, period_seconds=5, failure_threshold=3),
+        liveness_probe=core.ProbeArgs(http_get=probe, period_seconds=15, failure_threshold=4, timeout_seconds=5),
+        volume_mounts=[
+            core.VolumeMountArgs(name="models", mount_path=inference.MODEL_DIR, read_only=True),
+            core.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
+        ],
+        security_context=restricted,
+    )
+    fetch = core.ContainerArgs(
+        name="fetch-model",
+        image=image,
+        command=inference.fetch_command(base_url, version),
+        resources=core.ResourceRequirementsArgs(requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "1Gi"}),
+        volume_mounts=[core.VolumeMountArgs(name="models", mount_path=inference.MODEL_DIR)],
+        security_context=restricted,
+    )
+    pod = core.PodSpecArgs(
+        service_account_name=names.service_account,
+        node_selector={"cloud.google.com/gke-accelerator": pool.accelerator, "llm-mesh/pool": pool.name},
+        tolerations=[GPU_TOLERATION],
+        init_containers=[fetch],
+        containers=[server],
+        volumes=[
+            core.VolumeArgs(name="models", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit=model.cache_size)),
+            # vLLM's workers share tensors through /dev/shm; the container default of 64Mi is far too small.
+            core.VolumeArgs(
+                name="dshm", empty_dir=core.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=model.shm_size)
+            ),
+        ],
+        termination_grace_period_seconds=120,
+        topology_spread_constraints=[
+            core.TopologySpreadConstraintArgs(
+                max_skew=1,
+                topology_key="topology.kubernetes.io/zone",
+                when_unsatisfiable="ScheduleAnyway",
+                label_selector=meta.LabelSelectorArgs(match_labels=names.labels(track)),
+            )
+        ],
+    )
+    annotations = {
+        # Istio merges these into the sidecar's metrics endpoint (15020), which scrapes work on under STRICT mTLS.
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(inference.SERVER_PORT),
+        "prometheus.io/path": "/metrics",
+        "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
+    }
+    return k8s.apps.v1.Deployment(
+        resource_name,
+        metadata=meta.ObjectMetaArgs(name=f"{names.service}-{track}", namespace=names.namespace, labels=labels),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=inference.replicas(model, track),  # None: the autoscaler owns the count
+            selector=meta.LabelSelectorArgs(match_labels=names.labels(track)),
+            # Never two new GPU pods at once: GPU capacity is rarely spare.
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                type="RollingUpdate",
+                rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+            ),
+            template=core.PodTemplateSpecArgs(
+                metadata=meta.ObjectMetaArgs(labels=labels, annotations=annotations), spec=pod
+            ),
+        ),
+        opts=opts,
+    )

@@ -1,0 +1,100 @@
+"""Schema checks by published validators, not by our own models.
+
+Core Kubernetes objects: kubernetes-validate's strict OpenAPI schemas for the cluster's version.
+Istio objects: the pydantic models cloudcoil generates from Istio's CRDs. They drop unknown fields instead of
+refusing them, so an object that does not survive a round trip unchanged has fields Istio would ignore.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import kubernetes_validate
+from pydantic import ValidationError
+
+from llm_mesh.findings import Finding
+from llm_mesh.kube_objects import KubeObject
+
+_ISTIO_GROUPS = {
+    "networking.istio.io": "networking",
+    "security.istio.io": "security",
+    "telemetry.istio.io": "telemetry",
+}
+
+
+def schema_findings(objects: list[KubeObject], kubernetes_version: str) -> list[Finding]:
+    findings = []
+    for obj in objects:
+        problem = _istio_problem(obj) if obj.is_istio else _core_problem(obj, kubernetes_version)
+        if problem:
+            code, message, fix = problem
+            findings.append(Finding(code, "error", obj.key, message, fix))
+    return findings
+
+
+def _core_problem(obj: KubeObject, kubernetes_version: str) -> tuple[str, str, str] | None:
+    try:
+        kubernetes_validate.validate(obj.manifest, f"{kubernetes_version}.0", strict=True)
+    except kubernetes_validate.ValidationError as error:
+        where = ".".join(str(p) for p in error.path) or "(top)"
+        return (
+            "K8S001",
+            f"{where}: {error.message}",
+            f"correct {where} to match the Kubernetes {kubernetes_version} API",
+        )
+    except kubernetes_validate.SchemaNotFoundError:
+        return (
+            "K8S002",
+            f"no schema for {obj.api_version} {obj.kind} in Kubernetes {kubernetes_version}",
+            "use an API version the cluster serves",
+        )
+    return None
+
+
+def _istio_problem(obj: KubeObject) -> tuple[str, str, str] | None:
+    group, _, version = obj.api_version.partition("/")
+    module_name = _ISTIO_GROUPS.get(group)
+    model = None
+    if module_name:
+        try:
+            module = importlib.import_module(f"cloudcoil.models.istio.{module_name}.{version}")
+            model = getattr(module, obj.kind, None)
+        except ImportError:
+            model = None
+    if model is None:
+        return "IST001", f"no published Istio schema for {obj.api_version} {obj.kind}", "use a served Istio API version"
+    try:
+        parsed = model.model_validate(obj.manifest)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return "IST002", f"{where}: {first['msg']}", f"correct {where} as Istio's CRD schema requires"
+    dropped = _dropped_paths(obj.manifest, parsed.model_dump(by_alias=True, exclude_none=True, mode="json"))
+    if dropped:
+        return (
+            "IST003",
+            f"fields unknown to Istio's schema: {', '.join(dropped)}",
+            "remove or rename them; Istio ignores them",
+        )
+    return None
+
+
+def _dropped_paths(given: Any, kept: Any, path: str = "") -> list[str]:
+    if isinstance(given, dict):
+        kept_dict = kept if isinstance(kept, dict) else {}
+        dropped = []
+        for key, value in given.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in kept_dict:
+                # An empty object the schema models as unset is not a lost field.
+                if value not in ({}, [], None):
+                    dropped.append(where)
+            else:
+                dropped += _dropped_paths(value, kept_dict[key], where)
+        return dropped
+    if isinstance(given, list) and isinstance(kept, list):
+        return [
+            p for i, (g, k) in enumerate(zip(given, kept, strict=False)) for p in _dropped_paths(g, k, f"{path}[{i}]")
+        ]
+    return []

@@ -1,0 +1,182 @@
+"""`llm-mesh render` and `llm-mesh validate`, and each analysis finding from a crafted broken input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llm_mesh.analysis import analyze, inventory
+from llm_mesh.engine_docs import read_document
+from llm_mesh.kube_objects import helm_releases, kube_objects
+from llm_mesh.schemas import schema_findings
+from tests.conftest import STACKS, run_cli
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def findings_of(document: dict[str, Any]) -> list[str]:
+    resources = read_document(document)
+    objects = kube_objects(resources)
+    found = schema_findings(objects, "1.34") + analyze(inventory(objects, helm_releases(resources), set()))
+    return [f.code for f in found]
+
+
+def inputs_of(document: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    for step in document["steps"]:
+        inputs = step["newState"].get("inputs") or {}
+        if inputs.get("kind") == kind and inputs.get("metadata", {}).get("name") == name:
+            return inputs
+    raise KeyError(f"{kind} {name}")
+
+
+def vs(doc: dict[str, Any]) -> dict[str, Any]:
+    return inputs_of(doc, "VirtualService", "llama-31-8b")["spec"]
+
+
+def dr(doc: dict[str, Any]) -> dict[str, Any]:
+    return inputs_of(doc, "DestinationRule", "llama-31-8b")["spec"]
+
+
+def add_copy(doc: dict[str, Any], kind: str, name: str, new_name: str) -> dict[str, Any]:
+    step = next(
+        s
+        for s in doc["steps"]
+        if s["newState"].get("inputs", {}).get("kind") == kind and s["newState"]["inputs"]["metadata"]["name"] == name
+    )
+    twin = copy.deepcopy(step)
+    twin["urn"] = twin["newState"]["urn"] = step["urn"] + "-twin"
+    twin["newState"]["inputs"]["metadata"]["name"] = new_name
+    doc["steps"].append(twin)
+    return dict(twin["newState"]["inputs"])
+
+
+def set_subset(doc: dict[str, Any]) -> None:
+    vs(doc)["http"][1]["route"][1]["destination"]["subset"] = "canry"
+
+
+def unselected_subset(doc: dict[str, Any]) -> None:
+    dr(doc)["subsets"][1]["labels"]["version"] = "blue"
+
+
+def unknown_host(doc: dict[str, Any]) -> None:
+    vs(doc)["http"][1]["mirror"]["host"] = "shadow.staging.svc.cluster.local"
+
+
+def second_claim(doc: dict[str, Any]) -> None:
+    add_copy(doc, "VirtualService", "llama-31-8b", "llama-31-8b-copy")
+
+
+def tls_disabled(doc: dict[str, Any]) -> None:
+    dr(doc)["trafficPolicy"]["tls"]["mode"] = "DISABLE"
+
+
+def tls_simple_on_port(doc: dict[str, Any]) -> None:
+    dr(doc)["trafficPolicy"]["portLevelSettings"] = [{"port": {"number": 8000}, "tls": {"mode": "SIMPLE"}}]
+
+
+def stranger_principal(doc: dict[str, Any]) -> None:
+    rules = inputs_of(doc, "AuthorizationPolicy", "llama-31-8b-callers")["spec"]["rules"]
+    rules[0]["from"][0]["source"]["principals"] = ["cluster.local/ns/default/sa/api-gateway"]
+
+
+def not_injected(doc: dict[str, Any]) -> None:
+    inputs_of(doc, "Namespace", "inference")["metadata"]["labels"] = {"istio-injection": "disabled"}
+
+
+def unsafe_retries(doc: dict[str, Any]) -> None:
+    vs(doc)["http"][1]["retries"] = {"attempts": 3, "retryOn": "5xx,reset", "perTryTimeout": "300s"}
+
+
+def missing_gateway(doc: dict[str, Any]) -> None:
+    vs(doc)["gateways"][0] = "istio-ingress/public"
+
+
+def unknown_field(doc: dict[str, Any]) -> None:
+    dr(doc)["trafficPolicy"]["connectionPool"]["http"]["maxPendingRequests"] = 10
+
+
+def bad_core_object(doc: dict[str, Any]) -> None:
+    inputs_of(doc, "Service", "llama-31-8b")["spec"]["ports"][0]["port"] = "eight-thousand"
+
+
+@pytest.mark.parametrize(
+    ("mutation", "codes"),
+    [
+        (set_subset, {"LM0101"}),
+        (unselected_subset, {"LM0102"}),
+        (unknown_host, {"LM0103"}),
+        (second_claim, {"LM0104"}),
+        (tls_disabled, {"LM0105"}),
+        (tls_simple_on_port, {"LM0105"}),
+        (stranger_principal, {"LM0106"}),
+        (not_injected, {"LM0107"}),
+        (unsafe_retries, {"LM0108", "LM0109"}),
+        (missing_gateway, {"LM0110"}),
+        (unknown_field, {"IST003", "LM0001"}),
+        (bad_core_object, {"K8S001"}),
+    ],
+)
+def test_each_finding_comes_from_its_broken_input(
+    previews: dict[str, Any], mutation: Mutation, codes: set[str]
+) -> None:
+    document = copy.deepcopy(previews["prod"])
+    mutation(document)
+    found = findings_of(document)
+    assert codes <= set(found), found
+    assert set(found) - codes <= {"LM0101"}, (
+        f"only the cascade of an object our model refused may add to {codes}: {found}"
+    )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_real_stacks_have_no_findings(previews: dict[str, Any], stack: str) -> None:
+    assert findings_of(previews[stack]) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_validate_command_is_clean(stack: str) -> None:
+    result = run_cli("validate", "--stack", stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 errors, 0 warnings" in result.stdout
+
+
+def test_validate_command_reads_a_preview_file_and_fails_on_errors(previews: dict[str, Any], tmp_path: Path) -> None:
+    broken = copy.deepcopy(previews["prod"])
+    tls_disabled(broken)
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(broken))
+    result = run_cli("validate", str(path))
+    assert result.returncode == 1
+    assert "error LM0105 DestinationRule/inference/llama-31-8b: TLS mode DISABLE" in result.stdout
+    assert "(fix: use ISTIO_MUTUAL" in result.stdout
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_render_writes_one_file_per_object_and_kustomize_builds_it(
+    previews: dict[str, Any], stack: str, tmp_path: Path
+) -> None:
+    out = tmp_path / stack
+    result = run_cli("render", "--stack", stack, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in out.glob("*.yaml") if p.name != "kustomization.yaml")
+    kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == files
+    expected = len(kube_objects(read_document(previews[stack])))
+    assert len(files) == expected
+    first = yaml.safe_load((out / files[0]).read_text())
+    assert first["kind"] == "Namespace"
+    assert "not rendered: Helm release istiod-1-31" in result.stdout
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    built = subprocess.run([kubectl, "kustomize", str(out)], capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    assert len(list(yaml.safe_load_all(built.stdout))) == expected
