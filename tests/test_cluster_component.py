@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from components.cluster import GpuCluster, GpuClusterArgs
+from components.istio import IstioMesh, IstioMeshArgs
+from llm_mesh.authz import security_objects
 from llm_mesh.config import ConfigError, StackConfig, parse_stack_config
 from llm_mesh.offline.document import preview_document
 from llm_mesh.offline.engine import RecordingMonitor, record, run_main
@@ -15,6 +17,7 @@ from llm_mesh.stackfile import Project, StackSettings, read_stack_settings
 from tests.helpers import prop, resource
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
+RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def stack_config(**changes: Any) -> StackConfig:
@@ -105,3 +108,50 @@ def test_config_error_declares_no_resource() -> None:
             monitor,
         )
     assert [r.type for r in monitor.registrations] == ["pulumi:pulumi:Stack"]
+
+
+@pytest.mark.usefixtures("fresh_loop")
+def test_side_by_side_upgrade_keeps_the_previous_istiod() -> None:
+    config = stack_config(istio={"version": "1.31.1", "previousVersion": "1.30.5"})
+
+    def program() -> None:
+        IstioMesh("istio", IstioMeshArgs.from_config(config))
+
+    document = preview_document(record(program, "llm-mesh", "test", StackSettings({})))
+    releases = {
+        s["newState"]["inputs"]["name"]: s["newState"]["inputs"]
+        for s in document["steps"]
+        if s["newState"]["type"] == RELEASE
+    }
+    assert releases["istiod-1-31"]["version"] == "1.31.1"
+    assert releases["istiod-1-30"]["version"] == "1.30.5"
+    assert releases["istiod-1-30"]["values"]["revision"] == "1-30"
+    assert releases["istio-base"]["values"]["defaultRevision"] == "1-31", "new workloads go to the new control plane"
+    namespace = resource(document, "kubernetes:core/v1:Namespace", "istio-ns-inference")
+    assert prop(namespace, "metadata.labels") == {"istio.io/rev": "1-31"}
+
+
+def test_jwt_at_the_gateway_refuses_requests_without_a_token() -> None:
+    config = stack_config(
+        security={"jwt": {"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}}
+    )
+    manifests = {obj.key: obj.manifest() for obj in security_objects(config)}
+    request_auth = manifests["RequestAuthentication/istio-ingress/gateway-jwt"]["spec"]
+    assert request_auth["selector"] == {"matchLabels": {"istio": "ingressgateway"}}
+    assert request_auth["jwtRules"] == [
+        {"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}
+    ]
+    deny = manifests["AuthorizationPolicy/istio-ingress/gateway-require-jwt"]["spec"]
+    assert deny["action"] == "DENY"
+    assert deny["rules"] == [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}]
+    assert not any(key.endswith("gateway-jwt") for key in (o.key for o in security_objects(stack_config())))
+
+
+def test_configured_callers_replace_the_gateway() -> None:
+    config = stack_config(
+        models=[{"name": "llama", "stable": {"version": "v1"}}],
+        security={"callers": ["cluster.local/ns/default/sa/api-gateway"]},
+    )
+    policy = next(o for o in security_objects(config) if o.key == "AuthorizationPolicy/inference/llama-callers")
+    sources = [r["from"][0]["source"]["principals"] for r in policy.manifest()["spec"]["rules"]]
+    assert sources == [["cluster.local/ns/default/sa/api-gateway"]] * 2
