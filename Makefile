@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy policies/__main__.py
 
 unit: $(STAMP)
 	$(PYTHON) -m pytest

@@ -18,6 +18,7 @@ from llm_mesh.config import ConfigError, StackConfig, config_from_pulumi
 from llm_mesh.engine_docs import DocumentError, EngineResource, load_document, read_document
 from llm_mesh.kube_objects import helm_releases, kube_objects, render
 from llm_mesh.offline.summary import gpu_capacity
+from llm_mesh.policy_runner import PolicyConfigError, PolicyReport, run_policies
 from llm_mesh.schemas import schema_findings
 from llm_mesh.stackfile import Project, read_stack_settings
 
@@ -49,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument(
         "--kubernetes-version", help="schema version for a FILE (default: the stack config's, or 1.34)"
     )
+    policy = commands.add_parser("policy", help="run the policy pack offline on a stack or on engine output files")
+    targets = policy.add_mutually_exclusive_group(required=True)
+    targets.add_argument("--stack", help="preview this stack offline and check it")
+    targets.add_argument(
+        "files", nargs="*", type=Path, default=[], help="`pulumi preview --json` or `pulumi stack export` files"
+    )
+    policy.add_argument(
+        "--env", choices=["dev", "staging", "prod"], help="environment (default: the stack name in the URNs)"
+    )
+    policy.add_argument("--config", type=Path, help="policy pack config, as for `pulumi preview --policy-pack-config`")
+    policy.add_argument("--format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     try:
         project = Project.find(args.project or Path.cwd()) if args.project else _default_project()
@@ -59,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return _render(project, args.stack, args.out)
     if args.command == "validate":
         return _validate(project, args.stack, args.file, args.kubernetes_version)
+    if args.command == "policy":
+        return _policy(project, args.stack, args.files, args.env, args.config, args.format)
     return _preview(project, args.stack, args.json)
 
 
@@ -166,6 +180,62 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
         f"{len(objects)} objects checked (Kubernetes {version} schemas, Istio CRD schemas, mesh analysis): {errors} errors, {warnings} warnings"
     )
     return 1 if errors else 0
+
+
+def _policy(
+    project: Project, stack: str | None, files: list[Path], env: str | None, config_file: Path | None, fmt: str
+) -> int:
+    from llm_mesh_policies import PACK_NAME, POLICIES
+
+    if not stack and not files:
+        err.print("error: name a --stack or at least one file")
+        return 2
+    try:
+        config = json.loads(config_file.read_text()) if config_file else {}
+        sources = (
+            [(f"{project.name}/{stack}", _offline_resources(project, stack)[0])]
+            if stack
+            else [(str(f), load_document(f)) for f in files]
+        )
+        reports = [(label, run_policies(POLICIES, resources, config, env)) for label, resources in sources]
+    except _Stop as stop:
+        return stop.code
+    except (DocumentError, PolicyConfigError, OSError, ValueError) as exc:
+        err.print(f"error: {exc}")
+        return 2
+    if fmt == "json":
+        print(
+            json.dumps(
+                {
+                    "policyPack": PACK_NAME,
+                    "results": [{"source": label, **report.as_json()} for label, report in reports],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for label, report in reports:
+            _print_policy_report(PACK_NAME, label, report)
+    return 1 if any(report.mandatory_violations for _, report in reports) else 0
+
+
+def _print_policy_report(pack: str, label: str, report: PolicyReport) -> None:
+    out.print(f"Policy pack {pack} on {label} (environment {report.environment}): {len(report.levels)} rules")
+    for name, level in report.levels.items():
+        found = [v for v in report.violations if v.policy == name]
+        mark = (
+            Text("  ✓ ", style="green")
+            if not found
+            else Text("  ✗ ", style="red" if level == "mandatory" else "yellow")
+        )
+        out.print(mark + Text(f"{name:<40} {level:<10} {len(found) or ''}"), soft_wrap=True)
+        for violation in found:
+            out.print(f"      {violation.urn}", soft_wrap=True)
+            out.print(f"        {violation.message}", soft_wrap=True)
+    for name, urn, why in report.not_evaluated:
+        out.print(f"  not evaluated: {name} on {urn or 'the stack'}: {why}", soft_wrap=True)
+    mandatory = len(report.mandatory_violations)
+    out.print(f"Summary: {len(report.violations)} violations ({mandatory} mandatory) of {len(report.levels)} rules\n")
 
 
 def _config_for(project: Project, resources: list[EngineResource]) -> StackConfig | None:

@@ -1,0 +1,75 @@
+"""What the rules share: the environment, resource kinds, and reading pod specs from workload props.
+
+Props arrive as the engine presents them: camelCase input names, Kubernetes objects as `metadata`/`spec`.
+During a preview a value may be unknown; reading it raises UnknownValueError, which the engine (and the
+offline runner) reports as "not evaluated" rather than as a violation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+ROOT_NAMESPACE = "istio-system"
+WORKLOAD_TYPES = {
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:apps/v1:StatefulSet",
+    "kubernetes:apps/v1:DaemonSet",
+    "kubernetes:batch/v1:Job",
+    "kubernetes:batch/v1:CronJob",
+    "kubernetes:core/v1:Pod",
+}
+NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
+CLUSTER_TYPE = "gcp:container/cluster:Cluster"
+NODE_POOL_TYPE = "gcp:container/nodePool:NodePool"
+BUCKET_TYPE = "gcp:storage/bucket:Bucket"
+GPU = "nvidia.com/gpu"
+
+# Every rule accepts `environment` in its config, to override the one read from the stack name.
+ENVIRONMENT_SCHEMA = {"environment": {"type": "string", "enum": list(ENVIRONMENTS)}}
+
+
+def environment(urn: str, config: Mapping[str, Any]) -> str:
+    """The config's environment, else the stack name when it is one, else prod (the strictest)."""
+    configured = config.get("environment")
+    if configured in ENVIRONMENTS:
+        return str(configured)
+    stack = urn.split("::", 1)[0].rsplit(":", 1)[-1] if urn.startswith("urn:pulumi:") else ""
+    return stack if stack in ENVIRONMENTS else "prod"
+
+
+def istio_kind(resource_type: str, group: str, kind: str) -> bool:
+    """`kubernetes:security.istio.io/v1:PeerAuthentication` and the same kind at any API version."""
+    return resource_type.startswith(f"kubernetes:{group}.istio.io/") and resource_type.endswith(f":{kind}")
+
+
+def metadata(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    return props.get("metadata") or {}
+
+
+def namespace_of(props: Mapping[str, Any]) -> str:
+    return str(metadata(props).get("namespace") or "default")
+
+
+def spec(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    return props.get("spec") or {}
+
+
+def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+    body = spec(props)
+    if resource_type.endswith(":Pod"):
+        return body
+    if resource_type.endswith(":CronJob"):
+        body = (body.get("jobTemplate") or {}).get("spec") or {}
+    return ((body.get("template") or {}).get("spec")) or {}
+
+
+def containers(pod: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    yield from pod.get("initContainers") or []
+    yield from pod.get("containers") or []
+
+
+def is_in_mesh_host(host: str) -> bool:
+    """Short names and cluster-local names are services of the mesh; other FQDNs are external."""
+    return "." not in host or host.count(".") == 1 or host.endswith(".svc.cluster.local") or host.endswith(".svc")

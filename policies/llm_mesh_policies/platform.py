@@ -1,0 +1,220 @@
+"""Platform rules: GPU workloads, pinned images in prod, hardened GKE, model buckets, protected state."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+from llm_mesh_policies.common import (
+    BUCKET_TYPE,
+    CLUSTER_TYPE,
+    ENVIRONMENT_SCHEMA,
+    GPU,
+    NODE_POOL_TYPE,
+    WORKLOAD_TYPES,
+    containers,
+    environment,
+    pod_spec,
+)
+
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+
+
+def _schema() -> PolicyConfigSchema:
+    return PolicyConfigSchema(properties=ENVIRONMENT_SCHEMA)
+
+
+def _tolerates_gpu(pod: Mapping[str, Any]) -> bool:
+    for toleration in pod.get("tolerations") or []:
+        if toleration.get("key") != GPU or toleration.get("effect") not in (None, "", "NoSchedule"):
+            continue
+        if toleration.get("operator") == "Exists" or toleration.get("value") == "present":
+            return True
+    return False
+
+
+def _validate_gpu(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in WORKLOAD_TYPES:
+        return
+    pod = pod_spec(args.resource_type, args.props)
+    gpu_containers = 0
+    for container in containers(pod):
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        if GPU not in requests and GPU not in limits:
+            continue
+        gpu_containers += 1
+        name = container.get("name")
+        if GPU not in limits:
+            report_violation(
+                f"container {name} requests {GPU} without a limit; GPUs are requested through limits", args.urn
+            )
+        elif GPU in requests and str(requests[GPU]) != str(limits[GPU]):
+            report_violation(
+                f"container {name}: {GPU} request {requests[GPU]} differs from its limit {limits[GPU]}", args.urn
+            )
+    if gpu_containers and not _tolerates_gpu(pod):
+        report_violation(f"the pod uses GPUs but does not tolerate GKE's {GPU}=present:NoSchedule taint", args.urn)
+
+
+gpu_workload_limits = ResourceValidationPolicy(
+    name="gpu-workload-limits",
+    description="GPU workloads set nvidia.com/gpu limits (equal to requests) and tolerate the GPU node taint.",
+    validate=_validate_gpu,
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_schema(),
+    remediation_steps="Set resources.limits['nvidia.com/gpu'] (= requests) and tolerate key nvidia.com/gpu, operator Exists, effect NoSchedule.",
+)
+
+
+def _validate_digests(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in WORKLOAD_TYPES or environment(args.urn, args.get_config()) != "prod":
+        return
+    for container in containers(pod_spec(args.resource_type, args.props)):
+        image = str(container.get("image") or "")
+        if not DIGEST.search(image):
+            report_violation(f"container {container.get('name')} runs {image!r}, not pinned by digest", args.urn)
+
+
+prod_images_pinned = ResourceValidationPolicy(
+    name="prod-images-pinned-by-digest",
+    description="In prod, every container image is pinned by digest (repo@sha256:...).",
+    validate=_validate_digests,
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_schema(),
+    remediation_steps="Replace the tag with the image's digest: `crane digest <image>:<tag>`.",
+)
+
+
+def _get(props: Mapping[str, Any], path: str) -> Any:
+    value: Any = props
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _validate_cluster(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != CLUSTER_TYPE:
+        return
+    props = args.props
+    if not _get(props, "workloadIdentityConfig.workloadPool"):
+        report_violation(
+            "Workload Identity is off: set workloadIdentityConfig.workloadPool to <project>.svc.id.goog", args.urn
+        )
+    if _get(props, "privateClusterConfig.enablePrivateNodes") is not True:
+        report_violation("nodes have public IPs: set privateClusterConfig.enablePrivateNodes: true", args.urn)
+    if props.get("enableShieldedNodes") is False:
+        report_violation("shielded nodes are off: set enableShieldedNodes: true", args.urn)
+    if _get(props, "releaseChannel.channel") not in RELEASE_CHANNELS:
+        report_violation(
+            f"no release channel: set releaseChannel.channel to one of {', '.join(RELEASE_CHANNELS)}", args.urn
+        )
+    if props.get("enableLegacyAbac") is True:
+        report_violation("legacy ABAC is on: set enableLegacyAbac: false", args.urn)
+    if _get(props, "masterAuth.clientCertificateConfig.issueClientCertificate") is True:
+        report_violation(
+            "client certificates are issued: set masterAuth.clientCertificateConfig.issueClientCertificate: false",
+            args.urn,
+        )
+    if _get(props, "masterAuth.username") or _get(props, "masterAuth.password"):
+        report_violation("basic authentication is configured: remove masterAuth.username and password", args.urn)
+    # The provider defaults deletionProtection to true: only an explicit false is a violation.
+    if environment(args.urn, args.get_config()) == "prod" and props.get("deletionProtection") is False:
+        report_violation("deletion protection is off in prod: set deletionProtection: true", args.urn)
+
+
+gke_cluster_hardening = ResourceValidationPolicy(
+    name="gke-cluster-hardening",
+    description="The GKE cluster has Workload Identity, private nodes, shielded nodes, a release channel, no legacy ABAC, client certificates or basic auth, and deletion protection in prod.",
+    validate=_validate_cluster,
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_schema(),
+    remediation_steps="Set the named cluster fields; GpuCluster sets all of them.",
+)
+
+
+def _validate_node_pool(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != NODE_POOL_TYPE:
+        return
+    node_config = args.props.get("nodeConfig") or {}
+    if _get(node_config, "shieldedInstanceConfig.enableSecureBoot") is not True:
+        report_violation(
+            "nodes boot without secure boot: set nodeConfig.shieldedInstanceConfig.enableSecureBoot: true", args.urn
+        )
+    if _get(node_config, "workloadMetadataConfig.mode") != "GKE_METADATA":
+        report_violation(
+            "pods can read the node's credentials: set nodeConfig.workloadMetadataConfig.mode: GKE_METADATA",
+            args.urn,
+        )
+
+
+gke_node_pool_hardening = ResourceValidationPolicy(
+    name="gke-node-pool-hardening",
+    description="Node pools boot shielded with secure boot and expose only the GKE metadata server (Workload Identity).",
+    validate=_validate_node_pool,
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_schema(),
+    remediation_steps="Set nodeConfig.shieldedInstanceConfig.enableSecureBoot and workloadMetadataConfig.mode GKE_METADATA.",
+)
+
+
+def _validate_bucket(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != BUCKET_TYPE:
+        return
+    props = args.props
+    if props.get("uniformBucketLevelAccess") is not True:
+        report_violation("object ACLs are allowed: set uniformBucketLevelAccess: true", args.urn)
+    if props.get("publicAccessPrevention") != "enforced":
+        report_violation("public access is not prevented: set publicAccessPrevention: enforced", args.urn)
+    if _get(props, "versioning.enabled") is not True:
+        report_violation("an overwritten model artifact is lost: set versioning.enabled: true", args.urn)
+
+
+model_bucket_hardening = ResourceValidationPolicy(
+    name="model-bucket-hardening",
+    description="Model buckets have uniform bucket-level access, public access prevention enforced and versioning.",
+    validate=_validate_bucket,
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_schema(),
+    remediation_steps="Set uniformBucketLevelAccess: true, publicAccessPrevention: enforced, versioning.enabled: true.",
+)
+
+STATEFUL = (CLUSTER_TYPE, BUCKET_TYPE)
+
+
+def _validate_protected(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in STATEFUL or environment(args.urn, args.get_config()) != "prod":
+        return
+    if not args.opts.protect:
+        report_violation(f"{args.resource_type} is not protected in prod: a bad `pulumi up` could delete it", args.urn)
+
+
+prod_stateful_protected = ResourceValidationPolicy(
+    name="prod-stateful-resources-protected",
+    description="In prod, stateful resources (the GKE cluster, the model bucket) carry Pulumi's protect option.",
+    validate=_validate_protected,
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_schema(),
+    remediation_steps="Declare them with pulumi.ResourceOptions(protect=True); llm-mesh does in prod.",
+)
+
+PLATFORM_POLICIES = [
+    gpu_workload_limits,
+    prod_images_pinned,
+    gke_cluster_hardening,
+    gke_node_pool_hardening,
+    model_bucket_hardening,
+    prod_stateful_protected,
+]

@@ -1,0 +1,196 @@
+"""`llm-mesh policy` on stacks, on mutated prod previews, and on hand-written engine files of both shapes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import STACKS, run_cli
+
+Mutation = Callable[[dict[str, Any]], str]
+
+
+def state(document: dict[str, Any], type_suffix: str, name: str) -> dict[str, Any]:
+    for step in document["steps"]:
+        if step["newState"]["type"].endswith(type_suffix) and step["urn"].endswith(f"::{name}"):
+            return step["newState"]
+    raise KeyError(name)
+
+
+def permissive(doc: dict[str, Any]) -> str:
+    target = state(doc, ":PeerAuthentication", "inference-default")
+    target["inputs"]["spec"]["mtls"]["mode"] = "PERMISSIVE"
+    return str(target["urn"])
+
+
+def wildcard_principal(doc: dict[str, Any]) -> str:
+    target = state(doc, ":AuthorizationPolicy", "inference-llama-31-8b-callers")
+    target["inputs"]["spec"]["rules"][0]["from"][0]["source"]["principals"] = ["*"]
+    return str(target["urn"])
+
+
+def tls_disabled(doc: dict[str, Any]) -> str:
+    target = state(doc, ":DestinationRule", "inference-llama-31-8b")
+    target["inputs"]["spec"]["trafficPolicy"]["tls"]["mode"] = "DISABLE"
+    return str(target["urn"])
+
+
+def unpinned_image(doc: dict[str, Any]) -> str:
+    target = state(doc, ":Deployment", "model-llama-31-8b-stable")
+    target["inputs"]["spec"]["template"]["spec"]["containers"][0]["image"] = "vllm/vllm-openai:latest"
+    return str(target["urn"])
+
+
+def unprotected_cluster(doc: dict[str, Any]) -> str:
+    target = state(doc, ":Cluster", "gpu-gke")
+    target["protect"] = False
+    return str(target["urn"])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_passes_and_lists_the_rules(stack: str) -> None:
+    result = run_cli("policy", "--stack", stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"on llm-mesh/{stack} (environment {stack}): 12 rules" in result.stdout
+    assert result.stdout.count(" mandatory ") == 12
+    assert "Summary: 0 violations (0 mandatory) of 12 rules" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("mutation", "rule"),
+    [
+        (permissive, "istio-peer-authentication-strict"),
+        (wildcard_principal, "istio-authorization-positive-allow"),
+        (tls_disabled, "istio-destination-rule-tls"),
+        (unpinned_image, "prod-images-pinned-by-digest"),
+        (unprotected_cluster, "prod-stateful-resources-protected"),
+    ],
+)
+def test_weakened_prod_preview_is_caught(
+    previews: dict[str, Any], tmp_path: Path, mutation: Mutation, rule: str
+) -> None:
+    document = copy.deepcopy(previews["prod"])
+    urn = mutation(document)
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(document))
+    result = run_cli("policy", str(path), "--format", "json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)["results"][0]
+    assert report["environment"] == "prod"
+    assert [(v["policy"], v["urn"]) for v in report["violations"]] == [(rule, urn)]
+
+
+SECRET = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:abc"}
+CLUSTER_URN = "urn:pulumi:prod::llm-mesh::llm-mesh:cluster:GpuCluster$gcp:container/cluster:Cluster::gpu-gke"
+PA_URN = "urn:pulumi:prod::llm-mesh::llm-mesh:mesh:MeshSecurity$kubernetes:security.istio.io/v1:PeerAuthentication::istio-system-default"
+CLUSTER_INPUTS = {
+    "__defaults": ["name"],
+    "workloadIdentityConfig": {"workloadPool": "p.svc.id.goog"},
+    "privateClusterConfig": {"enablePrivateNodes": True},
+    "releaseChannel": {"channel": "STABLE"},
+    "masterAuth": {"clientCertificateConfig": {"issueClientCertificate": False}, "clusterCaCertificate": SECRET},
+}
+PA_INPUTS = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "PeerAuthentication",
+    "metadata": {"name": "default", "namespace": "istio-system"},
+    "spec": {"mtls": {"mode": "PERMISSIVE"}},
+}
+
+
+def hand_written_export() -> dict[str, Any]:
+    """`pulumi stack export` (version 3) as the CLI writes it: manifest, secrets provider, resources with outputs."""
+    return {
+        "version": 3,
+        "deployment": {
+            "manifest": {"time": "2026-11-20T10:00:00Z", "magic": "0" * 64, "version": "v3.200.0"},
+            "secrets_providers": {"type": "passphrase", "state": {"salt": "v1:x"}},
+            "resources": [
+                {"urn": "urn:pulumi:prod::llm-mesh::pulumi:pulumi:Stack::llm-mesh-prod", "custom": False, "type": "pulumi:pulumi:Stack"},
+                {"urn": CLUSTER_URN, "custom": True, "id": "projects/p/locations/us-central1/clusters/llm-mesh-prod",
+                 "type": "gcp:container/cluster:Cluster", "inputs": CLUSTER_INPUTS, "outputs": {"endpoint": "10.0.0.2"},
+                 "protect": True, "parent": "urn:pulumi:prod::llm-mesh::llm-mesh:cluster:GpuCluster::gpu"},
+                {"urn": PA_URN, "custom": True, "id": "istio-system/default", "type": "kubernetes:security.istio.io/v1:PeerAuthentication",
+                 "inputs": PA_INPUTS, "outputs": PA_INPUTS},
+            ],
+        },
+    }  # fmt: skip
+
+
+def hand_written_preview() -> dict[str, Any]:
+    """`pulumi preview --json` with a same, an update and a delete step, as the CLI writes them."""
+    cluster = {
+        "urn": CLUSTER_URN,
+        "custom": True,
+        "type": "gcp:container/cluster:Cluster",
+        "inputs": {**CLUSTER_INPUTS, "enableLegacyAbac": True},
+    }
+    gone = {
+        "urn": PA_URN.replace("istio-system-default", "old"),
+        "custom": True,
+        "type": PA_URN.split("::")[2].split("$")[-1],
+        "inputs": PA_INPUTS,
+    }
+    return {
+        "config": {},
+        "steps": [
+            {"op": "same", "urn": PA_URN, "oldState": {"urn": PA_URN}, "newState": {"urn": PA_URN, "custom": True,
+             "type": "kubernetes:security.istio.io/v1:PeerAuthentication", "inputs": {**PA_INPUTS, "spec": {"mtls": {"mode": "STRICT"}}}}},
+            {"op": "update", "urn": CLUSTER_URN, "oldState": cluster, "newState": {**cluster, "protect": True}, "diffReasons": ["enableLegacyAbac"]},
+            {"op": "delete", "urn": gone["urn"], "oldState": gone},
+        ],
+        "duration": 1000,
+        "changeSummary": {"same": 1, "update": 1, "delete": 1},
+    }  # fmt: skip
+
+
+def test_stack_export_file(tmp_path: Path) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(hand_written_export()))
+    report = json.loads(run_cli("policy", str(path), "--format", "json").stdout)["results"][0]
+    found = {(v["policy"], v["urn"]) for v in report["violations"]}
+    assert found == {("istio-peer-authentication-strict", PA_URN), ("istio-mesh-wide-strict-mtls", "")}
+    result = run_cli("policy", str(path))
+    assert result.returncode == 1
+    assert "mtls.mode is PERMISSIVE; every PeerAuthentication must be STRICT" in result.stdout
+
+
+def test_preview_file_reads_new_states_and_skips_deletes(tmp_path: Path) -> None:
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(hand_written_preview()))
+    result = run_cli("policy", str(path), "--format", "json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)["results"][0]
+    assert [(v["policy"], v["urn"]) for v in report["violations"]] == [("gke-cluster-hardening", CLUSTER_URN)]
+    assert report["violations"][0]["message"] == "legacy ABAC is on: set enableLegacyAbac: false"
+
+
+def test_env_override_and_several_files(tmp_path: Path, previews: dict[str, Any]) -> None:
+    dev = copy.deepcopy(previews["dev"])
+    state(dev, ":Deployment", "model-llama-31-8b-stable")  # dev images are tags: fine in dev, not in prod
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(dev))
+    assert run_cli("policy", str(path)).returncode == 0
+    result = run_cli("policy", str(path), str(path), "--env", "prod", "--format", "json")
+    assert result.returncode == 1
+    results = json.loads(result.stdout)["results"]
+    assert len(results) == 2 and results[0]["environment"] == "prod"
+    assert {v["policy"] for v in results[0]["violations"]} >= {
+        "prod-images-pinned-by-digest",
+        "prod-stateful-resources-protected",
+    }
+
+
+def test_advisory_config_is_refused_outside_dev(tmp_path: Path) -> None:
+    config = tmp_path / "policy-config.json"
+    config.write_text(json.dumps({"istio-destination-rule-tls": "advisory"}))
+    result = run_cli("policy", "--stack", "prod", "--config", str(config))
+    assert result.returncode == 2
+    assert "istio-destination-rule-tls: advisory is allowed in dev only" in result.stderr
+    lowered = run_cli("policy", "--stack", "dev", "--config", str(config))
+    assert lowered.returncode == 0 and "istio-destination-rule-tls               advisory" in lowered.stdout
