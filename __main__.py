@@ -6,8 +6,10 @@ from components.cluster import GpuCluster, GpuClusterArgs
 from components.inference import InferenceService, InferenceServiceArgs
 from components.istio import IstioMesh, IstioMeshArgs
 from components.mesh_policy import MeshRouting, MeshSecurity
+from components.model_store import ModelStore, ModelStoreArgs
 from llm_mesh.authz import security_objects
 from llm_mesh.config import load_stack_config
+from llm_mesh.inference import version_of
 from llm_mesh.topology import model_names
 
 # Validated before anything is declared: a bad stack file stops here with the key, the value and the fix.
@@ -21,6 +23,7 @@ mesh = IstioMesh("istio", IstioMeshArgs.from_config(config), on_cluster)
 # Mesh objects need Istio's CRDs and istiod's webhook, and their namespaces: all come with the mesh.
 in_mesh = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh])
 MeshSecurity("mesh-security", security_objects(config), in_mesh)
+store = ModelStore("models", ModelStoreArgs.from_config(config, stack), in_mesh)
 for names in model_names(config):
     InferenceService(f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names), in_mesh)
     MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh)
@@ -31,3 +34,11 @@ pulumi.export("clusterEndpoint", cluster.endpoint)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("istioRevision", config.istio.revision)
 pulumi.export("inferenceHosts", [names.external_host for names in model_names(config)])
+pulumi.export("modelBucket", store.bucket.name)
+pulumi.export(
+    "modelVersions",
+    {
+        names.model.name: {track: version_of(names.model, track).version for track in names.tracks}
+        for names in model_names(config)
+    },
+)

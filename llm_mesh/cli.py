@@ -7,11 +7,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from llm_mesh.offline.engine import Recording
 
 from llm_mesh.analysis import analyze, inventory
 from llm_mesh.config import ConfigError, StackConfig, config_from_pulumi
@@ -20,7 +23,7 @@ from llm_mesh.kube_objects import helm_releases, kube_objects, render
 from llm_mesh.offline.summary import gpu_capacity
 from llm_mesh.policy_runner import PolicyConfigError, PolicyReport, run_policies
 from llm_mesh.schemas import schema_findings
-from llm_mesh.stackfile import Project, read_stack_settings
+from llm_mesh.stackfile import Project, StackSettings, read_stack_settings
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -85,23 +88,13 @@ def _default_project() -> Project:
 
 
 def _preview(project: Project, stack: str, json_path: Path | None) -> int:
-    # Imported here: the SDK's runtime is heavy and only this command needs it.
     from llm_mesh.offline.document import preview_document
-    from llm_mesh.offline.engine import run_program
 
-    try:
-        settings = read_stack_settings(project, stack)
-    except FileNotFoundError as exc:
-        err.print(f"error: {exc}")
-        return 2
-    stack_file = _relative(project.stack_file(stack))
     out.print(f"Previewing {project.name}/{stack} offline (Pulumi SDK mock runtime: no cloud calls, no state)\n")
     try:
-        recording = run_program(project, stack, settings)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(Text(f"error: {stack_file}: {problem}", style="red"))
-        return 1
+        recording, _ = _record(project, stack)
+    except _Stop as stop:
+        return stop.code
     document = preview_document(recording)
     if json_path is not None:
         json_path.write_text(json.dumps(document, indent=2) + "\n")
@@ -118,9 +111,9 @@ class _Stop(Exception):
         self.code = code
 
 
-def _offline_resources(project: Project, stack: str) -> tuple[list[EngineResource], StackConfig]:
-    """Run the stack offline (as `preview` does) and read its document back, as any other document."""
-    from llm_mesh.offline.document import preview_document
+def _record(project: Project, stack: str) -> tuple[Recording, StackSettings]:
+    """Run the stack's program offline; config mistakes and program failures are reported, not raised."""
+    # Imported here: the SDK's runtime is heavy and only the commands that run the program need it.
     from llm_mesh.offline.engine import run_program
 
     try:
@@ -129,11 +122,24 @@ def _offline_resources(project: Project, stack: str) -> tuple[list[EngineResourc
         err.print(f"error: {exc}")
         raise _Stop(2) from None
     try:
-        recording = run_program(project, stack, settings)
+        return run_program(project, stack, settings), settings
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(Text(f"error: {_relative(project.stack_file(stack))}: {problem}", style="red"))
         raise _Stop(1) from None
+    except Exception as exc:
+        if os.environ.get("LLM_MESH_DEBUG"):
+            raise
+        err.print(Text(f"error: the program failed: {type(exc).__name__}: {exc}", style="red"))
+        err.print("(set LLM_MESH_DEBUG=1 to see the traceback)")
+        raise _Stop(1) from None
+
+
+def _offline_resources(project: Project, stack: str) -> tuple[list[EngineResource], StackConfig]:
+    """Run the stack offline (as `preview` does) and read its document back, as any other document."""
+    from llm_mesh.offline.document import preview_document
+
+    recording, settings = _record(project, stack)
     return read_document(preview_document(recording)), config_from_pulumi(settings.config)
 
 
@@ -270,7 +276,7 @@ def _print_plan(document: dict[str, Any]) -> None:
     unknown = document["offline"]["knownAfterDeploy"]
     if unknown:
         shown = ", ".join(unknown[:6]) + (", ..." if len(unknown) > 6 else "")
-        out.print(f"Known only after deployment: {len(unknown)} values ({shown})")
+        out.print(f"Known only after deployment: {len(unknown)} values ({shown})", soft_wrap=True)
     for capacity in gpu_capacity(document):
         out.print(f"GPU capacity: {capacity}")
 

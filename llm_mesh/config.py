@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -33,6 +34,7 @@ from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.mesh.networking import RETRY_CONDITIONS
 
 NAMESPACE = "llm-mesh"
+SECRET_KEYS = frozenset({"accessKeyId", "secretAccessKey", "access_key_id", "secret_access_key"})
 
 Environment = Literal["dev", "staging", "prod"]
 ReleaseChannel = Literal["RAPID", "REGULAR", "STABLE"]
@@ -320,14 +322,41 @@ class InferenceConfig(_Model):
     namespace: Name = "inference"
 
 
+class S3Import(_Model):
+    """How the Storage Transfer Service reads `s3://` sources: an IAM role, or access keys kept as secrets."""
+
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws:iam::\d{12}:role/.+$")
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    # An S3-compatible registry other than AWS: its endpoint, region, and the transfer agent pool that reaches it.
+    endpoint: str | None = None
+    region: str | None = None
+    agent_pool: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> S3Import:
+        keys = (self.access_key_id is not None, self.secret_access_key is not None)
+        if keys[0] != keys[1]:
+            raise ValueError("set both accessKeyId and secretAccessKey (as secrets), or neither")
+        if self.endpoint is None and self.role_arn is None and not keys[0]:
+            raise ValueError("AWS S3 needs roleArn or accessKeyId/secretAccessKey")
+        if self.endpoint is not None and self.agent_pool is None:
+            raise ValueError("an S3-compatible endpoint is reached through transfer agents: set agentPool")
+        return self
+
+
 class ModelStoreConfig(_Model):
     # None: "<project>-<stack>-models", which is unique per project and stack.
     bucket_name: str | None = Field(default=None, pattern=r"^[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]$")
     location: str | None = None
-    kms_key_name: str | None = None
+    kms_key_name: str | None = Field(
+        default=None, pattern=r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$"
+    )
     noncurrent_version_retention_days: int = Field(default=30, ge=1)
     server_image: Image = "nginxinc/nginx-unprivileged:1.30.5-alpine"
     namespace: Name = "model-store"
+    replicas: int = Field(default=2, ge=1)
+    s3: S3Import | None = None
 
 
 class IstioConfig(_Model):
@@ -444,6 +473,27 @@ class StackConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _s3_sources_need_access(self) -> StackConfig:
+        for path, version in self.versions():
+            if version.source and version.source.startswith("s3://") and self.model_store.s3 is None:
+                raise _KeyError(
+                    f"{path}.source", version.source, "s3:// sources need modelStore.s3 (roleArn or access keys)"
+                )
+        return self
+
+    def versions(self) -> Iterable[tuple[str, ModelVersion]]:
+        """Every model version the stack serves, with its config key."""
+        for i, model in enumerate(self.models):
+            yield f"models[{i}].stable", model.stable
+            if model.canary is not None:
+                yield f"models[{i}].canary", model.canary
+            if model.mirror is not None:
+                yield f"models[{i}].mirror.version", model.mirror.version
+
+    def bucket_name(self, stack: str) -> str:
+        return self.model_store.bucket_name or f"{self.gcp.project}-{stack}-models"
+
+    @model_validator(mode="after")
     def _prod_images_pinned(self) -> StackConfig:
         if self.environment != "prod":
             return self
@@ -459,11 +509,9 @@ class StackConfig(_Model):
         """Every container image the stack runs, with the config key that chooses it."""
         yield "inference.image", self.inference.image
         yield "modelStore.serverImage", self.model_store.server_image
-        for i, model in enumerate(self.models):
-            mirror = model.mirror.version if model.mirror else None
-            for role, version in (("stable", model.stable), ("canary", model.canary), ("mirror.version", mirror)):
-                if version is not None and version.image is not None:
-                    yield f"models[{i}].{role}.image", version.image
+        for path, version in self.versions():
+            if version.image is not None:
+                yield f"{path}.image", version.image
 
     def pool_for(self, model: ServedModel) -> GpuPool:
         return next((p for p in self.gpu_pools if p.name == model.gpu_pool), self.gpu_pools[0])
@@ -528,7 +576,12 @@ def _describe(error: Any) -> str:
         return f"{_key_path(loc)}: unknown key{_suggestion(loc)}"
     if error["type"] == "missing":
         return f"{_key_path(loc)}: required key is missing"
-    return f"{_key_path(loc)} = {error['input']!r}: {message}"
+    value = error["input"]
+    holds_objects = isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value))
+    if holds_objects or any(str(part) in SECRET_KEYS for part in loc):
+        # Objects may hold secrets, and a secret's value is never printed: name the key only.
+        return f"{_key_path(loc)}: {message}"
+    return f"{_key_path(loc)} = {value!r}: {message}"
 
 
 def _key_path(loc: tuple[str | int, ...]) -> str:

@@ -55,16 +55,32 @@ def read_stack_settings(project: Project, stack: str) -> StackSettings:
     secret_keys: list[str] = []
     for key, value in (document.get("config") or {}).items():
         full_key = key if ":" in key else f"{project.name}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            config[full_key] = UNDECRYPTED_SECRET
+        plain = _plain(value)
+        if _has_secure(value):
+            # As the CLI does: a key holding any secret (even nested, from `config set --secret --path`) is secret.
             secret_keys.append(full_key)
-        else:
-            config[full_key] = value if isinstance(value, str) else json.dumps(_plain(value))
+        config[full_key] = plain if isinstance(plain, str) else json.dumps(plain)
     return StackSettings(config, secret_keys)
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def _has_secure(value: Any) -> bool:
+    if _is_secure(value):
+        return True
+    if isinstance(value, dict):
+        return any(_has_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secure(v) for v in value)
+    return False
 
 
 def _plain(value: Any) -> Any:
     # YAML may give dates or other types; the CLI passes them on as their text.
+    if _is_secure(value):
+        return UNDECRYPTED_SECRET
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -145,7 +145,9 @@ def test_steps_use_only_keys_the_engine_writes(previews: dict[str, dict[str, Any
         pytest.skip("shared samples of real engine output are not beside this checkout")
     real = json.loads(sample.read_text())
     real_step_keys = {k for s in real["steps"] for k in s}
-    real_state_keys = {k for s in real["steps"] for k in s["newState"]} | {"protect", "customTimeouts", "outputs"}
+    # Fields of the engine's state that the sample's program happened not to use.
+    unused_by_sample = {"protect", "retainOnDelete", "customTimeouts", "outputs"}
+    real_state_keys = {k for s in real["steps"] for k in s["newState"]} | unused_by_sample
     for step in previews["prod"]["steps"]:
         assert set(step) <= real_step_keys
         assert set(step["newState"]) <= real_state_keys, set(step["newState"]) - real_state_keys
@@ -157,14 +159,15 @@ def test_same_program_gives_the_same_document(previews: dict[str, dict[str, Any]
     assert json.loads(again.read_text()) == previews["prod"]
 
 
-def test_readable_plan_and_summary() -> None:
+def test_readable_plan_and_summary(previews: dict[str, dict[str, Any]]) -> None:
     result = run_cli("preview", "--stack", "prod")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "Previewing llm-mesh/prod offline (Pulumi SDK mock runtime: no cloud calls, no state)"
     assert any("├─ gcp:container/cluster:Cluster" in line and "protected" in line for line in lines)
-    assert "Resources: + 43 to create" in result.stdout
-    assert "Known only after deployment: 3 values" in result.stdout
+    assert f"Resources: + {len(previews['prod']['steps'])} to create" in result.stdout
+    known_after = previews["prod"]["offline"]["knownAfterDeploy"]
+    assert f"Known only after deployment: {len(known_after)} values ({', '.join(known_after[:6])}" in result.stdout
     assert "GPU capacity: 4–12 × nvidia-l4 (on-demand, pool gpu-l4-ondemand)" in result.stdout
     assert "GPU capacity: 0–16 × nvidia-l4 (spot, pool gpu-l4-spot)" in result.stdout
 

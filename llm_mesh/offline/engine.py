@@ -83,9 +83,13 @@ class _ComputedOutputs(Mocks):
             return None, {}
         return computed_marker(args.name, "id"), _computed_state(args.typ, args.name, args.inputs)
 
-    def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        # Invokes (data sources) would read the cloud; the program must not depend on them offline.
-        raise NotImplementedError(f"offline preview cannot answer the data source {args.token}")
+    def call(self, args: Any) -> dict[str, Any]:  # type: ignore[override]  # the monitor accepts a bare dict
+        # A data source reads the cloud: each of its results is a value known only after deployment.
+        shape = _invoke_shape(args.token)
+        if shape is None:
+            raise NotImplementedError(f"offline preview cannot answer the data source {args.token}")
+        function = args.token.rsplit(":", 1)[-1]
+        return _fill(shape, {}, function, "")
 
 
 class RecordingMonitor(MockMonitor):
@@ -269,6 +273,25 @@ def _shape(types: dict[str, Any], depth: int) -> tuple[tuple[str, Any], ...]:
             shape.append((prop, _shape(_types.output_type_types(kind), depth + 1)))
         # Numbers, booleans and lists stay unset: the SDK then falls back to the inputs, or to None.
     return tuple(shape)
+
+
+@cache
+def _invoke_shape(token: str) -> tuple[tuple[str, Any], ...] | None:
+    """Result shape of a generated SDK's data source (`gcp:storage/getX:getX` -> pulumi_gcp.storage.GetXResult)."""
+    parts = token.split(":")
+    packages = {"gcp": "pulumi_gcp", "kubernetes": "pulumi_kubernetes"}
+    if len(parts) != 3 or parts[0] not in packages:
+        return None
+    module_path = parts[1].split("/")[0]
+    function = parts[2]
+    try:
+        module = __import__(f"{packages[parts[0]]}.{module_path}", fromlist=["_"])
+    except ImportError:
+        return None
+    result = getattr(module, function[0].upper() + function[1:] + "Result", None)
+    if result is None or not _types.is_output_type(result):
+        return None
+    return _shape(_types.output_type_types(result), depth=0)
 
 
 def _resource_class(type_token: str) -> type | None:

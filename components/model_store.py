@@ -1,0 +1,286 @@
+"""ModelStore: the model artifact bucket, read-only identity for it, imports from S3, and an in-mesh HTTP server."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from llm_mesh.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
+from llm_mesh.topology import MODEL_STORE
+
+meta = k8s.meta.v1
+core = k8s.core.v1
+SERVER_PORT = 8080  # nginx-unprivileged listens here, as a non-root user
+ARTIFACT_ROOT = "/usr/share/nginx/html/models"  # served as /models/<model>/<version>/<file>
+# GKE's metadata server must stay reachable past the sidecar: the GCS FUSE driver gets its token there.
+METADATA_SERVER = "169.254.169.254/32"
+# A past start date with a daily repeat: the job runs at once, then keeps the copy in step with the source.
+IMPORT_START = gcp.storage.TransferJobScheduleScheduleStartDateArgs(year=2025, month=1, day=1)
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """One model version to import: s3:// or gs://bucket/prefix into <model>/<version>/ of the store."""
+
+    model: str
+    version: ModelVersion
+
+    @property
+    def scheme(self) -> str:
+        return (self.version.source or "").split("://", 1)[0]
+
+    @property
+    def bucket(self) -> str:
+        return (self.version.source or "").split("://", 1)[-1].split("/", 1)[0]
+
+    @property
+    def path(self) -> str:
+        rest = (self.version.source or "").split("://", 1)[-1].split("/", 1)
+        prefix = rest[1] if len(rest) > 1 else ""
+        return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+    @property
+    def sink_path(self) -> str:
+        return f"{self.model}/{self.version.version}/"
+
+
+@dataclass(frozen=True)
+class ModelStoreArgs:
+    project: str
+    bucket_name: str
+    location: str
+    workload_pool: str
+    store: ModelStoreConfig
+    imports: list[ImportSource]
+    # Prod keeps the bucket through a bad `up` or a `destroy`: protected, and retained if ever deleted.
+    protect: bool
+
+    @classmethod
+    def from_config(cls, config: StackConfig, stack: str) -> ModelStoreArgs:
+        bucket = config.bucket_name(stack)
+        imports = [
+            ImportSource(model.name, version)
+            for model in config.models
+            for version in (model.stable, model.canary, model.mirror.version if model.mirror else None)
+            if version is not None and version.source
+        ]
+        # A gs:// source already where the store serves it needs no copy.
+        imports = [i for i in imports if not (i.scheme == "gs" and i.bucket == bucket and i.path == i.sink_path)]
+        return cls(
+            project=config.gcp.project,
+            bucket_name=config.bucket_name(stack),
+            location=config.model_store.location or config.gcp.region,
+            workload_pool=f"{config.gcp.project}.svc.id.goog",
+            store=config.model_store,
+            imports=imports,
+            protect=config.environment == "prod",
+        )
+
+
+class ModelStore(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-mesh:storage:ModelStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        store = args.store
+        self.bucket = gcp.storage.Bucket(
+            f"{name}-bucket",
+            name=args.bucket_name,
+            project=args.project,
+            location=args.location,
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                        days_since_noncurrent_time=store.noncurrent_version_retention_days, with_state="ARCHIVED"
+                    ),
+                )
+            ],
+            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=store.kms_key_name)
+            if store.kms_key_name
+            else None,
+            force_destroy=False,
+            labels={"app": "llm-mesh", "role": "models"},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+        )
+        reader = gcp.serviceaccount.Account(
+            f"{name}-reader",
+            project=args.project,
+            account_id=f"{args.bucket_name}"[:24].rstrip("-") + "-read",
+            display_name=f"Reads model artifacts from {args.bucket_name}",
+            opts=child,
+        )
+        # Read-only, and on this bucket alone.
+        gcp.storage.BucketIAMMember(
+            f"{name}-reader-objects",
+            bucket=self.bucket.name,
+            role="roles/storage.objectViewer",
+            member=reader.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=child,
+        )
+        gcp.serviceaccount.IAMMember(
+            f"{name}-reader-workload-identity",
+            service_account_id=reader.name,
+            role="roles/iam.workloadIdentityUser",
+            member=f"serviceAccount:{args.workload_pool}[{store.namespace}/{MODEL_STORE}]",
+            opts=child,
+        )
+        if args.imports:
+            _imports(name, args, self.bucket, child)
+        k8s_opts = pulumi.ResourceOptions(parent=self)
+        core.ServiceAccount(
+            f"{name}-ksa",
+            metadata=meta.ObjectMetaArgs(
+                name=MODEL_STORE,
+                namespace=store.namespace,
+                annotations={"iam.gke.io/gcp-service-account": reader.email},
+            ),
+            opts=k8s_opts,
+        )
+        _server(name, args, self.bucket.name, k8s_opts)
+        self.register_outputs({"bucket": self.bucket.name})
+
+
+def _imports(name: str, args: ModelStoreArgs, bucket: gcp.storage.Bucket, opts: pulumi.ResourceOptions) -> None:
+    """A Storage Transfer job per imported version; its service agent may write to this bucket only."""
+    agent = gcp.storage.get_transfer_project_service_account_output(project=args.project)
+    grants = [
+        gcp.storage.BucketIAMMember(
+            f"{name}-transfer-{role.split('.')[-1]}",
+            bucket=bucket.name,
+            role=role,
+            member=agent.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=opts,
+        )
+        for role in ("roles/storage.legacyBucketWriter", "roles/storage.objectViewer")
+    ]
+    for source in args.imports:
+        gcp.storage.TransferJob(
+            f"{name}-import-{source.model}-{source.version.version}",
+            project=args.project,
+            description=f"import {source.model} {source.version.version} from {source.version.source}",
+            transfer_spec=_transfer_spec(args.store.s3, source, bucket.name),
+            schedule=gcp.storage.TransferJobScheduleArgs(schedule_start_date=IMPORT_START, repeat_interval="86400s"),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=grants)),
+        )
+
+
+def _transfer_spec(
+    s3: S3Import | None, source: ImportSource, bucket: pulumi.Input[str]
+) -> gcp.storage.TransferJobTransferSpecArgs:
+    storage = gcp.storage
+    sink = storage.TransferJobTransferSpecGcsDataSinkArgs(bucket_name=bucket, path=source.sink_path)
+    options = storage.TransferJobTransferSpecTransferOptionsArgs(overwrite_when="DIFFERENT")
+    if source.scheme == "gs":
+        gcs = storage.TransferJobTransferSpecGcsDataSourceArgs(bucket_name=source.bucket, path=source.path or None)
+        return storage.TransferJobTransferSpecArgs(gcs_data_source=gcs, gcs_data_sink=sink, transfer_options=options)
+    assert s3 is not None, "config validation requires modelStore.s3 for s3:// sources"
+    if s3.endpoint is not None:
+        compatible = storage.TransferJobTransferSpecAwsS3CompatibleDataSourceArgs(
+            bucket_name=source.bucket, path=source.path or None, endpoint=s3.endpoint, region=s3.region
+        )
+        return storage.TransferJobTransferSpecArgs(
+            aws_s3_compatible_data_source=compatible,
+            source_agent_pool_name=s3.agent_pool,
+            gcs_data_sink=sink,
+            transfer_options=options,
+        )
+    access_key = None
+    if s3.access_key_id is not None and s3.secret_access_key is not None:
+        # Secrets stay secrets: wrapped before they reach a resource, so state and previews show [secret].
+        access_key = storage.TransferJobTransferSpecAwsS3DataSourceAwsAccessKeyArgs(
+            access_key_id=pulumi.Output.secret(s3.access_key_id.get_secret_value()),
+            secret_access_key=pulumi.Output.secret(s3.secret_access_key.get_secret_value()),
+        )
+    aws = storage.TransferJobTransferSpecAwsS3DataSourceArgs(
+        bucket_name=source.bucket, path=source.path or None, role_arn=s3.role_arn, aws_access_key=access_key
+    )
+    return storage.TransferJobTransferSpecArgs(aws_s3_data_source=aws, gcs_data_sink=sink, transfer_options=options)
+
+
+def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:
+    store = args.store
+    labels = {"app.kubernetes.io/name": MODEL_STORE, "app.kubernetes.io/part-of": "llm-mesh"}
+    annotations = {
+        "gke-gcsfuse/volumes": "true",
+        "traffic.sidecar.istio.io/excludeOutboundIPRanges": METADATA_SERVER,
+        "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
+    }
+    probe = core.HTTPGetActionArgs(path="/", port="http")
+    server = core.ContainerArgs(
+        name="server",
+        image=store.server_image,
+        ports=[core.ContainerPortArgs(name="http", container_port=SERVER_PORT)],
+        resources=core.ResourceRequirementsArgs(
+            requests={"cpu": "250m", "memory": "256Mi"}, limits={"memory": "512Mi"}
+        ),
+        readiness_probe=core.ProbeArgs(http_get=probe, period_seconds=5),
+        liveness_probe=core.ProbeArgs(http_get=probe, period_seconds=15, failure_threshold=4),
+        volume_mounts=[
+            core.VolumeMountArgs(name="artifacts", mount_path=ARTIFACT_ROOT, read_only=True),
+            core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        ],
+        security_context=core.SecurityContextArgs(
+            run_as_non_root=True,
+            read_only_root_filesystem=True,
+            allow_privilege_escalation=False,
+            capabilities=core.CapabilitiesArgs(drop=["ALL"]),
+            seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
+        ),
+    )
+    artifacts = core.VolumeArgs(
+        name="artifacts",
+        csi=core.CSIVolumeSourceArgs(
+            driver="gcsfuse.csi.storage.gke.io",
+            read_only=True,
+            volume_attributes={"bucketName": bucket, "mountOptions": "implicit-dirs"},
+        ),
+    )
+    k8s.apps.v1.Deployment(
+        f"{name}-server",
+        metadata=meta.ObjectMetaArgs(name=MODEL_STORE, namespace=store.namespace, labels=labels),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=store.replicas,
+            selector=meta.LabelSelectorArgs(match_labels=labels),
+            template=core.PodTemplateSpecArgs(
+                metadata=meta.ObjectMetaArgs(labels=labels, annotations=annotations),
+                spec=core.PodSpecArgs(
+                    service_account_name=MODEL_STORE,
+                    containers=[server],
+                    volumes=[artifacts, core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs())],
+                    topology_spread_constraints=[
+                        core.TopologySpreadConstraintArgs(
+                            max_skew=1,
+                            topology_key="topology.kubernetes.io/zone",
+                            when_unsatisfiable="ScheduleAnyway",
+                            label_selector=meta.LabelSelectorArgs(match_labels=labels),
+                        )
+                    ],
+                ),
+            ),
+        ),
+        opts=opts,
+    )
+    core.Service(
+        f"{name}-svc",
+        metadata=meta.ObjectMetaArgs(name=MODEL_STORE, namespace=store.namespace, labels=labels),
+        spec=core.ServiceSpecArgs(
+            selector=labels,
+            ports=[core.ServicePortArgs(name="http", port=80, target_port="http", app_protocol="http")],
+        ),
+        opts=opts,
+    )
+    k8s.policy.v1.PodDisruptionBudget(
+        f"{name}-pdb",
+        metadata=meta.ObjectMetaArgs(name=MODEL_STORE, namespace=store.namespace),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            min_available=1, selector=meta.LabelSelectorArgs(match_labels=labels)
+        ),
+        opts=opts,
+    )
