@@ -64,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     policy.add_argument("--config", type=Path, help="policy pack config, as for `pulumi preview --policy-pack-config`")
     policy.add_argument("--format", choices=["text", "json"], default="text")
+    models = commands.add_parser("models", help="operate on the model artifacts the stack serves")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    verify = model_commands.add_parser(
+        "verify", help="check that each served version's artifacts exist and match config"
+    )
+    verify.add_argument("--stack", required=True)
+    verify.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    verify.add_argument("--format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     try:
         project = Project.find(args.project or Path.cwd()) if args.project else _default_project()
@@ -76,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return _validate(project, args.stack, args.file, args.kubernetes_version)
     if args.command == "policy":
         return _policy(project, args.stack, args.files, args.env, args.config, args.format)
+    if args.command == "models":
+        return _verify_models(project, args.stack, args.s3_endpoint_url, args.format)
     return _preview(project, args.stack, args.json)
 
 
@@ -223,6 +233,44 @@ def _policy(
         for label, report in reports:
             _print_policy_report(PACK_NAME, label, report)
     return 1 if any(report.mandatory_violations for _, report in reports) else 0
+
+
+def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fmt: str) -> int:
+    from llm_mesh.artifacts import default_stores, sources, verify
+
+    try:
+        config = config_from_pulumi(read_stack_settings(project, stack).config)
+    except FileNotFoundError as exc:
+        err.print(f"error: {exc}")
+        return 2
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(Text(f"error: {_relative(project.stack_file(stack))}: {problem}", style="red"))
+        return 1
+    versions = sources(config, stack)
+    results = verify(versions, default_stores(config.gcp.project, s3_endpoint_url))
+    bad = [r for r in results if not r.ok]
+    if fmt == "json":
+        rows = [
+            {"model": r.source.model, "track": r.source.track, "version": r.source.version, "source": r.source.url,
+             "file": r.file.path, "status": r.status, "detail": r.detail}
+            for r in results
+        ]  # fmt: skip
+        print(json.dumps({"stack": stack, "files": rows, "problems": len(bad)}, indent=2))
+        return 1 if bad else 0
+    out.print(f"Model artifacts of {project.name}/{stack}: {len(versions)} versions, {len(results)} files")
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("model", "track", "version", "file", "status", "detail"):
+        table.add_column(column)
+    for r in results:
+        style = "green" if r.ok else "red"
+        table.add_row(
+            r.source.model, r.source.track, r.source.version, r.file.path, Text(r.status, style=style), r.detail
+        )
+    out.print(table)
+    summary = f"{len(results) - len(bad)} of {len(results)} files ok"
+    out.print(summary + (f"; {len(bad)} missing or different" if bad else ""))
+    return 1 if bad else 0
 
 
 def _print_policy_report(pack: str, label: str, report: PolicyReport) -> None:

@@ -1,0 +1,229 @@
+"""The inference service and the model store, as each stack's offline preview declares them."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_mesh.config import ModelVersion, parse_stack_config
+from llm_mesh.inference import FETCH_SOURCE, fetch_command, replicas
+from tests.conftest import STACKS
+from tests.helpers import prop, resource, steps_of_type
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+BUCKET = "gcp:storage/bucket:Bucket"
+TRANSFER = "gcp:storage/transferJob:TransferJob"
+
+
+def pod(document: dict[str, Any], name: str) -> dict[str, Any]:
+    return prop(resource(document, DEPLOYMENT, name), "spec.template.spec")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_inference_pods_fit_gpu_nodes(previews: dict[str, Any], stack: str) -> None:
+    spec = pod(previews[stack], "model-llama-31-8b-stable")
+    server = spec["containers"][0]
+    assert server["resources"]["requests"]["nvidia.com/gpu"] == server["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert spec["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-l4"
+    shm = next(v for v in spec["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    assert server["startupProbe"]["failureThreshold"] * server["startupProbe"]["periodSeconds"] >= 1800, (
+        "model loads take many minutes"
+    )
+    assert server["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert server["securityContext"]["allowPrivilegeEscalation"] is False
+    assert server["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert spec["initContainers"][0]["name"] == "fetch-model", "the model is fetched before the server starts"
+    assert spec["serviceAccountName"] == "llama-31-8b"
+    assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def test_tracks_carry_their_version_labels_and_images(previews: dict[str, Any]) -> None:
+    document = previews["prod"]
+    for track, version in (("stable", "v1"), ("canary", "v2"), ("mirror", "v3-rc1")):
+        deployment = resource(document, DEPLOYMENT, f"model-llama-31-8b-{track}")
+        labels = prop(deployment, "spec.template.metadata.labels")
+        assert labels["version"] == track and labels["llm-mesh/model-version"] == version
+        assert prop(deployment, "spec.selector.matchLabels")["version"] == track
+        assert "@sha256:" in prop(deployment, "spec.template.spec.containers.0.image")
+    service = resource(document, "kubernetes:core/v1:Service", "model-llama-31-8b-svc")
+    assert prop(service, "spec.ports") == [{"name": "http", "port": 8000, "targetPort": "http", "appProtocol": "http"}]
+    assert "version" not in prop(service, "spec.selector"), "the Service spans every track; subsets split them"
+
+
+def test_autoscaler_owns_the_stable_replica_count(previews: dict[str, Any]) -> None:
+    document = previews["prod"]
+    stable = resource(document, DEPLOYMENT, "model-llama-31-8b-stable")
+    assert "replicas" not in stable["inputs"]["spec"]
+    hpa = resource(document, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-llama-31-8b-hpa")
+    assert prop(hpa, "spec.minReplicas") == 2 and prop(hpa, "spec.maxReplicas") == 6
+    assert (
+        prop(hpa, "spec.metrics.0.external.metric.name") == "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
+    )
+    assert prop(resource(document, DEPLOYMENT, "model-llama-31-8b-canary"), "spec.replicas") == 1
+    pdb = resource(document, "kubernetes:policy/v1:PodDisruptionBudget", "model-llama-31-8b-pdb")
+    assert prop(pdb, "spec.maxUnavailable") == 1
+
+
+def test_canary_replicas_follow_the_weight() -> None:
+    def model(weight: int, min_replicas: int = 4) -> Any:
+        config = {
+            "name": "m",
+            "stable": {"version": "v1"},
+            "canary": {"version": "v2"},
+            "canaryWeight": weight,
+            "minReplicas": min_replicas,
+            "maxReplicas": 8,
+        }
+        return parse_stack_config(
+            {"environment": "dev", "gcp": {"project": "llm-mesh-test"}, "models": [config]}
+        ).models[0]
+
+    assert replicas(model(0), "canary") == 0, "a canary with no traffic is scaled to zero"
+    assert replicas(model(10), "canary") == 1
+    assert replicas(model(50), "canary") == 2
+    assert replicas(model(10), "stable") is None
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_model_bucket_is_hardened(previews: dict[str, Any], stack: str) -> None:
+    bucket = resource(previews[stack], BUCKET, "models-bucket")
+    assert prop(bucket, "name") == f"llm-mesh-{stack}-{stack}-models"
+    assert prop(bucket, "uniformBucketLevelAccess") is True
+    assert prop(bucket, "publicAccessPrevention") == "enforced"
+    assert prop(bucket, "versioning") == {"enabled": True}
+    assert prop(bucket, "lifecycleRules.0.condition.daysSinceNoncurrentTime") == 30
+    assert bucket["protect"] is (stack == "prod")
+    assert bucket.get("retainOnDelete", False) is (stack == "prod")
+
+
+def test_model_store_identity_is_read_only_on_its_bucket(previews: dict[str, Any]) -> None:
+    document = previews["prod"]
+    grant = resource(document, "gcp:storage/bucketIAMMember:BucketIAMMember", "models-reader-objects")
+    assert prop(grant, "role") == "roles/storage.objectViewer"
+    binding = resource(document, "gcp:serviceaccount/iAMMember:IAMMember", "models-reader-workload-identity")
+    assert prop(binding, "member") == "serviceAccount:llm-mesh-prod.svc.id.goog[model-store/model-store]"
+    ksa = resource(document, "kubernetes:core/v1:ServiceAccount", "models-ksa")
+    assert "iam.gke.io/gcp-service-account" in prop(ksa, "metadata.annotations")
+
+
+def test_model_store_serves_the_bucket_read_only_inside_the_mesh(previews: dict[str, Any]) -> None:
+    deployment = resource(previews["prod"], DEPLOYMENT, "models-server")
+    annotations = prop(deployment, "spec.template.metadata.annotations")
+    assert annotations["gke-gcsfuse/volumes"] == "true"
+    assert annotations["traffic.sidecar.istio.io/excludeOutboundIPRanges"] == "169.254.169.254/32"
+    spec = prop(deployment, "spec.template.spec")
+    volume = next(v for v in spec["volumes"] if v["name"] == "artifacts")
+    assert volume["csi"]["driver"] == "gcsfuse.csi.storage.gke.io" and volume["csi"]["readOnly"] is True
+    assert volume["csi"]["volumeAttributes"]["bucketName"] == "llm-mesh-prod-prod-models"
+    server = spec["containers"][0]
+    assert (
+        server["securityContext"]["runAsNonRoot"] is True
+        and server["securityContext"]["readOnlyRootFilesystem"] is True
+    )
+    assert server["readinessProbe"]["httpGet"]["port"] == "http"
+    pdb = resource(previews["prod"], "kubernetes:policy/v1:PodDisruptionBudget", "models-pdb")
+    assert prop(pdb, "spec.minAvailable") == 1
+
+
+def test_staging_imports_its_canary_from_s3(previews: dict[str, Any]) -> None:
+    jobs = steps_of_type(previews["staging"], TRANSFER)
+    assert [s["urn"].rsplit("::", 1)[1] for s in jobs] == ["models-import-llama-31-8b-v2"]
+    spec = prop(jobs[0]["newState"], "transferSpec")
+    assert spec["awsS3DataSource"] == {
+        "bucketName": "llm-registry-staging",
+        "path": "llama-31-8b/v2/",
+        "roleArn": "arn:aws:iam::123456789012:role/llm-mesh-transfer",
+    }
+    assert spec["gcsDataSink"] == {"bucketName": "llm-mesh-staging-staging-models", "path": "llama-31-8b/v2/"}
+    assert "getTransferProjectServiceAccount.email" in previews["staging"]["offline"]["knownAfterDeploy"]
+    assert steps_of_type(previews["prod"], TRANSFER) == [], "prod serves from its own bucket"
+
+
+@pytest.mark.usefixtures("fresh_loop")
+def test_s3_access_keys_stay_secret() -> None:
+    from components.model_store import ModelStore, ModelStoreArgs
+    from llm_mesh.offline.document import preview_document
+    from llm_mesh.offline.engine import record
+    from llm_mesh.stackfile import StackSettings
+
+    config = parse_stack_config(
+        {
+            "environment": "dev",
+            "gcp": {"project": "llm-mesh-test"},
+            "modelStore": {"s3": {"accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "very-secret"}},
+            "models": [{"name": "m", "stable": {"version": "v1", "source": "s3://registry/m/v1"}}],
+        }
+    )
+
+    def program() -> None:
+        ModelStore("models", ModelStoreArgs.from_config(config, "test"))
+
+    document = preview_document(record(program, "llm-mesh", "test", StackSettings({})))
+    text = json.dumps(document)
+    assert "very-secret" not in text and "AKIAEXAMPLE" not in text
+    job = steps_of_type(document, TRANSFER)[0]["newState"]
+    assert prop(job, "transferSpec.awsS3DataSource.awsAccessKey") == {
+        "accessKeyId": "[secret]",
+        "secretAccessKey": "[secret]",
+    }
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def model_store(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path / "store"
+    (root / "models" / "m" / "v1" / "sub").mkdir(parents=True)
+    (root / "models" / "m" / "v1" / "config.json").write_bytes(b"{}")
+    (root / "models" / "m" / "v1" / "sub" / "weights.bin").write_bytes(b"\x01" * 4096)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Files(*a, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/models/m/v1", tmp_path / "local"
+    server.shutdown()
+
+
+def run_fetch(base_url: str, target: Path, files: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    version = ModelVersion.model_validate({"version": "v1", "files": files})
+    command = fetch_command(base_url, version)
+    assert command[:3] == ["python3", "-c", FETCH_SOURCE]
+    # The init container's exact command, with the target folder moved from /models to a temporary one.
+    args = [sys.executable, "-c", FETCH_SOURCE, command[3], str(target), command[5]]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+def test_fetch_downloads_and_checks_each_file(model_store: tuple[str, Path]) -> None:
+    base_url, target = model_store
+    weights_sha = hashlib.sha256(b"\x01" * 4096).hexdigest()
+    result = run_fetch(base_url, target, [{"path": "config.json"}, {"path": "sub/weights.bin", "sha256": weights_sha}])
+    assert result.returncode == 0, result.stderr
+    assert (target / "sub" / "weights.bin").read_bytes() == b"\x01" * 4096
+    assert not list(target.rglob("*.part"))
+
+
+def test_fetch_refuses_a_corrupt_file(model_store: tuple[str, Path]) -> None:
+    base_url, target = model_store
+    result = run_fetch(base_url, target, [{"path": "sub/weights.bin", "sha256": "0" * 64}])
+    assert result.returncode != 0
+    assert "sub/weights.bin: sha256" in result.stderr and "does not match" in result.stderr
+    assert not (target / "sub" / "weights.bin").exists(), "a corrupt file never takes the real name"
+
+
+def test_fetch_fails_on_a_missing_file(model_store: tuple[str, Path]) -> None:
+    base_url, target = model_store
+    result = run_fetch(base_url, target, [{"path": "missing.json"}])
+    assert result.returncode != 0 and "missing.json: HTTP Error 404" in result.stderr
