@@ -33,7 +33,8 @@ pulumi.export("clusterName", cluster.cluster_name)
 pulumi.export("clusterEndpoint", cluster.endpoint)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("istioRevision", config.istio.revision)
-pulumi.export("inferenceHosts", [names.external_host for names in model_names(config)])
+scheme = "https" if config.gateway.tls_credential_name else "http"
+pulumi.export("inferenceEndpoints", {n.model.name: f"{scheme}://{n.external_host}/v1" for n in model_names(config)})
 pulumi.export("modelBucket", store.bucket.name)
 pulumi.export(
     "modelVersions",
