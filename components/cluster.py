@@ -9,6 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.iam import service_account_member
 from llm_mesh.config import ClusterConfig, GpuPool, StackConfig
 
 # What GKE nodes need to report logs and metrics and pull images; nothing else (GKE hardening guide).
@@ -75,7 +76,7 @@ class GpuCluster(pulumi.ComponentResource):
                 f"{name}-nodes-{role.split('/')[1]}",
                 project=args.project,
                 role=role,
-                member=node_account.email.apply(lambda email: f"serviceAccount:{email}"),
+                member=service_account_member(node_account.email),
                 opts=child,
             )
 

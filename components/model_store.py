@@ -9,6 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.iam import service_account_member
 from llm_mesh.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
 from llm_mesh.topology import MODEL_STORE
 
@@ -121,7 +122,7 @@ class ModelStore(pulumi.ComponentResource):
             f"{name}-reader-objects",
             bucket=self.bucket.name,
             role="roles/storage.objectViewer",
-            member=reader.email.apply(lambda email: f"serviceAccount:{email}"),
+            member=service_account_member(reader.email),
             opts=child,
         )
         gcp.serviceaccount.IAMMember(
@@ -155,7 +156,7 @@ def _imports(name: str, args: ModelStoreArgs, bucket: gcp.storage.Bucket, opts: 
             f"{name}-transfer-{role.split('.')[-1]}",
             bucket=bucket.name,
             role=role,
-            member=agent.email.apply(lambda email: f"serviceAccount:{email}"),
+            member=service_account_member(agent.email),
             opts=opts,
         )
         for role in ("roles/storage.legacyBucketWriter", "roles/storage.objectViewer")
