@@ -188,6 +188,9 @@ def _deployment(
         "prometheus.io/port": str(inference.SERVER_PORT),
         "prometheus.io/path": "/metrics",
         "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
+        # Kubelet probes cannot present a mesh certificate: the sidecar answers them for the app (Istio's default,
+        # stated here because STRICT mTLS depends on it).
+        "sidecar.istio.io/rewriteAppHTTPProbers": "true",
     }
     return k8s.apps.v1.Deployment(
         resource_name,

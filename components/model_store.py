@@ -212,6 +212,7 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
         "gke-gcsfuse/volumes": "true",
         "traffic.sidecar.istio.io/excludeOutboundIPRanges": METADATA_SERVER,
         "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
+        "sidecar.istio.io/rewriteAppHTTPProbers": "true",  # probes keep working under STRICT mTLS
     }
     probe = core.HTTPGetActionArgs(path="/", port="http")
     server = core.ContainerArgs(
