@@ -20,6 +20,7 @@ GPU_TOLERATION = core.TolerationArgs(key=GPU, operator="Exists", effect="NoSched
 # vLLM's queue length: requests waiting for a GPU slot, scraped by Google managed Prometheus.
 QUEUE_METRIC = "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
 QUEUE_TARGET_PER_REPLICA = "10"
+MERGED_METRICS_PORT = 15020  # istio-proxy's agent serves app and proxy metrics here, outside mTLS
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,26 @@ class InferenceService(pulumi.ComponentResource):
             opts=child,
         )
         model = names.model
+        _pod_monitoring(f"{name}-metrics", names, child)
         if model.min_replicas > 0:
             _autoscaler(f"{name}-hpa", names, child)
         self.register_outputs({"host": names.host, "tracks": names.tracks})
+
+
+def _pod_monitoring(resource_name: str, names: ModelNames, opts: pulumi.ResourceOptions) -> None:
+    """Managed Prometheus scrapes the server's metrics (merged into the sidecar's, plaintext on 15020):
+    the queue depth the autoscaler reads and the latency, throughput and GPU-time figures of vLLM."""
+    k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version="monitoring.googleapis.com/v1",
+        kind="PodMonitoring",
+        metadata={"name": names.service, "namespace": names.namespace, "labels": names.labels()},
+        spec={
+            "selector": {"matchLabels": names.labels()},
+            "endpoints": [{"port": MERGED_METRICS_PORT, "path": "/stats/prometheus", "interval": "15s"}],
+        },
+        opts=opts,
+    )
 
 
 def _autoscaler(resource_name: str, names: ModelNames, opts: pulumi.ResourceOptions) -> None:

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.manifests import declare
-from llm_mesh.config import GatewayConfig, IstioConfig, ObservabilityConfig, StackConfig, revision_of
+from llm_mesh.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig, revision_of
 from llm_mesh.mesh.base import ObjectMeta
 from llm_mesh.mesh.networking import Gateway, GatewaySpec, Port, Server, ServerTLSSettings
 from llm_mesh.mesh.telemetry import AccessLogging, ProviderRef, Telemetry, TelemetrySpec, Tracing
@@ -135,6 +135,17 @@ def telemetry_object(observability: ObservabilityConfig) -> Telemetry:
     )
 
 
+def merged(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Helm's own rule for values files: maps merge key by key, anything else is replaced."""
+    result = dict(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
 class IstioMesh(pulumi.ComponentResource):
     """Charts base, istio-cni, istiod (one per revision), gateway; namespaces; the Gateway and Telemetry objects."""
 
@@ -152,7 +163,7 @@ class IstioMesh(pulumi.ComponentResource):
 
         def release(
             release_name: str,
-            chart: str,
+            chart: IstioChart,
             ns: str,
             values: dict[str, Any],
             after: list[pulumi.Resource],
@@ -165,7 +176,7 @@ class IstioMesh(pulumi.ComponentResource):
                 version=version,
                 namespace=ns,
                 repository_opts=repository,
-                values=values,
+                values=merged(values, istio.values.get(chart, {})),
                 max_history=5,
                 timeout=600,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),

@@ -22,7 +22,7 @@ from llm_mesh.engine_docs import DocumentError, EngineResource, load_document, r
 from llm_mesh.kube_objects import helm_releases, kube_objects, render
 from llm_mesh.offline.summary import gpu_capacity
 from llm_mesh.policy_runner import PolicyConfigError, PolicyReport, run_policies
-from llm_mesh.schemas import schema_findings
+from llm_mesh.schemas import schema_findings, unchecked
 from llm_mesh.stackfile import Project, StackSettings, read_stack_settings
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
@@ -192,8 +192,14 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
         out.print(Text(finding.line(), style=style), soft_wrap=True)
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
+    others = unchecked(objects)
+    if others:
+        kinds = ", ".join(sorted({f"{o.api_version} {o.kind}" for o in others}))
+        out.print(f"not schema-checked (no published schema here): {len(others)} objects of {kinds}", soft_wrap=True)
     out.print(
-        f"{len(objects)} objects checked (Kubernetes {version} schemas, Istio CRD schemas, mesh analysis): {errors} errors, {warnings} warnings"
+        f"{len(objects)} objects checked (Kubernetes {version} schemas, Istio CRD schemas, mesh analysis): "
+        f"{errors} errors, {warnings} warnings",
+        soft_wrap=True,
     )
     return 1 if errors else 0
 

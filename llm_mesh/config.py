@@ -38,6 +38,7 @@ SECRET_KEYS = frozenset({"accessKeyId", "secretAccessKey", "access_key_id", "sec
 
 Environment = Literal["dev", "staging", "prod"]
 ReleaseChannel = Literal["RAPID", "REGULAR", "STABLE"]
+IstioChart = Literal["base", "cni", "istiod", "gateway"]
 DriverVersion = Literal["DEFAULT", "LATEST", "INSTALLATION_DISABLED"]
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -364,6 +365,8 @@ class IstioConfig(_Model):
     # During a control-plane upgrade: the version whose istiod keeps serving not-yet-restarted workloads.
     previous_version: str | None = Field(default=None, pattern=r"^1\.\d+\.\d+$")
     chart_repository: str = "https://blob.istio.io/istio-release/charts"
+    # Helm values merged over llm-mesh's own, per chart (e.g. {istiod: {pilot: {resources: ...}}}).
+    values: dict[IstioChart, dict[str, Any]] = {}
 
     @property
     def revision(self) -> str:

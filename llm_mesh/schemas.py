@@ -23,9 +23,23 @@ _ISTIO_GROUPS = {
 }
 
 
+def is_core(obj: KubeObject) -> bool:
+    """Kubernetes' own API groups (`v1`, `apps/v1`, `policy.k8s.io`...), which its OpenAPI schema covers."""
+    group = obj.api_version.rpartition("/")[0]
+    return "." not in group or group.endswith(".k8s.io")
+
+
+def unchecked(objects: list[KubeObject]) -> list[KubeObject]:
+    """Objects of other vendors' CRDs (e.g. Google's PodMonitoring): no published schema here to check them."""
+    return [o for o in objects if not o.is_istio and not is_core(o)]
+
+
 def schema_findings(objects: list[KubeObject], kubernetes_version: str) -> list[Finding]:
     findings = []
+    skipped = {id(o) for o in unchecked(objects)}
     for obj in objects:
+        if id(obj) in skipped:
+            continue
         problem = _istio_problem(obj) if obj.is_istio else _core_problem(obj, kubernetes_version)
         if problem:
             code, message, fix = problem

@@ -155,3 +155,23 @@ def test_configured_callers_replace_the_gateway() -> None:
     policy = next(o for o in security_objects(config) if o.key == "AuthorizationPolicy/inference/llama-callers")
     sources = [r["from"][0]["source"]["principals"] for r in policy.manifest()["spec"]["rules"]]
     assert sources == [["cluster.local/ns/default/sa/api-gateway"]] * 2
+
+
+@pytest.mark.usefixtures("fresh_loop")
+def test_helm_values_from_config_merge_over_the_defaults() -> None:
+    config = stack_config(
+        istio={"values": {"istiod": {"pilot": {"autoscaleMin": 3, "resources": {"requests": {"cpu": "1"}}}}}}
+    )
+
+    def program() -> None:
+        IstioMesh("istio", IstioMeshArgs.from_config(config))
+
+    document = preview_document(record(program, "llm-mesh", "test", StackSettings({})))
+    istiod = next(
+        s["newState"]["inputs"]
+        for s in document["steps"]
+        if s["newState"]["type"] == RELEASE and s["newState"]["inputs"]["chart"] == "istiod"
+    )
+    pilot = istiod["values"]["pilot"]
+    assert pilot["autoscaleMin"] == 3 and pilot["resources"] == {"requests": {"cpu": "1"}}
+    assert pilot["cni"] == {"enabled": True}, "keys the override does not name keep llm-mesh's values"
