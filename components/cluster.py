@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components.iam import service_account_member
 from llm_mesh.config import ClusterConfig, GpuPool, StackConfig
+from llm_mesh.gcp_names import cluster_name, service_account_id
 
 # What GKE nodes need to report logs and metrics and pull images; nothing else (GKE hardening guide).
 NODE_ROLES = (
@@ -21,6 +22,8 @@ NODE_ROLES = (
     "roles/artifactregistry.reader",
 )
 POOL_LABEL = "llm-mesh/pool"
+# istiod's webhooks listen on 15017; GKE's own firewall rule lets the control plane reach only 443 and 10250.
+ISTIO_WEBHOOK_PORT = "15017"
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class GpuClusterArgs:
             project=config.gcp.project,
             region=config.gcp.region,
             zones=list(config.gcp.zones),
-            cluster_name=f"{config.cluster.name}-{stack}",
+            cluster_name=cluster_name(config, stack),
             cluster=config.cluster,
             gpu_pools=list(config.gpu_pools),
             protect=config.environment == "prod",
@@ -67,7 +70,7 @@ class GpuCluster(pulumi.ComponentResource):
         node_account = gcp.serviceaccount.Account(
             f"{name}-nodes",
             project=args.project,
-            account_id=f"{args.cluster_name}-nodes"[:30],
+            account_id=service_account_id(args.cluster_name, "nodes"),
             display_name=f"GKE nodes of {args.cluster_name}",
             opts=child,
         )
@@ -83,6 +86,7 @@ class GpuCluster(pulumi.ComponentResource):
         self.cluster = _cluster(
             f"{name}-gke", args, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect))
         )
+        network = _network(name, args, child)
         pool_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster])
         system_pool = _system_pool(f"{name}-system", args, self.cluster.name, node_account.email, pool_opts)
         # GPU pools can wait long for capacity (spot, reservations): give creation room to finish.
@@ -104,13 +108,53 @@ class GpuCluster(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_pool]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_pool, *network]),
         )
         self.cluster_name = self.cluster.name
         self.endpoint = self.cluster.endpoint
         self.register_outputs(
             {"clusterName": self.cluster.name, "endpoint": self.cluster.endpoint, "kubeconfig": self.kubeconfig}
         )
+
+
+def node_tag(args: GpuClusterArgs) -> str:
+    """The network tag on every node of this cluster, which its firewall rules target."""
+    return f"{args.cluster_name}-node"
+
+
+def _network(name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+    """What private nodes need from the VPC: the control plane reaching Istio's webhooks, and egress."""
+    cfg = args.cluster
+    created: list[pulumi.Resource] = [
+        gcp.compute.Firewall(
+            f"{name}-istio-webhooks",
+            project=args.project,
+            network=cfg.network,
+            description="GKE control plane to istiod's admission webhooks",
+            direction="INGRESS",
+            source_ranges=[cfg.master_ipv4_cidr_block],
+            target_tags=[node_tag(args)],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[ISTIO_WEBHOOK_PORT])],
+            opts=opts,
+        )
+    ]
+    if cfg.cloud_nat:
+        router = gcp.compute.Router(
+            f"{name}-router", project=args.project, region=args.region, network=cfg.network, opts=opts
+        )
+        created.append(
+            gcp.compute.RouterNat(
+                f"{name}-nat",
+                project=args.project,
+                region=args.region,
+                router=router.name,
+                nat_ip_allocate_option="AUTO_ONLY",
+                source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+                log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
+                opts=opts,
+            )
+        )
+    return created
 
 
 def kubeconfig(cluster_name: str, endpoint: str, ca_certificate: str) -> str:
@@ -211,6 +255,7 @@ def _node_config(
     guest_accelerators: list[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs] | None = None,
     spot: bool = False,
     reservation_affinity: gcp.container.NodePoolNodeConfigReservationAffinityArgs | None = None,
+    tags: list[str] | None = None,
 ) -> gcp.container.NodePoolNodeConfigArgs:
     container = gcp.container
     return container.NodePoolNodeConfigArgs(
@@ -233,6 +278,7 @@ def _node_config(
         # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule itself; no taints here, or we fight GKE.
         spot=spot,
         reservation_affinity=reservation_affinity,
+        tags=tags,
     )
 
 
@@ -252,7 +298,12 @@ def _system_pool(
         autoscaling=gcp.container.NodePoolAutoscalingArgs(min_node_count=pool.min_nodes, max_node_count=pool.max_nodes),
         management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
         node_config=_node_config(
-            service_account, pool.machine_type, pool.disk_size_gb, "pd-balanced", {POOL_LABEL: "system"}
+            service_account,
+            pool.machine_type,
+            pool.disk_size_gb,
+            "pd-balanced",
+            {POOL_LABEL: "system"},
+            tags=[node_tag(args)],
         ),
         opts=opts,
     )
@@ -316,6 +367,7 @@ def _gpu_pool(
                 if reservation
                 else None
             ),
+            tags=[node_tag(args)],
         ),
         opts=opts,
     )

@@ -10,16 +10,20 @@ import pulumi_kubernetes as k8s
 
 from llm_mesh import inference
 from llm_mesh.config import GpuPool, StackConfig
-from llm_mesh.topology import ModelNames
+from llm_mesh.topology import TRACK_LABEL, ModelNames
 
 meta = k8s.meta.v1
 core = k8s.core.v1
 GPU = "nvidia.com/gpu"
 # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule; GPU pods must tolerate it.
+ROLLOUT_SECONDS = 2700
+ROLLOUT_TIMEOUTS = pulumi.CustomTimeouts(create="45m", update="45m")
 GPU_TOLERATION = core.TolerationArgs(key=GPU, operator="Exists", effect="NoSchedule")
 # vLLM's queue length: requests waiting for a GPU slot, scraped by Google managed Prometheus.
 QUEUE_METRIC = "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
 QUEUE_TARGET_PER_REPLICA = "10"
+MODEL_LABEL = "llm_mesh_model"
+TRACK_METRIC_LABEL = "llm_mesh_track"
 MERGED_METRICS_PORT = 15020  # istio-proxy's agent serves app and proxy metrics here, outside mTLS
 
 
@@ -87,6 +91,14 @@ def _pod_monitoring(resource_name: str, names: ModelNames, opts: pulumi.Resource
         spec={
             "selector": {"matchLabels": names.labels()},
             "endpoints": [{"port": MERGED_METRICS_PORT, "path": "/stats/prometheus", "interval": "15s"}],
+            # Label the series with the model and track from the pod: the served name may hold '/', which a
+            # metric selector cannot match, and the autoscaler must see stable's queue, not the canary's.
+            "targetLabels": {
+                "fromPod": [
+                    {"from": "app.kubernetes.io/name", "to": MODEL_LABEL},
+                    {"from": TRACK_LABEL, "to": TRACK_METRIC_LABEL},
+                ]
+            },
         },
         opts=opts,
     )
@@ -112,7 +124,10 @@ def _autoscaler(resource_name: str, names: ModelNames, opts: pulumi.ResourceOpti
                         metric=k8s.autoscaling.v2.MetricIdentifierArgs(
                             name=QUEUE_METRIC,
                             selector=meta.LabelSelectorArgs(
-                                match_labels={"metric.labels.model_name": model.served_name or model.name}
+                                match_labels={
+                                    f"metric.labels.{MODEL_LABEL}": model.name,
+                                    f"metric.labels.{TRACK_METRIC_LABEL}": "stable",
+                                }
                             ),
                         ),
                         target=k8s.autoscaling.v2.MetricTargetArgs(
@@ -224,6 +239,8 @@ def _deployment(
             template=core.PodTemplateSpecArgs(
                 metadata=meta.ObjectMetaArgs(labels=labels, annotations=annotations), spec=pod
             ),
+            progress_deadline_seconds=ROLLOUT_SECONDS,
         ),
-        opts=opts,
+        # A rollout waits for a GPU node to scale up, a multi-GB image and the weights: far past the 10-minute default.
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=ROLLOUT_TIMEOUTS)),
     )

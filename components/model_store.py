@@ -10,7 +10,11 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.iam import service_account_member
+from components.manifests import declare
 from llm_mesh.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
+from llm_mesh.gcp_names import service_account_id
+from llm_mesh.mesh import ObjectMeta, ServiceEntry
+from llm_mesh.mesh.networking import ServiceEntryPort, ServiceEntrySpec
 from llm_mesh.topology import MODEL_STORE
 
 meta = k8s.meta.v1
@@ -87,6 +91,7 @@ class ModelStore(pulumi.ComponentResource):
         super().__init__("llm-mesh:storage:ModelStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         store = args.store
+        key_grants = [_kms_grant(name, args, child)] if store.kms_key_name else []
         self.bucket = gcp.storage.Bucket(
             f"{name}-bucket",
             name=args.bucket_name,
@@ -108,12 +113,14 @@ class ModelStore(pulumi.ComponentResource):
             else None,
             force_destroy=False,
             labels={"app": "llm-mesh", "role": "models"},
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect, depends_on=key_grants
+            ),
         )
         reader = gcp.serviceaccount.Account(
             f"{name}-reader",
             project=args.project,
-            account_id=f"{args.bucket_name}"[:24].rstrip("-") + "-read",
+            account_id=service_account_id(args.bucket_name, "read"),
             display_name=f"Reads model artifacts from {args.bucket_name}",
             opts=child,
         )
@@ -144,8 +151,35 @@ class ModelStore(pulumi.ComponentResource):
             ),
             opts=k8s_opts,
         )
+        # The GCS FUSE sidecar reaches Cloud Storage through the mesh, whose egress is REGISTRY_ONLY.
+        declare(storage_api_entry(store.namespace), k8s_opts)
         _server(name, args, self.bucket.name, k8s_opts)
         self.register_outputs({"bucket": self.bucket.name})
+
+
+def storage_api_entry(namespace: str) -> ServiceEntry:
+    return ServiceEntry(
+        metadata=ObjectMeta(name="storage-googleapis", namespace=namespace),
+        spec=ServiceEntrySpec(
+            hosts=["storage.googleapis.com"],
+            ports=[ServiceEntryPort(number=443, name="https", protocol="TLS")],
+            location="MESH_EXTERNAL",
+            resolution="DNS",
+            export_to=["."],
+        ),
+    )
+
+
+def _kms_grant(name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions) -> gcp.kms.CryptoKeyIAMMember:
+    """Cloud Storage encrypts with the key as its own service agent, which must be allowed to use it."""
+    agent = gcp.storage.get_project_service_account_output(project=args.project)
+    return gcp.kms.CryptoKeyIAMMember(
+        f"{name}-cmek",
+        crypto_key_id=str(args.store.kms_key_name),
+        role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+        member=service_account_member(agent.email_address),
+        opts=opts,
+    )
 
 
 def _imports(name: str, args: ModelStoreArgs, bucket: gcp.storage.Bucket, opts: pulumi.ResourceOptions) -> None:
@@ -161,6 +195,18 @@ def _imports(name: str, args: ModelStoreArgs, bucket: gcp.storage.Bucket, opts: 
         )
         for role in ("roles/storage.legacyBucketWriter", "roles/storage.objectViewer")
     ]
+    # A gs:// source is read by the same agent: it may list and read that bucket, nothing more.
+    for source_bucket in sorted({i.bucket for i in args.imports if i.scheme == "gs"}):
+        for role in ("roles/storage.legacyBucketReader", "roles/storage.objectViewer"):
+            grants.append(
+                gcp.storage.BucketIAMMember(
+                    f"{name}-transfer-reads-{source_bucket}-{role.split('.')[-1]}",
+                    bucket=source_bucket,
+                    role=role,
+                    member=service_account_member(agent.email),
+                    opts=opts,
+                )
+            )
     for source in args.imports:
         gcp.storage.TransferJob(
             f"{name}-import-{source.model}-{source.version.version}",

@@ -18,7 +18,14 @@ if TYPE_CHECKING:
 
 from llm_mesh.analysis import analyze, inventory
 from llm_mesh.config import ConfigError, StackConfig, config_from_pulumi
-from llm_mesh.engine_docs import DocumentError, EngineResource, load_document, read_document
+from llm_mesh.engine_docs import (
+    DocumentError,
+    EngineDocument,
+    EngineResource,
+    load_document,
+    load_engine_document,
+    read_document,
+)
 from llm_mesh.kube_objects import helm_releases, kube_objects, render
 from llm_mesh.offline.summary import gpu_capacity
 from llm_mesh.policy_runner import PolicyConfigError, PolicyReport, run_policies
@@ -215,11 +222,14 @@ def _policy(
     try:
         config = json.loads(config_file.read_text()) if config_file else {}
         sources = (
-            [(f"{project.name}/{stack}", _offline_resources(project, stack)[0])]
+            [(f"{project.name}/{stack}", EngineDocument(_offline_resources(project, stack)[0], True))]
             if stack
-            else [(str(f), load_document(f)) for f in files]
+            else [(str(f), load_engine_document(f)) for f in files]
         )
-        reports = [(label, run_policies(POLICIES, resources, config, env)) for label, resources in sources]
+        reports = [
+            (label, run_policies(POLICIES, document.resources, config, env, document.complete))
+            for label, document in sources
+        ]
     except _Stop as stop:
         return stop.code
     except (DocumentError, PolicyConfigError, OSError, ValueError) as exc:

@@ -153,6 +153,9 @@ class ClusterConfig(_Model):
     master_ipv4_cidr_block: str = Field(default="172.16.0.0/28", pattern=r"^\d{1,3}(\.\d{1,3}){3}/28$")
     master_authorized_networks: list[AuthorizedNetwork] = []
     private_endpoint: bool = False
+    # Private nodes reach public registries (Docker Hub, Istio's) and JWKS endpoints through Cloud NAT.
+    # Turn off only when images come from Artifact Registry and the network has its own egress.
+    cloud_nat: bool = True
     # The minor the release channel runs; rendered objects are validated against its schema.
     kubernetes_version: str = Field(default="1.34", pattern=r"^1\.\d+$")
     maintenance_window: MaintenanceWindow = MaintenanceWindow()

@@ -39,22 +39,34 @@ class DocumentError(ValueError):
     """Not a document this project can read, and why."""
 
 
-def read_document(data: dict[str, Any]) -> list[EngineResource]:
+@dataclass(frozen=True)
+class EngineDocument:
+    resources: list[EngineResource]
+    # False for a preview that lists only what changes (`pulumi preview --json` without --show-sames):
+    # rules about the whole stack cannot be judged on it.
+    complete: bool
+
+
+def read_engine_document(data: dict[str, Any]) -> EngineDocument:
     """Resources of a preview (`steps[].newState`; deletes are left out) or of an export (version 3)."""
     if isinstance(data.get("steps"), list):
-        states = [step["newState"] for step in data["steps"] if step.get("newState") and step.get("op") != "delete"]
-    elif isinstance(data.get("deployment"), dict):
+        steps = data["steps"]
+        states = [step["newState"] for step in steps if step.get("newState") and step.get("op") != "delete"]
+        ops = {step.get("op") for step in steps}
+        # A new stack's preview creates everything; otherwise only `same` steps show unchanged ones are listed.
+        return EngineDocument([_resource(s) for s in states], ops <= {"create"} or "same" in ops)
+    if isinstance(data.get("deployment"), dict):
         if data.get("version") != 3:
             raise DocumentError(f"stack export version {data.get('version')!r}; this reader knows version 3")
-        states = data["deployment"].get("resources") or []
-    else:
-        raise DocumentError(
-            "neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])"
-        )
-    return [_resource(state) for state in states]
+        return EngineDocument([_resource(s) for s in data["deployment"].get("resources") or []], True)
+    raise DocumentError("neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])")
 
 
-def load_document(path: Path) -> list[EngineResource]:
+def read_document(data: dict[str, Any]) -> list[EngineResource]:
+    return read_engine_document(data).resources
+
+
+def load_engine_document(path: Path) -> EngineDocument:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -62,9 +74,13 @@ def load_document(path: Path) -> list[EngineResource]:
     if not isinstance(data, dict):
         raise DocumentError(f"{path}: a JSON object was expected")
     try:
-        return read_document(data)
+        return read_engine_document(data)
     except DocumentError as exc:
         raise DocumentError(f"{path}: {exc}") from None
+
+
+def load_document(path: Path) -> list[EngineResource]:
+    return load_engine_document(path).resources
 
 
 def _resource(state: dict[str, Any]) -> EngineResource:

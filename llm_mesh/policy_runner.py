@@ -28,6 +28,7 @@ from llm_mesh.engine_docs import EngineResource
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 LEVELS = {level.value: level for level in EnforcementLevel}
+PARTIAL = "the document lists only changed resources; use `pulumi preview --json --show-sames` or `pulumi stack export`"
 
 
 class PolicyConfigError(ValueError):
@@ -105,7 +106,9 @@ def run_policies(
     resources: list[EngineResource],
     config: Mapping[str, Any] | None = None,
     environment: str | None = None,
+    complete: bool = True,
 ) -> PolicyReport:
+    """Every policy over the resources; stack-wide rules only when the document lists the whole stack."""
     config = dict(config or {})
     env = stack_environment(resources, environment)
     report = PolicyReport(env, enforcement_levels(policies, config, env))
@@ -131,6 +134,9 @@ def run_policies(
                 except UnknownValueError as unknown:
                     report.not_evaluated.append((policy.name, resource.urn, str(unknown)))
         elif isinstance(policy, StackValidationPolicy):
+            if not complete:
+                report.not_evaluated.append((policy.name, "", PARTIAL))
+                continue
             try:
                 policy.validate(
                     StackValidationArgs(policy_resources, policy_config), _Collector(report, policy.name, level)

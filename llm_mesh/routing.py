@@ -83,11 +83,12 @@ def virtual_service(names: ModelNames, routing: RoutingConfig) -> VirtualService
         )
 
     routes = []
-    if model.canary is not None:
+    if model.canary is not None and model.canary_weight > 0:
         pin = HTTPMatchRequest(name="canary-header", headers={routing.canary_header: StringMatch(exact="true")})
         routes.append(route("canary-pinned", {"canary": 100}, [pin]))
         routes.append(route("weighted", {"stable": 100 - model.canary_weight, "canary": model.canary_weight}))
     else:
+        # At weight zero the canary runs no pods: a pinned request would find no upstream, so none is routed there.
         routes.append(route("stable", {"stable": 100}))
     return VirtualService(
         metadata=ObjectMeta(name=names.service, namespace=names.namespace),

@@ -11,6 +11,7 @@ from components.cluster import GpuCluster, GpuClusterArgs
 from components.istio import IstioMesh, IstioMeshArgs
 from llm_mesh.authz import security_objects
 from llm_mesh.config import ConfigError, StackConfig, parse_stack_config
+from llm_mesh.gcp_names import service_account_id
 from llm_mesh.offline.document import preview_document
 from llm_mesh.offline.engine import RecordingMonitor, record, run_main
 from llm_mesh.stackfile import Project, StackSettings, read_stack_settings
@@ -87,7 +88,7 @@ def test_node_service_account_has_only_the_node_roles() -> None:
         ]
     )
     account = resource(document, "gcp:serviceaccount/account:Account", "gpu-nodes")
-    assert account["inputs"]["accountId"] == "llm-mesh-test-nodes"
+    assert account["inputs"]["accountId"] == service_account_id("llm-mesh-test", "nodes")
     system = resource(document, NODE_POOL, "gpu-system")
     assert "guestAccelerators" not in system["inputs"]["nodeConfig"]
 

@@ -193,3 +193,20 @@ def test_unknown_stack_is_named() -> None:
     result = run_cli("preview", "--stack", "qa")
     assert result.returncode == 2
     assert "Pulumi.qa.yaml: no such stack file (stacks here: dev, prod, staging)" in result.stderr
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_private_nodes_get_webhook_access_and_egress(previews: dict[str, dict[str, Any]], stack: str) -> None:
+    document = previews[stack]
+    rule = resource(document, "gcp:compute/firewall:Firewall", "gpu-istio-webhooks")
+    assert prop(rule, "allows") == [{"protocol": "tcp", "ports": ["15017"]}]
+    assert prop(rule, "sourceRanges") == [
+        prop(resource(document, CLUSTER, "gpu-gke"), "privateClusterConfig.masterIpv4CidrBlock")
+    ]
+    tag = prop(rule, "targetTags")[0]
+    for step in steps_of_type(document, NODE_POOL):
+        assert prop(step["newState"], "nodeConfig.tags") == [tag], "every node carries the tag the rule targets"
+    nat = resource(document, "gcp:compute/routerNat:RouterNat", "gpu-nat")
+    assert prop(nat, "sourceSubnetworkIpRangesToNat") == "ALL_SUBNETWORKS_ALL_IP_RANGES"
+    provider = resource(document, "pulumi:providers:kubernetes", "gpu-k8s")
+    assert {rule["urn"], nat["urn"]} <= set(provider["dependencies"])

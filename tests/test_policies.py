@@ -466,23 +466,46 @@ def test_stateful_resources_protected_in_prod_only() -> None:
 def test_rule_called_directly_as_the_analyzer_does() -> None:
     found: list[tuple[str, str | None]] = []
     opts = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
-    resource_urn = urn("prod", "kubernetes:networking.istio.io/v1:DestinationRule", "dr")
+    resource_urn = urn("prod", "gcp:container/cluster:Cluster", "gke")
     args = ResourceValidationArgs(
-        "kubernetes:networking.istio.io/v1:DestinationRule",
-        {"spec": {"host": "llama", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}},
-        resource_urn,
-        "dr",
-        opts,
-        None,
+        "gcp:container/cluster:Cluster", {**HARDENED, "enableLegacyAbac": True}, resource_urn, "gke", opts, None
     )
-    policy = BY_NAME["istio-destination-rule-tls"]
+    policy = BY_NAME["gke-cluster-hardening"]
     assert isinstance(policy, ResourceValidationPolicy)
 
     def report(message: str, u: str | None = None) -> None:
         found.append((message, u))
 
     policy.validate(args, report)
-    assert found == [("trafficPolicy.tls.mode is DISABLE for in-mesh host llama: it bypasses mutual TLS", resource_urn)]
+    assert found == [("legacy ABAC is on: set enableLegacyAbac: false", resource_urn)]
+
+
+def test_external_hosts_may_originate_tls() -> None:
+    for host in ("github.com", "api.openai.com", "storage.googleapis.com"):
+        assert violations("istio-destination-rule-tls", [dr(host, trafficPolicy={"tls": {"mode": "SIMPLE"}})]) == []
+
+
+def test_namespace_qualified_host_is_in_the_mesh_when_the_stack_has_that_namespace() -> None:
+    weak = dr("llama.inference", trafficPolicy={"tls": {"mode": "DISABLE"}})
+    assert len(violations("istio-destination-rule-tls", [weak, namespace("inference", {"istio.io/rev": "1-31"})])) == 1
+
+
+def test_helm_charts_are_pinned_by_version_in_prod() -> None:
+    def release(version: str | None) -> EngineResource:
+        inputs = {"name": "istiod-1-31", "chart": "istiod", **({"version": version} if version else {})}
+        return gcp("kubernetes:helm.sh/v3:Release", "istiod", inputs)
+
+    assert violations("prod-images-pinned-by-digest", [release("1.31.1")]) == []
+    assert violations("prod-images-pinned-by-digest", [release(None)]) == [
+        "Helm release istiod-1-31 installs chart istiod at no pinned version"
+    ]
+
+
+def test_stack_rules_wait_for_a_complete_document() -> None:
+    report = run_policies(POLICIES, [dr("llama", trafficPolicy={"tls": {"mode": "DISABLE"}})], complete=False)
+    assert report.violations == []
+    skipped = {name for name, _, why in report.not_evaluated if "--show-sames" in why}
+    assert "istio-mesh-wide-strict-mtls" in skipped and "istio-destination-rule-tls" in skipped
 
 
 def test_unknown_values_are_not_evaluated_rather_than_violations() -> None:

@@ -227,3 +227,47 @@ def test_fetch_fails_on_a_missing_file(model_store: tuple[str, Path]) -> None:
     base_url, target = model_store
     result = run_fetch(base_url, target, [{"path": "missing.json"}])
     assert result.returncode != 0 and "missing.json: HTTP Error 404" in result.stderr
+
+
+def test_model_store_may_reach_cloud_storage_under_registry_only(previews: dict[str, Any]) -> None:
+    entry = resource(
+        previews["prod"], "kubernetes:networking.istio.io/v1:ServiceEntry", "model-store-storage-googleapis"
+    )
+    assert prop(entry, "spec.hosts") == ["storage.googleapis.com"]
+    assert prop(entry, "spec.location") == "MESH_EXTERNAL" and prop(entry, "spec.resolution") == "DNS"
+
+
+def test_autoscaler_reads_stable_queue_by_labels_a_selector_can_match(previews: dict[str, Any]) -> None:
+    document = previews["prod"]
+    hpa = resource(document, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-llama-31-8b-hpa")
+    assert prop(hpa, "spec.metrics.0.external.metric.selector.matchLabels") == {
+        "metric.labels.llm_mesh_model": "llama-31-8b",
+        "metric.labels.llm_mesh_track": "stable",
+    }
+    monitoring = resource(
+        document, "kubernetes:monitoring.googleapis.com/v1:PodMonitoring", "model-llama-31-8b-metrics"
+    )
+    assert prop(monitoring, "spec.endpoints.0") == {"port": 15020, "path": "/stats/prometheus", "interval": "15s"}
+    assert {"from": "app.kubernetes.io/name", "to": "llm_mesh_model"} in prop(monitoring, "spec.targetLabels.fromPod")
+
+
+def test_inference_rollouts_may_take_long(previews: dict[str, Any]) -> None:
+    deployment = resource(previews["prod"], DEPLOYMENT, "model-llama-31-8b-stable")
+    assert deployment["customTimeouts"] == {"create": "45m", "update": "45m"}
+    assert prop(deployment, "spec.progressDeadlineSeconds") == 2700
+
+
+def test_a_canary_at_weight_zero_gets_no_route() -> None:
+    from llm_mesh.routing import virtual_service
+    from llm_mesh.topology import model_names
+
+    config = parse_stack_config(
+        {
+            "environment": "dev",
+            "gcp": {"project": "llm-mesh-test"},
+            "models": [{"name": "m", "stable": {"version": "v1"}, "canary": {"version": "v2"}, "canaryWeight": 0}],
+        }
+    )
+    routes = virtual_service(model_names(config)[0], config.routing).manifest()["spec"]["http"]
+    assert [r["name"] for r in routes] == ["stable"]
+    assert all(d["destination"]["subset"] == "stable" for r in routes for d in r["route"])

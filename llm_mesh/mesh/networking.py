@@ -244,3 +244,25 @@ class Gateway(IstioObject):
     api_version: ClassVar[str] = NETWORKING
     kind: ClassVar[str] = "Gateway"
     spec: GatewaySpec
+
+
+class ServiceEntryPort(IstioModel):
+    number: int = Field(ge=1, le=65535)
+    name: str
+    protocol: Literal["HTTP", "HTTPS", "HTTP2", "GRPC", "TLS", "TCP"]
+
+
+class ServiceEntrySpec(IstioModel):
+    hosts: list[str] = Field(min_length=1)
+    ports: list[ServiceEntryPort] = Field(min_length=1)
+    location: Literal["MESH_EXTERNAL", "MESH_INTERNAL"]
+    resolution: Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"]
+    export_to: list[str] | None = None
+
+
+class ServiceEntry(IstioObject):
+    """Puts an outside host in the mesh's registry, which REGISTRY_ONLY egress requires."""
+
+    api_version: ClassVar[str] = NETWORKING
+    kind: ClassVar[str] = "ServiceEntry"
+    spec: ServiceEntrySpec

@@ -24,6 +24,7 @@ NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
 CLUSTER_TYPE = "gcp:container/cluster:Cluster"
 NODE_POOL_TYPE = "gcp:container/nodePool:NodePool"
 BUCKET_TYPE = "gcp:storage/bucket:Bucket"
+HELM_RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 GPU = "nvidia.com/gpu"
 
 # Every rule accepts `environment` in its config, to override the one read from the stack name.
@@ -70,6 +71,24 @@ def containers(pod: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     yield from pod.get("containers") or []
 
 
-def is_in_mesh_host(host: str) -> bool:
-    """Short names and cluster-local names are services of the mesh; other FQDNs are external."""
-    return "." not in host or host.count(".") == 1 or host.endswith(".svc.cluster.local") or host.endswith(".svc")
+def is_in_mesh_host(host: str, namespaces: set[str]) -> bool:
+    """Short names, `<service>.<namespace>` for a namespace of the stack, and cluster-local names are in the mesh;
+    anything else (`api.openai.com`, `github.com`) is external."""
+    labels = host.split(".")
+    if len(labels) == 1 or host.endswith((".svc", ".svc.cluster.local")):
+        return True
+    return len(labels) == 2 and labels[1] in namespaces
+
+
+def declared_namespaces(props_of_resources: list[tuple[str, Mapping[str, Any]]]) -> set[str]:
+    """Namespaces the stack declares or puts objects in."""
+    found = set()
+    for resource_type, props in props_of_resources:
+        if not resource_type.startswith("kubernetes:"):
+            continue
+        meta = metadata(props)
+        if resource_type == NAMESPACE_TYPE and meta.get("name"):
+            found.add(str(meta["name"]))
+        elif meta.get("namespace"):
+            found.add(str(meta["namespace"]))
+    return found

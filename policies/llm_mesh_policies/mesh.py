@@ -21,6 +21,7 @@ from llm_mesh_policies.common import (
     NAMESPACE_TYPE,
     ROOT_NAMESPACE,
     WORKLOAD_TYPES,
+    declared_namespaces,
     is_in_mesh_host,
     istio_kind,
     metadata,
@@ -123,25 +124,30 @@ def _tls_settings(policy: Mapping[str, Any], where: str) -> Iterator[tuple[str, 
             yield f"{where}.portLevelSettings[{i}]", str(port["tls"].get("mode"))
 
 
-def _validate_destination_rule(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if not istio_kind(args.resource_type, "networking", "DestinationRule"):
-        return
-    body = spec(args.props)
-    host = str(body.get("host") or "")
-    if not is_in_mesh_host(host):
-        return
-    settings = list(_tls_settings(body.get("trafficPolicy") or {}, "trafficPolicy"))
-    for i, subset in enumerate(body.get("subsets") or []):
-        settings += _tls_settings(subset.get("trafficPolicy") or {}, f"subsets[{i}].trafficPolicy")
-    for where, mode in settings:
-        if mode in WEAK_TLS:
-            report_violation(f"{where}.tls.mode is {mode} for in-mesh host {host}: it bypasses mutual TLS", args.urn)
+def _validate_destination_rules(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    namespaces = declared_namespaces([(r.resource_type, r.props) for r in args.resources])
+    for resource in args.resources:
+        if not istio_kind(resource.resource_type, "networking", "DestinationRule"):
+            continue
+        body = spec(resource.props)
+        host = str(body.get("host") or "")
+        if not is_in_mesh_host(host, namespaces):
+            continue
+        settings = list(_tls_settings(body.get("trafficPolicy") or {}, "trafficPolicy"))
+        for i, subset in enumerate(body.get("subsets") or []):
+            settings += _tls_settings(subset.get("trafficPolicy") or {}, f"subsets[{i}].trafficPolicy")
+        for where, mode in settings:
+            if mode in WEAK_TLS:
+                report_violation(
+                    f"{where}.tls.mode is {mode} for in-mesh host {host}: it bypasses mutual TLS", resource.urn
+                )
 
 
-destination_rule_tls = ResourceValidationPolicy(
+# A stack rule: whether `<name>.<namespace>` is in the mesh depends on the namespaces the stack declares.
+destination_rule_tls = StackValidationPolicy(
     name="istio-destination-rule-tls",
     description="No DestinationRule sets TLS mode DISABLE or SIMPLE (also per port or subset) for an in-mesh host.",
-    validate=_validate_destination_rule,
+    validate=_validate_destination_rules,
     enforcement_level=EnforcementLevel.MANDATORY,
     config_schema=PolicyConfigSchema(properties=ENVIRONMENT_SCHEMA),
     remediation_steps="Use tls.mode ISTIO_MUTUAL (or leave tls unset) for hosts inside the mesh.",

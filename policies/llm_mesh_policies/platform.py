@@ -19,6 +19,7 @@ from llm_mesh_policies.common import (
     CLUSTER_TYPE,
     ENVIRONMENT_SCHEMA,
     GPU,
+    HELM_RELEASE_TYPE,
     NODE_POOL_TYPE,
     WORKLOAD_TYPES,
     containers,
@@ -78,7 +79,17 @@ gpu_workload_limits = ResourceValidationPolicy(
 
 
 def _validate_digests(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type not in WORKLOAD_TYPES or environment(args.urn, args.get_config()) != "prod":
+    if environment(args.urn, args.get_config()) != "prod":
+        return
+    if args.resource_type == HELM_RELEASE_TYPE:
+        # A chart's images follow its version (Istio's charts take a hub and tag, not digests): pin the version.
+        if not args.props.get("version"):
+            report_violation(
+                f"Helm release {args.props.get('name')} installs chart {args.props.get('chart')} at no pinned version",
+                args.urn,
+            )
+        return
+    if args.resource_type not in WORKLOAD_TYPES:
         return
     for container in containers(pod_spec(args.resource_type, args.props)):
         image = str(container.get("image") or "")
@@ -88,7 +99,7 @@ def _validate_digests(args: ResourceValidationArgs, report_violation: ReportViol
 
 prod_images_pinned = ResourceValidationPolicy(
     name="prod-images-pinned-by-digest",
-    description="In prod, every container image is pinned by digest (repo@sha256:...).",
+    description="In prod, every container image the stack declares is pinned by digest (repo@sha256:...), and every Helm chart by version.",
     validate=_validate_digests,
     enforcement_level=EnforcementLevel.MANDATORY,
     config_schema=_schema(),
