@@ -11,8 +11,7 @@ Every measurement runs in a fresh process, because the SDK's mocks are process-g
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib
+import asyncio
 import json
 import resource
 import statistics
@@ -54,34 +53,27 @@ def synthetic_stack(folder: Path) -> None:
 
 
 def child_preview(stack: str, config_dir: str) -> dict[str, Any]:
+    """The preview twice in one process: cold (with every module the program imports, eagerly or lazily)
+    and warm (the program's own cost, what a second stack in the same process would pay)."""
     from llm_mesh.offline.document import preview_document
     from llm_mesh.offline.engine import run_program
     from llm_mesh.stackfile import Project, read_stack_settings
 
     found = Project.find(ROOT)
     project = Project(found.root, found.name, Path(config_dir) if config_dir else found.stack_config_dir)
-    started = time.perf_counter()
-    import_program_modules(found.root / "__main__.py")
-    imported = time.perf_counter()
-    document = preview_document(run_program(project, stack, read_stack_settings(project, stack)))
-    done = time.perf_counter()
+    settings = read_stack_settings(project, stack)
+    timings = []
+    for _ in range(2):
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        started = time.perf_counter()
+        document = preview_document(run_program(project, stack, settings))
+        timings.append(time.perf_counter() - started)
     return {
-        "seconds": done - started,
-        "import_seconds": imported - started,
+        "seconds": timings[0],
+        "warm_seconds": timings[1],
         "resources": len(document["steps"]),
         "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
-
-
-def import_program_modules(main: Path) -> None:
-    """Import what the program imports, so that its import time is measured apart from its run."""
-    sys.path.insert(0, str(main.parent))
-    for node in ast.walk(ast.parse(main.read_text())):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                importlib.import_module(alias.name)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            importlib.import_module(node.module)
 
 
 def child_floor(count: int) -> dict[str, Any]:
@@ -108,7 +100,7 @@ def child_floor(count: int) -> dict[str, Any]:
     _sync_await(run_in_stack(program))
     return {
         "seconds": time.perf_counter() - started,
-        "import_seconds": 0.0,
+        "warm_seconds": time.perf_counter() - started,
         "resources": count,
         "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
@@ -121,7 +113,7 @@ def measure(args: list[str], runs: int) -> dict[str, Any]:
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return {
         "seconds": statistics.median(r["seconds"] for r in results),
-        "run_seconds": statistics.median(r["seconds"] - r["import_seconds"] for r in results),
+        "run_seconds": statistics.median(r["warm_seconds"] for r in results),
         "resources": results[0]["resources"],
         "peak_mib": max(r["peak_kib"] for r in results) / 1024,
     }
@@ -144,7 +136,7 @@ def main() -> None:
         synthetic_stack(Path(folder))
         cases = [("prod stack", ["preview", "prod"]), (f"{SYNTHETIC_MODELS} models", ["preview", "synthetic", folder])]
         print(f"offline preview, median of {options.runs} runs, each in a fresh process")
-        header = ("case", "resources", "total s", "run s", "res/s", "peak MiB", "floor s", "run/floor")
+        header = ("case", "resources", "cold s", "warm s", "res/s", "peak MiB", "floor s", "warm/floor")
         print("{:<12}{:>10}{:>9}{:>8}{:>8}{:>10}{:>9}{:>11}".format(*header))
         for label, args in cases:
             preview = measure(args, options.runs)
@@ -154,7 +146,7 @@ def main() -> None:
                 f"{preview['resources'] / preview['run_seconds']:>8.0f}{preview['peak_mib']:>10.0f}"
                 f"{floor['seconds']:>9.3f}{preview['run_seconds'] / floor['seconds']:>11.1f}"
             )
-        print("total: in a fresh process, with the program's imports; run: without them (imports done first)")
+        print("cold: first run in a fresh process, SDK modules imported on the way; warm: a second run in it")
         print("floor: as many resources registered with the stock MockMonitor and no program")
 
 
