@@ -7,8 +7,18 @@ offline runner) reports as "not evaluated" rather than as a violation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypedDict
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 ROOT_NAMESPACE = "istio-system"
@@ -92,3 +102,48 @@ def declared_namespaces(props_of_resources: list[tuple[str, Mapping[str, Any]]])
         elif meta.get("namespace"):
             found.add(str(meta["namespace"]))
     return found
+
+
+def _schema(extra: Mapping[str, dict[str, Any]] | None) -> PolicyConfigSchema:
+    return PolicyConfigSchema(properties={**ENVIRONMENT_SCHEMA, **(extra or {})})
+
+
+class _RuleFields(TypedDict):
+    name: str
+    description: str
+    enforcement_level: EnforcementLevel
+    config_schema: PolicyConfigSchema
+    remediation_steps: str
+
+
+def _fields(name: str, description: str, remediation: str, config: Mapping[str, dict[str, Any]] | None) -> _RuleFields:
+    """Every rule is mandatory unless the pack config lowers it, and accepts `environment` in its config."""
+    return _RuleFields(
+        name=name,
+        description=description,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=_schema(config),
+        remediation_steps=remediation,
+    )
+
+
+def resource_rule(
+    name: str,
+    description: str,
+    validate: Callable[[ResourceValidationArgs, ReportViolation], None],
+    remediation: str,
+    config: Mapping[str, dict[str, Any]] | None = None,
+) -> ResourceValidationPolicy:
+    """A rule over one resource at a time."""
+    return ResourceValidationPolicy(validate=validate, **_fields(name, description, remediation, config))
+
+
+def stack_rule(
+    name: str,
+    description: str,
+    validate: Callable[[StackValidationArgs, ReportViolation], None],
+    remediation: str,
+    config: Mapping[str, dict[str, Any]] | None = None,
+) -> StackValidationPolicy:
+    """A rule over the whole stack, for what depends on other resources."""
+    return StackValidationPolicy(validate=validate, **_fields(name, description, remediation, config))

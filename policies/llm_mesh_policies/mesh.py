@@ -6,18 +6,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
     PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
-    ResourceValidationPolicy,
     StackValidationArgs,
-    StackValidationPolicy,
 )
 
 from llm_mesh_policies.common import (
-    ENVIRONMENT_SCHEMA,
     NAMESPACE_TYPE,
     ROOT_NAMESPACE,
     WORKLOAD_TYPES,
@@ -26,7 +21,9 @@ from llm_mesh_policies.common import (
     istio_kind,
     metadata,
     namespace_of,
+    resource_rule,
     spec,
+    stack_rule,
 )
 
 WEAK_TLS = ("DISABLE", "SIMPLE")
@@ -81,15 +78,12 @@ def _validate_peer_authentications(args: StackValidationArgs, report_violation: 
                 )
 
 
-peer_authentication_strict = StackValidationPolicy(
+peer_authentication_strict = stack_rule(
     name="istio-peer-authentication-strict",
     description="Every PeerAuthentication is STRICT (UNSET only where it inherits STRICT); no port-level exception weakens it.",
     validate=_validate_peer_authentications,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=PolicyConfigSchema(
-        properties={**ENVIRONMENT_SCHEMA, "meshWideMtlsManagedElsewhere": {"type": "boolean"}}
-    ),
-    remediation_steps="Set spec.mtls.mode: STRICT and remove portLevelMtls entries that are PERMISSIVE or DISABLE.",
+    remediation="Set spec.mtls.mode: STRICT and remove portLevelMtls entries that are PERMISSIVE or DISABLE.",
+    config={"meshWideMtlsManagedElsewhere": {"type": "boolean"}},
 )
 
 
@@ -99,20 +93,16 @@ def _validate_mesh_wide(args: StackValidationArgs, report_violation: ReportViola
         report_violation(f"no PeerAuthentication in {root} without a selector and with mode STRICT", None)
 
 
-mesh_wide_strict_mtls = StackValidationPolicy(
+mesh_wide_strict_mtls = stack_rule(
     name="istio-mesh-wide-strict-mtls",
     description="The mesh has a mesh-wide STRICT PeerAuthentication in Istio's root namespace.",
     validate=_validate_mesh_wide,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=PolicyConfigSchema(
-        properties={
-            **ENVIRONMENT_SCHEMA,
-            "rootNamespace": {"type": "string"},
-            # An application-only stack whose cluster's mesh-wide policy is declared by another stack.
-            "meshWideMtlsManagedElsewhere": {"type": "boolean"},
-        }
-    ),
-    remediation_steps="Declare PeerAuthentication 'default' in istio-system with spec.mtls.mode: STRICT and no selector.",
+    remediation="Declare PeerAuthentication 'default' in istio-system with spec.mtls.mode: STRICT and no selector.",
+    config={
+        "rootNamespace": {"type": "string"},
+        # An application-only stack whose cluster's mesh-wide policy is declared by another stack.
+        "meshWideMtlsManagedElsewhere": {"type": "boolean"},
+    },
 )
 
 
@@ -144,13 +134,11 @@ def _validate_destination_rules(args: StackValidationArgs, report_violation: Rep
 
 
 # A stack rule: whether `<name>.<namespace>` is in the mesh depends on the namespaces the stack declares.
-destination_rule_tls = StackValidationPolicy(
+destination_rule_tls = stack_rule(
     name="istio-destination-rule-tls",
     description="No DestinationRule sets TLS mode DISABLE or SIMPLE (also per port or subset) for an in-mesh host.",
     validate=_validate_destination_rules,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=PolicyConfigSchema(properties=ENVIRONMENT_SCHEMA),
-    remediation_steps="Use tls.mode ISTIO_MUTUAL (or leave tls unset) for hosts inside the mesh.",
+    remediation="Use tls.mode ISTIO_MUTUAL (or leave tls unset) for hosts inside the mesh.",
 )
 
 
@@ -180,13 +168,11 @@ def _validate_allow_nothing(args: StackValidationArgs, report_violation: ReportV
             )
 
 
-namespace_allow_nothing = StackValidationPolicy(
+namespace_allow_nothing = stack_rule(
     name="istio-namespace-allow-nothing",
     description="Every application namespace has an allow-nothing AuthorizationPolicy (deny by default).",
     validate=_validate_allow_nothing,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=PolicyConfigSchema(properties=ENVIRONMENT_SCHEMA),
-    remediation_steps="Declare an AuthorizationPolicy with an empty spec ({}) in the namespace.",
+    remediation="Declare an AuthorizationPolicy with an empty spec ({}) in the namespace.",
 )
 
 
@@ -218,13 +204,11 @@ def _validate_allow(args: ResourceValidationArgs, report_violation: ReportViolat
             report_violation(f"rules[{i}] does not name both methods and paths", args.urn)
 
 
-authorization_positive_allow = ResourceValidationPolicy(
+authorization_positive_allow = resource_rule(
     name="istio-authorization-positive-allow",
     description="ALLOW AuthorizationPolicies match positively: no empty rule, no wildcard principal or namespace, a source identity on every rule, methods and paths named.",
     validate=_validate_allow,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=PolicyConfigSchema(properties=ENVIRONMENT_SCHEMA),
-    remediation_steps="List the callers' principals and the methods and paths they need; deny everything else.",
+    remediation="List the callers' principals and the methods and paths they need; deny everything else.",
 )
 
 
@@ -257,15 +241,12 @@ def _validate_injection(args: StackValidationArgs, report_violation: ReportViola
             )
 
 
-namespace_injection = StackValidationPolicy(
+namespace_injection = stack_rule(
     name="istio-namespace-injection",
     description="Every namespace that runs workloads has sidecar injection (istio.io/rev or istio-injection=enabled) or ambient mode.",
     validate=_validate_injection,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=PolicyConfigSchema(
-        properties={**ENVIRONMENT_SCHEMA, "injectedNamespaces": {"type": "array", "items": {"type": "string"}}}
-    ),
-    remediation_steps="Label the namespace istio.io/rev=<revision> (or list a namespace managed elsewhere in injectedNamespaces).",
+    remediation="Label the namespace istio.io/rev=<revision> (or list a namespace managed elsewhere in injectedNamespaces).",
+    config={"injectedNamespaces": {"type": "array", "items": {"type": "string"}}},
 )
 
 MESH_POLICIES = [

@@ -7,17 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
     ReportViolation,
     ResourceValidationArgs,
-    ResourceValidationPolicy,
 )
 
 from llm_mesh_policies.common import (
     BUCKET_TYPE,
     CLUSTER_TYPE,
-    ENVIRONMENT_SCHEMA,
     GPU,
     HELM_RELEASE_TYPE,
     NODE_POOL_TYPE,
@@ -25,14 +21,11 @@ from llm_mesh_policies.common import (
     containers,
     environment,
     pod_spec,
+    resource_rule,
 )
 
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
-
-
-def _schema() -> PolicyConfigSchema:
-    return PolicyConfigSchema(properties=ENVIRONMENT_SCHEMA)
 
 
 def _tolerates_gpu(pod: Mapping[str, Any]) -> bool:
@@ -68,13 +61,11 @@ def _validate_gpu(args: ResourceValidationArgs, report_violation: ReportViolatio
         report_violation(f"the pod uses GPUs but does not tolerate GKE's {GPU}=present:NoSchedule taint", args.urn)
 
 
-gpu_workload_limits = ResourceValidationPolicy(
+gpu_workload_limits = resource_rule(
     name="gpu-workload-limits",
     description="GPU workloads set nvidia.com/gpu limits (equal to requests) and tolerate the GPU node taint.",
     validate=_validate_gpu,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=_schema(),
-    remediation_steps="Set resources.limits['nvidia.com/gpu'] (= requests) and tolerate key nvidia.com/gpu, operator Exists, effect NoSchedule.",
+    remediation="Set resources.limits['nvidia.com/gpu'] (= requests) and tolerate key nvidia.com/gpu, operator Exists, effect NoSchedule.",
 )
 
 
@@ -97,13 +88,11 @@ def _validate_digests(args: ResourceValidationArgs, report_violation: ReportViol
             report_violation(f"container {container.get('name')} runs {image!r}, not pinned by digest", args.urn)
 
 
-prod_images_pinned = ResourceValidationPolicy(
+prod_images_pinned = resource_rule(
     name="prod-images-pinned-by-digest",
     description="In prod, every container image the stack declares is pinned by digest (repo@sha256:...), and every Helm chart by version.",
     validate=_validate_digests,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=_schema(),
-    remediation_steps="Replace the tag with the image's digest: `crane digest <image>:<tag>`.",
+    remediation="Replace the tag with the image's digest: `crane digest <image>:<tag>`.",
 )
 
 
@@ -146,13 +135,11 @@ def _validate_cluster(args: ResourceValidationArgs, report_violation: ReportViol
         report_violation("deletion protection is off in prod: set deletionProtection: true", args.urn)
 
 
-gke_cluster_hardening = ResourceValidationPolicy(
+gke_cluster_hardening = resource_rule(
     name="gke-cluster-hardening",
     description="The GKE cluster has Workload Identity, private nodes, shielded nodes, a release channel, no legacy ABAC, client certificates or basic auth, and deletion protection in prod.",
     validate=_validate_cluster,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=_schema(),
-    remediation_steps="Set the named cluster fields; GpuCluster sets all of them.",
+    remediation="Set the named cluster fields; GpuCluster sets all of them.",
 )
 
 
@@ -171,13 +158,11 @@ def _validate_node_pool(args: ResourceValidationArgs, report_violation: ReportVi
         )
 
 
-gke_node_pool_hardening = ResourceValidationPolicy(
+gke_node_pool_hardening = resource_rule(
     name="gke-node-pool-hardening",
     description="Node pools boot shielded with secure boot and expose only the GKE metadata server (Workload Identity).",
     validate=_validate_node_pool,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=_schema(),
-    remediation_steps="Set nodeConfig.shieldedInstanceConfig.enableSecureBoot and workloadMetadataConfig.mode GKE_METADATA.",
+    remediation="Set nodeConfig.shieldedInstanceConfig.enableSecureBoot and workloadMetadataConfig.mode GKE_METADATA.",
 )
 
 
@@ -193,13 +178,11 @@ def _validate_bucket(args: ResourceValidationArgs, report_violation: ReportViola
         report_violation("an overwritten model artifact is lost: set versioning.enabled: true", args.urn)
 
 
-model_bucket_hardening = ResourceValidationPolicy(
+model_bucket_hardening = resource_rule(
     name="model-bucket-hardening",
     description="Model buckets have uniform bucket-level access, public access prevention enforced and versioning.",
     validate=_validate_bucket,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=_schema(),
-    remediation_steps="Set uniformBucketLevelAccess: true, publicAccessPrevention: enforced, versioning.enabled: true.",
+    remediation="Set uniformBucketLevelAccess: true, publicAccessPrevention: enforced, versioning.enabled: true.",
 )
 
 STATEFUL = (CLUSTER_TYPE, BUCKET_TYPE)
@@ -212,13 +195,11 @@ def _validate_protected(args: ResourceValidationArgs, report_violation: ReportVi
         report_violation(f"{args.resource_type} is not protected in prod: a bad `pulumi up` could delete it", args.urn)
 
 
-prod_stateful_protected = ResourceValidationPolicy(
+prod_stateful_protected = resource_rule(
     name="prod-stateful-resources-protected",
     description="In prod, stateful resources (the GKE cluster, the model bucket) carry Pulumi's protect option.",
     validate=_validate_protected,
-    enforcement_level=EnforcementLevel.MANDATORY,
-    config_schema=_schema(),
-    remediation_steps="Declare them with pulumi.ResourceOptions(protect=True); llm-mesh does in prod.",
+    remediation="Declare them with pulumi.ResourceOptions(protect=True); llm-mesh does in prod.",
 )
 
 PLATFORM_POLICIES = [
