@@ -30,7 +30,7 @@ from llm_mesh.kube_objects import helm_releases, kube_objects, render
 from llm_mesh.offline.summary import gpu_capacity
 from llm_mesh.policy_runner import PolicyConfigError, PolicyReport, run_policies
 from llm_mesh.schemas import schema_findings, unchecked
-from llm_mesh.stackfile import Project, StackSettings, read_stack_settings
+from llm_mesh.stackfile import Project, StackFileError, StackSettings, read_stack_settings
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -81,10 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     try:
-        project = Project.find(args.project or Path.cwd()) if args.project else _default_project()
-    except FileNotFoundError as exc:
-        err.print(f"error: {exc}")
+        return _run(args)
+    except (StackFileError, PolicyConfigError, DocumentError, OSError) as exc:
+        # A user's mistake (a file that is missing, unreadable or malformed): one line, no traceback.
+        err.print(Text(f"error: {exc}", style="red"))
         return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    project = Project.find(args.project) if args.project else _default_project()
     if args.command == "render":
         return _render(project, args.stack, args.out)
     if args.command == "validate":
@@ -107,7 +112,6 @@ def _default_project() -> Project:
 def _preview(project: Project, stack: str, json_path: Path | None) -> int:
     from llm_mesh.offline.document import preview_document
 
-    out.print(f"Previewing {project.name}/{stack} offline (Pulumi SDK mock runtime: no cloud calls, no state)\n")
     try:
         recording, _ = _record(project, stack)
     except _Stop as stop:
@@ -115,6 +119,8 @@ def _preview(project: Project, stack: str, json_path: Path | None) -> int:
     document = preview_document(recording)
     if json_path is not None:
         json_path.write_text(json.dumps(document, indent=2) + "\n")
+    # Printed once the program ran: a config error prints its lines and nothing else.
+    out.print(f"Previewing {project.name}/{stack} offline (Pulumi SDK mock runtime: no cloud calls, no state)\n")
     _print_plan(document)
     if json_path is not None:
         out.print(f"Wrote {_relative(json_path)}")
@@ -133,11 +139,7 @@ def _record(project: Project, stack: str) -> tuple[Recording, StackSettings]:
     # Imported here: the SDK's runtime is heavy and only the commands that run the program need it.
     from llm_mesh.offline.engine import run_program
 
-    try:
-        settings = read_stack_settings(project, stack)
-    except FileNotFoundError as exc:
-        err.print(f"error: {exc}")
-        raise _Stop(2) from None
+    settings = read_stack_settings(project, stack)
     try:
         return run_program(project, stack, settings), settings
     except ConfigError as exc:
@@ -187,9 +189,6 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
             config = _config_for(project, resources)
     except _Stop as stop:
         return stop.code
-    except DocumentError as exc:
-        err.print(f"error: {exc}")
-        return 2
     version = kubernetes_version or (config.cluster.kubernetes_version if config else "1.34")
     declared = set(config.security.callers) if config else set()
     objects = kube_objects(resources)
@@ -220,7 +219,7 @@ def _policy(
         err.print("error: name a --stack or at least one file")
         return 2
     try:
-        config = json.loads(config_file.read_text()) if config_file else {}
+        config = _policy_config(config_file) if config_file else {}
         sources = (
             [(f"{project.name}/{stack}", EngineDocument(_offline_resources(project, stack)[0], True))]
             if stack
@@ -232,9 +231,6 @@ def _policy(
         ]
     except _Stop as stop:
         return stop.code
-    except (DocumentError, PolicyConfigError, OSError, ValueError) as exc:
-        err.print(f"error: {exc}")
-        return 2
     if fmt == "json":
         print(
             json.dumps(
@@ -256,9 +252,6 @@ def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fm
 
     try:
         config = config_from_pulumi(read_stack_settings(project, stack).config)
-    except FileNotFoundError as exc:
-        err.print(f"error: {exc}")
-        return 2
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(Text(f"error: {_relative(project.stack_file(stack))}: {problem}", style="red"))
@@ -287,6 +280,16 @@ def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fm
     summary = f"{len(results) - len(bad)} of {len(results)} files ok"
     out.print(summary + (f"; {len(bad)} missing or different" if bad else ""))
     return 1 if bad else 0
+
+
+def _policy_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as exc:
+        raise PolicyConfigError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise PolicyConfigError(f"{path}: a JSON object of rule names was expected")
+    return config
 
 
 def _print_policy_report(pack: str, label: str, report: PolicyReport) -> None:

@@ -13,6 +13,22 @@ import yaml
 UNDECRYPTED_SECRET = "[secret]"
 
 
+class StackFileError(ValueError):
+    """A project or stack file that cannot be read as Pulumi reads it; the message names the file."""
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise StackFileError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(document, dict):
+        raise StackFileError(f"{path}: a YAML mapping was expected, found {type(document).__name__}")
+    return document
+
+
 @dataclass(frozen=True)
 class Project:
     root: Path
@@ -25,8 +41,10 @@ class Project:
         for folder in (start, *start.parents):
             manifest = folder / "Pulumi.yaml"
             if manifest.is_file():
-                document = yaml.safe_load(manifest.read_text()) or {}
-                config_dir = folder / document.get("stackConfigDir", ".")
+                document = _load_yaml(manifest)
+                if not document.get("name"):
+                    raise StackFileError(f"{manifest}: the project has no `name`")
+                config_dir = folder / str(document.get("stackConfigDir", "."))
                 return cls(folder, str(document["name"]), config_dir)
         raise FileNotFoundError(f"no Pulumi.yaml in {start} or any folder above it")
 
@@ -50,10 +68,12 @@ def read_stack_settings(project: Project, stack: str) -> StackSettings:
     if not path.is_file():
         known = ", ".join(project.stacks()) or "none"
         raise FileNotFoundError(f"{path}: no such stack file (stacks here: {known})")
-    document = yaml.safe_load(path.read_text()) or {}
+    section = _load_yaml(path).get("config") or {}
+    if not isinstance(section, dict):
+        raise StackFileError(f"{path}: `config` must be a mapping of keys to values")
     config: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in (document.get("config") or {}).items():
+    for key, value in section.items():
         full_key = key if ":" in key else f"{project.name}:{key}"
         plain = _plain(value)
         if _has_secure(value):

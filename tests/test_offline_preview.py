@@ -182,6 +182,7 @@ def test_config_error_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     result = run_cli("preview", "--stack", "dev", "--json", str(out), cwd=tmp_path)
     assert result.returncode == 1
+    assert result.stdout == "", "a config error prints its lines and nothing else"
     assert result.stderr.strip().startswith(
         "error: stacks/Pulumi.dev.yaml: llm-mesh:gpuPools[0].machineType = 'n2-standard-8': "
         "nvidia-l4 needs a g2-standard-* machine type"

@@ -1,0 +1,61 @@
+"""Ordinary mistakes get one line naming the file and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+
+@pytest.fixture
+def broken_project(tmp_path: Path) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    (stacks / "Pulumi.unclosed.yaml").write_text("config:\n  llm-mesh:gcp: [unclosed\n")
+    (stacks / "Pulumi.scalar.yaml").write_text("just a string\n")
+    (stacks / "Pulumi.listconfig.yaml").write_text("config:\n  - a\n")
+    (tmp_path / "not-json.json").write_text("{nope")
+    (tmp_path / "list-config.json").write_text("[1, 2]")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["preview", "--stack", "unclosed"], "Pulumi.unclosed.yaml:3:1: not valid YAML"),
+        (["render", "--stack", "scalar", "--out", "out"], "Pulumi.scalar.yaml: a YAML mapping was expected, found str"),
+        (["validate", "--stack", "listconfig"], "Pulumi.listconfig.yaml: `config` must be a mapping"),
+        (
+            ["models", "verify", "--stack", "nosuch"],
+            "Pulumi.nosuch.yaml: no such stack file (stacks here: listconfig, scalar, unclosed)",
+        ),
+        (["validate", "{dir}/not-json.json"], "not-json.json: Expecting property name"),
+        (["policy", "{dir}/missing.json"], "missing.json: [Errno 2] No such file or directory"),
+        (
+            ["policy", "--stack", "scalar", "--config", "{dir}/list-config.json"],
+            "list-config.json: a JSON object of rule names was expected",
+        ),
+    ],
+)
+def test_mistakes_are_one_line(broken_project: Path, args: list[str], message: str) -> None:
+    result = run_cli(
+        "--project", str(broken_project), *(a.format(dir=broken_project) for a in args), cwd=broken_project
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_no_project_here(tmp_path: Path) -> None:
+    result = run_cli("--project", str(tmp_path / "nowhere"), "preview", "--stack", "dev", cwd=tmp_path)
+    assert result.returncode == 2 and "no Pulumi.yaml in" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unwritable_json_path_leaves_no_half_output(tmp_path: Path) -> None:
+    result = run_cli("preview", "--stack", "dev", "--json", str(tmp_path / "no" / "dir" / "out.json"))
+    assert result.returncode == 2
+    assert result.stdout == "" and "No such file or directory" in result.stderr
