@@ -15,9 +15,10 @@ from llm_mesh.topology import TRACK_LABEL, ModelNames
 meta = k8s.meta.v1
 core = k8s.core.v1
 GPU = "nvidia.com/gpu"
+# A rollout waits for a GPU node to scale up, a multi-GB image and the weights: far past the 10-minute default.
+ROLLOUT_SECONDS = 45 * 60
+ROLLOUT_TIMEOUTS = pulumi.CustomTimeouts(create=f"{ROLLOUT_SECONDS}s", update=f"{ROLLOUT_SECONDS}s")
 # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule; GPU pods must tolerate it.
-ROLLOUT_SECONDS = 2700
-ROLLOUT_TIMEOUTS = pulumi.CustomTimeouts(create="45m", update="45m")
 GPU_TOLERATION = core.TolerationArgs(key=GPU, operator="Exists", effect="NoSchedule")
 # vLLM's queue length: requests waiting for a GPU slot, scraped by Google managed Prometheus.
 QUEUE_METRIC = "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
@@ -75,7 +76,7 @@ class InferenceService(pulumi.ComponentResource):
         )
         model = names.model
         _pod_monitoring(f"{name}-metrics", names, child)
-        if model.min_replicas > 0:
+        if inference.replicas(model, "stable") is None:
             _autoscaler(f"{name}-hpa", names, child)
         self.register_outputs({"host": names.host, "tracks": names.tracks})
 
@@ -241,6 +242,5 @@ def _deployment(
             ),
             progress_deadline_seconds=ROLLOUT_SECONDS,
         ),
-        # A rollout waits for a GPU node to scale up, a multi-GB image and the weights: far past the 10-minute default.
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=ROLLOUT_TIMEOUTS)),
     )

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from llm_mesh_policies.common import injection_enabled
 from pydantic import ValidationError
 
 from llm_mesh.engine_docs import EngineResource
@@ -294,10 +295,7 @@ def _injection(inv: Inventory) -> list[Finding]:
     findings = []
     for key, namespace, _ in inv.workloads:
         labels = inv.namespaces.get(namespace)
-        injected = labels is not None and ("istio.io/rev" in labels or labels.get("istio-injection") == "enabled")
-        if labels is not None and labels.get("istio-injection") == "disabled":
-            injected = False
-        if not injected:
+        if labels is None or not injection_enabled(labels):
             findings.append(
                 Finding(
                     "LM0107", "error", key, f"namespace {namespace!r} has no sidecar injection: the workload is outside the mesh",

@@ -34,7 +34,7 @@ class MachineFamily:
 
 
 def _g2() -> dict[str, int]:
-    # G2: every size carries one L4 except the three large ones.
+    # G2: one L4 per VM, except g2-standard-24 (2), -48 (4) and -96 (8).
     sizes = {4: 1, 8: 1, 12: 1, 16: 1, 24: 2, 32: 1, 48: 4, 96: 8}
     return {f"g2-standard-{vcpus}": gpus for vcpus, gpus in sizes.items()}
 

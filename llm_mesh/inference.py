@@ -29,13 +29,16 @@ def version_of(model: ServedModel, track: str) -> ModelVersion:
 
 def replicas(model: ServedModel, track: str) -> int | None:
     """None for stable when the autoscaler owns its count (declaring one would fight it on every `up`);
-    a canary in proportion to its weight, zero at weight zero; a mirror, which serves no client, one."""
+    a canary in proportion to its weight, zero at weight zero; a mirror, which serves no client, one.
+    `minReplicas: 0` turns the model off: every track runs zero."""
+    if model.min_replicas == 0:
+        return 0
     if track == "stable":
-        return None if model.min_replicas > 0 else 0
+        return None
     if track == "canary":
         if model.canary_weight == 0:
             return 0
-        return max(1, math.ceil(max(model.min_replicas, 1) * model.canary_weight / 100))
+        return max(1, math.ceil(model.min_replicas * model.canary_weight / 100))
     return 1
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_mesh_policies.common import ENVIRONMENTS
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -26,7 +27,6 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from llm_mesh.engine_docs import EngineResource
 
-ENVIRONMENTS = ("dev", "staging", "prod")
 LEVELS = {level.value: level for level in EnforcementLevel}
 PARTIAL = "the document lists only changed resources; use `pulumi preview --json --show-sames` or `pulumi stack export`"
 

@@ -120,7 +120,7 @@ def test_gpu_pools_follow_the_stack_config(
         assert prop(pool, "nodeConfig.gvnic.enabled") is True
         assert prop(pool, "nodeConfig.gcfsConfig.enabled") is True
         assert "taints" not in pool["inputs"]["nodeConfig"], "GKE owns the GPU taint"
-        assert pool["customTimeouts"]["create"] == "60m"
+        assert pool["customTimeouts"] == {"create": 3600, "update": 3600}
 
 
 def test_prod_gpu_count_comes_from_the_machine_type(previews: dict[str, dict[str, Any]]) -> None:

@@ -180,3 +180,9 @@ def test_render_writes_one_file_per_object_and_kustomize_builds_it(
     built = subprocess.run([kubectl, "kustomize", str(out)], capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
     assert len(list(yaml.safe_load_all(built.stdout))) == expected
+
+
+def test_ambient_namespaces_count_as_in_the_mesh(previews: dict[str, Any]) -> None:
+    document = copy.deepcopy(previews["prod"])
+    inputs_of(document, "Namespace", "inference")["metadata"]["labels"] = {"istio.io/dataplane-mode": "ambient"}
+    assert "LM0107" not in findings_of(document)

@@ -93,6 +93,9 @@ def test_canary_replicas_follow_the_weight() -> None:
     assert replicas(model(10), "canary") == 1
     assert replicas(model(50), "canary") == 2
     assert replicas(model(10), "stable") is None
+    assert replicas(model(100), "canary") == 4
+    off = model(10, min_replicas=0)
+    assert [replicas(off, track) for track in ("stable", "canary", "mirror")] == [0, 0, 0], "minReplicas 0 turns it off"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -253,7 +256,7 @@ def test_autoscaler_reads_stable_queue_by_labels_a_selector_can_match(previews: 
 
 def test_inference_rollouts_may_take_long(previews: dict[str, Any]) -> None:
     deployment = resource(previews["prod"], DEPLOYMENT, "model-llama-31-8b-stable")
-    assert deployment["customTimeouts"] == {"create": "45m", "update": "45m"}
+    assert deployment["customTimeouts"] == {"create": 2700, "update": 2700}
     assert prop(deployment, "spec.progressDeadlineSeconds") == 2700
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.offline.engine import STACK_TYPE, Recording, Registration
 from llm_mesh.offline.values import computed_refs, display
 
 
 def preview_document(recording: Recording) -> dict[str, Any]:
-    """Steps in registration order, parents first, each a `create` as on a new stack."""
+    """One `create` step per resource, as on a new stack, in the order `ordered` gives."""
     steps = [_step(r) for r in ordered(recording.resources)]
     return {
         "steps": steps,
@@ -68,7 +69,8 @@ def _step(r: Registration) -> dict[str, Any]:
     if r.property_dependencies:
         state["propertyDependencies"] = {k: sorted(v) for k, v in sorted(r.property_dependencies.items()) if v}
     if r.custom_timeouts:
-        state["customTimeouts"] = r.custom_timeouts
+        # The engine's state keeps timeouts as seconds (resource.CustomTimeouts), not as the program's strings.
+        state["customTimeouts"] = {op: duration_seconds(text) for op, text in r.custom_timeouts.items()}
     if r.outputs:
         state["outputs"] = display(r.outputs)
     step: dict[str, Any] = {"op": "create", "urn": r.urn}

@@ -67,6 +67,17 @@ def spec(props: Mapping[str, Any]) -> Mapping[str, Any]:
     return props.get("spec") or {}
 
 
+def injection_enabled(labels: Mapping[str, Any]) -> bool:
+    """Sidecars by revision or by the classic label, or ambient mode; `istio-injection=disabled` wins."""
+    if labels.get("istio-injection") == "disabled":
+        return False
+    return (
+        bool(labels.get("istio.io/rev"))
+        or labels.get("istio-injection") == "enabled"
+        or labels.get("istio.io/dataplane-mode") == "ambient"
+    )
+
+
 def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
     body = spec(props)
     if resource_type.endswith(":Pod"):

@@ -17,6 +17,7 @@ from llm_mesh_policies.common import (
     ROOT_NAMESPACE,
     WORKLOAD_TYPES,
     declared_namespaces,
+    injection_enabled,
     is_in_mesh_host,
     istio_kind,
     metadata,
@@ -212,16 +213,6 @@ authorization_positive_allow = resource_rule(
 )
 
 
-def _injected(labels: Mapping[str, Any]) -> bool:
-    if labels.get("istio-injection") == "disabled":
-        return False
-    return (
-        bool(labels.get("istio.io/rev"))
-        or labels.get("istio-injection") == "enabled"
-        or labels.get("istio.io/dataplane-mode") == "ambient"
-    )
-
-
 def _validate_injection(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     external = set(args.get_config().get("injectedNamespaces") or [])
     declared = {
@@ -235,7 +226,7 @@ def _validate_injection(args: StackValidationArgs, report_violation: ReportViola
         labels = declared.get(namespace)
         if labels is None:
             report_violation(f"namespace {namespace} runs workloads but is not declared with injection", workload.urn)
-        elif not _injected(labels):
+        elif not injection_enabled(labels):
             report_violation(
                 f"namespace {namespace} runs workloads without sidecar injection or ambient mode", workload.urn
             )
