@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.manifests import declare
-from llm_mesh.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig, revision_of
+from llm_mesh.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
 from llm_mesh.mesh.base import ObjectMeta
 from llm_mesh.mesh.networking import Gateway, GatewaySpec, Port, Server, ServerTLSSettings
 from llm_mesh.mesh.telemetry import AccessLogging, ProviderRef, Telemetry, TelemetrySpec, Tracing
@@ -194,8 +194,8 @@ class IstioMesh(pulumi.ComponentResource):
         self.istiod = release(
             f"istiod-{revision}", "istiod", ISTIO_NAMESPACE, istiod_values(revision, args.observability), [base, cni]
         )
-        if istio.previous_version:
-            previous = revision_of(istio.previous_version)
+        if istio.previous_version and istio.previous_revision:
+            previous = istio.previous_revision
             values = istiod_values(previous, args.observability)
             release(f"istiod-{previous}", "istiod", ISTIO_NAMESPACE, values, [base, cni], istio.previous_version)
         self.gateway_release = release(

@@ -15,6 +15,7 @@ from llm_mesh.config import ModelStoreConfig, ModelVersion, S3Import, StackConfi
 from llm_mesh.gcp_names import service_account_id
 from llm_mesh.mesh import ObjectMeta, ServiceEntry
 from llm_mesh.mesh.networking import ServiceEntryPort, ServiceEntrySpec
+from llm_mesh.object_urls import ObjectUrl
 from llm_mesh.topology import MODEL_STORE
 
 meta = k8s.meta.v1
@@ -35,18 +36,20 @@ class ImportSource:
     version: ModelVersion
 
     @property
+    def location(self) -> ObjectUrl:
+        return ObjectUrl.parse(self.version.source or "")
+
+    @property
     def scheme(self) -> str:
-        return (self.version.source or "").split("://", 1)[0]
+        return self.location.scheme
 
     @property
     def bucket(self) -> str:
-        return (self.version.source or "").split("://", 1)[-1].split("/", 1)[0]
+        return self.location.bucket
 
     @property
     def path(self) -> str:
-        rest = (self.version.source or "").split("://", 1)[-1].split("/", 1)
-        prefix = rest[1] if len(rest) > 1 else ""
-        return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        return self.location.prefix
 
     @property
     def sink_path(self) -> str:
@@ -70,8 +73,8 @@ class ModelStoreArgs:
         imports = [
             ImportSource(model.name, version)
             for model in config.models
-            for version in (model.stable, model.canary, model.mirror.version if model.mirror else None)
-            if version is not None and version.source
+            for _, version in model.tracks()
+            if version.source
         ]
         # A gs:// source already where the store serves it needs no copy.
         imports = [i for i in imports if not (i.scheme == "gs" and i.bucket == bucket and i.path == i.sink_path)]

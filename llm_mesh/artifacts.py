@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from llm_mesh.config import ArtifactFile, StackConfig
+from llm_mesh.object_urls import ObjectUrl
 
 Status = Literal["ok", "missing", "size differs", "sha256 differs", "unreadable"]
 CHUNK = 8 << 20
@@ -26,17 +27,19 @@ class VersionSource:
     files: list[ArtifactFile]
 
     @property
+    def location(self) -> ObjectUrl:
+        return ObjectUrl.parse(self.url)
+
+    @property
     def scheme(self) -> str:
-        return self.url.split("://", 1)[0]
+        return self.location.scheme
 
     @property
     def bucket(self) -> str:
-        return self.url.split("://", 1)[1].split("/", 1)[0]
+        return self.location.bucket
 
     def key(self, path: str) -> str:
-        rest = self.url.split("://", 1)[1].split("/", 1)
-        prefix = rest[1] if len(rest) > 1 else ""
-        return f"{prefix.rstrip('/')}/{path}" if prefix.strip("/") else path
+        return self.location.key(path)
 
 
 @dataclass(frozen=True)
@@ -64,14 +67,7 @@ def sources(config: StackConfig, stack: str) -> list[VersionSource]:
     found = []
     bucket = config.bucket_name(stack)
     for model in config.models:
-        tracks = [
-            ("stable", model.stable),
-            ("canary", model.canary),
-            ("mirror", model.mirror.version if model.mirror else None),
-        ]
-        for track, version in tracks:
-            if version is None:
-                continue
+        for track, version in model.tracks():
             url = version.source or f"gs://{bucket}/{model.name}/{version.version}/"
             found.append(VersionSource(model.name, track, version.version, url, list(version.files)))
     return found

@@ -69,10 +69,11 @@ def _image(value: str) -> str:
     return value
 
 
-def _check_min_max(min_nodes: int | None, max_nodes: int) -> int:
-    if min_nodes is not None and min_nodes > max_nodes:
-        raise ValueError(f"maxNodes must be at least minNodes ({min_nodes})")
-    return max_nodes
+def _check_min_max(low: int | None, high: int, what: str = "Nodes") -> int:
+    """A range's upper bound, refused when below its lower one (`maxNodes` under `minNodes`)."""
+    if low is not None and low > high:
+        raise ValueError(f"max{what} must be at least min{what} ({low})")
+    return high
 
 
 def _duration(value: str) -> str:
@@ -302,6 +303,15 @@ class ServedModel(_Model):
     # Extra server flags, e.g. ["--max-model-len", "8192"].
     args: list[str] = []
 
+    def tracks(self) -> list[tuple[str, ModelVersion]]:
+        """The versions deployed, by track: stable always, canary and mirror when configured."""
+        found = [("stable", self.stable)]
+        if self.canary is not None:
+            found.append(("canary", self.canary))
+        if self.mirror is not None:
+            found.append(("mirror", self.mirror.version))
+        return found
+
     @field_validator("canary_weight")
     @classmethod
     def _weight_needs_canary(cls, weight: int, info: ValidationInfo) -> int:
@@ -314,10 +324,7 @@ class ServedModel(_Model):
     @field_validator("max_replicas")
     @classmethod
     def _replicas_ordered(cls, max_replicas: int, info: ValidationInfo) -> int:
-        min_replicas = info.data.get("min_replicas")
-        if min_replicas is not None and min_replicas > max_replicas:
-            raise ValueError(f"maxReplicas must be at least minReplicas ({min_replicas})")
-        return max_replicas
+        return _check_min_max(info.data.get("min_replicas"), max_replicas, "Replicas")
 
 
 class InferenceConfig(_Model):
@@ -400,6 +407,11 @@ class GatewayConfig(_Model):
     tls_credential_name: str | None = None
     min_replicas: int = Field(default=2, ge=1)
     max_replicas: int = Field(default=5, ge=1)
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _replicas_ordered(cls, max_replicas: int, info: ValidationInfo) -> int:
+        return _check_min_max(info.data.get("min_replicas"), max_replicas, "Replicas")
 
 
 class RoutingConfig(_Model):
@@ -490,11 +502,8 @@ class StackConfig(_Model):
     def versions(self) -> Iterable[tuple[str, ModelVersion]]:
         """Every model version the stack serves, with its config key."""
         for i, model in enumerate(self.models):
-            yield f"models[{i}].stable", model.stable
-            if model.canary is not None:
-                yield f"models[{i}].canary", model.canary
-            if model.mirror is not None:
-                yield f"models[{i}].mirror.version", model.mirror.version
+            for track, version in model.tracks():
+                yield f"models[{i}].{'mirror.version' if track == 'mirror' else track}", version
 
     def bucket_name(self, stack: str) -> str:
         return self.model_store.bucket_name or f"{self.gcp.project}-{stack}-models"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 Accelerator = Literal[
     "nvidia-l4",
@@ -18,7 +18,6 @@ Accelerator = Literal[
     "nvidia-h100-mega-80gb",
     "nvidia-h200-141gb",
 ]
-ACCELERATORS: tuple[str, ...] = get_args(Accelerator)
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,10 @@ FETCH_SOURCE = (Path(__file__).parent / "fetch_model.py").read_text()
 
 
 def version_of(model: ServedModel, track: str) -> ModelVersion:
-    if track == "stable":
-        return model.stable
-    if track == "canary" and model.canary is not None:
-        return model.canary
-    if track == "mirror" and model.mirror is not None:
-        return model.mirror.version
-    raise ValueError(f"model {model.name!r} has no {track} version")
+    versions = dict(model.tracks())
+    if track not in versions:
+        raise ValueError(f"model {model.name!r} has no {track} version")
+    return versions[track]
 
 
 def replicas(model: ServedModel, track: str) -> int | None:

@@ -79,8 +79,14 @@ def file_name(index: int, obj: KubeObject) -> str:
 def render(objects: list[KubeObject], out: Path) -> list[Path]:
     """One file per object (namespaces first) and a kustomization.yaml listing them; returns the files."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("[0-9][0-9][0-9]-*.yaml"):
-        stale.unlink()
+    # Files a previous render listed go (objects the stack no longer has); nothing else in the folder is touched.
+    previous = out / "kustomization.yaml"
+    if previous.is_file():
+        listed = (yaml.safe_load(previous.read_text()) or {}).get("resources") or []
+        for name in listed:
+            stale = out / str(name)
+            if stale.parent == out and stale.is_file():
+                stale.unlink()
     ordered = sorted(objects, key=lambda o: (o.kind != "Namespace", o.kind, o.namespace, o.name))
     written = []
     for index, obj in enumerate(ordered, start=1):

@@ -14,7 +14,6 @@ GATEWAY_NAME = "llm-gateway"
 TRUST_DOMAIN = "cluster.local"
 MODEL_STORE = "model-store"
 TRACK_LABEL = "version"  # Istio's conventional label for subsets
-TRACKS = ("stable", "canary", "mirror")
 
 
 def principal(namespace: str, service_account: str) -> str:
@@ -58,9 +57,8 @@ class ModelNames:
 
     @property
     def tracks(self) -> list[str]:
-        """The versions deployed: stable always, canary and mirror when configured."""
-        present = {"stable": True, "canary": self.model.canary is not None, "mirror": self.model.mirror is not None}
-        return [t for t in TRACKS if present[t]]
+        """The tracks deployed: stable always, canary and mirror when configured."""
+        return [track for track, _ in self.model.tracks()]
 
 
 def model_names(config: StackConfig) -> list[ModelNames]:
@@ -74,7 +72,3 @@ def application_namespaces(config: StackConfig) -> list[str]:
 
 def gateway_ref() -> str:
     return f"{INGRESS_NAMESPACE}/{GATEWAY_NAME}"
-
-
-def model_store_principal(config: StackConfig) -> str:
-    return principal(config.model_store.namespace, MODEL_STORE)

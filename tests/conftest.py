@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +46,6 @@ def fresh_loop() -> Iterator[None]:
     finally:
         loop.close()
         asyncio.set_event_loop(None)
+        # Leave no recording's root stack or config behind for the next test.
+        pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
+        pulumi.runtime.set_all_config({}, [])

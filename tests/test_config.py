@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,71 @@ def test_each_stack_file_is_valid(stack: str) -> None:
     project = Project.find(Path(__file__).parent)
     config = config_from_pulumi(read_stack_settings(project, stack).config)
     assert config.environment == stack
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"gpuPools": [{"name": "a"}, {"name": "a"}]},
+            "llm-mesh:gpuPools[1].name = 'a': is used twice; names must be unique",
+        ),
+        (
+            {"models": [{"name": "m", "stable": {"version": "v1"}}, {"name": "m", "stable": {"version": "v1"}}]},
+            "llm-mesh:models[1].name = 'm': is used twice",
+        ),
+        (
+            {"models": [{"name": "m", "stable": {"version": "v1"}, "gpusPerReplica": 2}]},
+            "llm-mesh:models[0].gpusPerReplica = 2: a g2-standard-8 node in pool 'l4' has 1 GPU(s)",
+        ),
+        (
+            {"models": [{"name": "m", "stable": {"version": "v1", "source": "s3://registry/m/v1"}}]},
+            "llm-mesh:models[0].stable.source = 's3://registry/m/v1': s3:// sources need modelStore.s3",
+        ),
+        ({"modelStore": {"s3": {}}}, "llm-mesh:modelStore.s3: AWS S3 needs roleArn or accessKeyId/secretAccessKey"),
+        (
+            {"modelStore": {"s3": {"endpoint": "https://minio.example.com"}}},
+            "llm-mesh:modelStore.s3: an S3-compatible endpoint is reached through transfer agents",
+        ),
+        (
+            {"gateway": {"minReplicas": 6, "maxReplicas": 3}},
+            "llm-mesh:gateway.maxReplicas = 3: maxReplicas must be at least minReplicas (6)",
+        ),
+        (
+            {"gpuPools": [{"name": "l4", "spot": True, "reservation": {"name": "r"}}]},
+            "spot nodes cannot consume a reservation",
+        ),
+    ],
+)
+def test_cross_field_rules(changes: dict[str, Any], expected: str) -> None:
+    base = {"environment": "dev", "gcp": {"project": "llm-mesh-test"}, "gpuPools": [{"name": "l4"}], **changes}
+    assert expected in only_problem(base)
+
+
+def test_secret_values_are_never_echoed() -> None:
+    config = {
+        "environment": "dev",
+        "gcp": {"project": "llm-mesh-test"},
+        "modelStore": {"s3": {"accessKeyId": "AKIA-SECRET-ID"}},
+    }
+    problem = only_problem(config)
+    assert "AKIA-SECRET-ID" not in problem and problem.startswith(
+        "llm-mesh:modelStore.s3: set both accessKeyId and secretAccessKey"
+    )
+    wrong_type = only_problem({**config, "modelStore": {"s3": {"accessKeyId": 12345, "secretAccessKey": "hunter2"}}})
+    assert "12345" not in wrong_type and "hunter2" not in wrong_type
+
+
+def test_nested_secure_values_make_the_key_secret(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: llm-mesh\nruntime: python\nstackConfigDir: stacks\n")
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(
+        "config:\n  llm-mesh:environment: dev\n  llm-mesh:modelStore:\n    s3:\n      accessKeyId:\n        secure: v1:abc\n"
+        "      secretAccessKey:\n        secure: v1:def\n"
+    )
+    settings = read_stack_settings(Project.find(tmp_path), "dev")
+    assert settings.secret_keys == ["llm-mesh:modelStore"]
+    assert json.loads(settings.config["llm-mesh:modelStore"]) == {
+        "s3": {"accessKeyId": "[secret]", "secretAccessKey": "[secret]"}
+    }
+    assert "v1:abc" not in settings.config["llm-mesh:modelStore"]

@@ -145,8 +145,8 @@ def gcs_emulator() -> Iterator[str]:
     server = create_server("127.0.0.1", 0, in_memory=True)
     server.start()
     host = f"http://127.0.0.1:{server._api._httpd.server_port}"  # the emulator exposes its port no other way
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = host
+    patch = pytest.MonkeyPatch()
+    patch.setenv("STORAGE_EMULATOR_HOST", host)
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -155,8 +155,7 @@ def gcs_emulator() -> Iterator[str]:
     )
     bucket.blob("llama/v1/config.json").upload_from_string(CONFIG)
     yield host
-    if previous is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    patch.undo()
     server.stop()
 
 

@@ -172,7 +172,10 @@ def test_preview_file_reads_new_states_and_skips_deletes(tmp_path: Path) -> None
 
 def test_env_override_and_several_files(tmp_path: Path, previews: dict[str, Any]) -> None:
     dev = copy.deepcopy(previews["dev"])
-    state(dev, ":Deployment", "model-llama-31-8b-stable")  # dev images are tags: fine in dev, not in prod
+    image = state(dev, ":Deployment", "model-llama-31-8b-stable")["inputs"]["spec"]["template"]["spec"]["containers"][
+        0
+    ]["image"]
+    assert ":" in image and "@sha256:" not in image, "dev runs a tag: fine in dev, not in prod"
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(dev))
     assert run_cli("policy", str(path)).returncode == 0

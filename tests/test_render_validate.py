@@ -186,3 +186,14 @@ def test_ambient_namespaces_count_as_in_the_mesh(previews: dict[str, Any]) -> No
     document = copy.deepcopy(previews["prod"])
     inputs_of(document, "Namespace", "inference")["metadata"]["labels"] = {"istio.io/dataplane-mode": "ambient"}
     assert "LM0107" not in findings_of(document)
+
+
+def test_render_replaces_its_own_files_only(tmp_path: Path) -> None:
+    mine = tmp_path / "001-notes.yaml"
+    mine.write_text("kept: true\n")
+    stale = tmp_path / "999-deployment-old.yaml"
+    stale.write_text("kind: Deployment\n")
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [stale.name]}))
+    assert run_cli("render", "--stack", "dev", "--out", str(tmp_path)).returncode == 0
+    assert mine.read_text() == "kept: true\n", "a file render did not write survives"
+    assert not stale.exists(), "a file the last render listed and this one does not is gone"

@@ -274,3 +274,64 @@ def test_a_canary_at_weight_zero_gets_no_route() -> None:
     routes = virtual_service(model_names(config)[0], config.routing).manifest()["spec"]["http"]
     assert [r["name"] for r in routes] == ["stable"]
     assert all(d["destination"]["subset"] == "stable" for r in routes for d in r["route"])
+
+
+def store_config(**model_store: Any) -> Any:
+    return parse_stack_config(
+        {
+            "environment": "dev",
+            "gcp": {"project": "llm-mesh-test"},
+            "modelStore": model_store,
+            "models": [
+                {
+                    "name": "m",
+                    "stable": {"version": "v1", "source": "gs://llm-mesh-test-test-models/m/v1/"},
+                    "canary": {"version": "v2", "source": "gs://partner-weights/m/v2"},
+                    "mirror": {"version": {"version": "v3", "source": "s3://registry/m/v3"}},
+                    "canaryWeight": 10,
+                }
+            ],
+        }
+    )
+
+
+def test_imports_skip_what_the_store_already_serves() -> None:
+    from components.model_store import ModelStoreArgs
+
+    args = ModelStoreArgs.from_config(store_config(s3={"roleArn": "arn:aws:iam::123456789012:role/t"}), "test")
+    assert [(i.version.version, i.scheme, i.bucket, i.path, i.sink_path) for i in args.imports] == [
+        ("v2", "gs", "partner-weights", "m/v2/", "m/v2/"),
+        ("v3", "s3", "registry", "m/v3/", "m/v3/"),
+    ]
+
+
+@pytest.mark.usefixtures("fresh_loop")
+def test_foreign_buckets_and_cmek_get_the_grants_they_need() -> None:
+    from components.model_store import ModelStore, ModelStoreArgs
+    from llm_mesh.offline.document import preview_document
+    from llm_mesh.offline.engine import record
+    from llm_mesh.stackfile import StackSettings
+
+    key = "projects/p/locations/us/keyRings/r/cryptoKeys/models"
+    config = store_config(s3={"roleArn": "arn:aws:iam::123456789012:role/t"}, kmsKeyName=key)
+
+    def program() -> None:
+        ModelStore("models", ModelStoreArgs.from_config(config, "test"))
+
+    document = preview_document(record(program, "llm-mesh", "test", StackSettings({})))
+    grants = {
+        (s["newState"]["inputs"]["bucket"], s["newState"]["inputs"]["role"])
+        for s in steps_of_type(document, "gcp:storage/bucketIAMMember:BucketIAMMember")
+    }
+    assert ("partner-weights", "roles/storage.objectViewer") in grants
+    assert ("partner-weights", "roles/storage.legacyBucketReader") in grants
+    jobs = {s["urn"].rsplit("::", 1)[1]: s["newState"] for s in steps_of_type(document, TRANSFER)}
+    assert prop(jobs["models-import-m-v2"], "transferSpec.gcsDataSource") == {
+        "bucketName": "partner-weights",
+        "path": "m/v2/",
+    }
+    kms = resource(document, "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember", "models-cmek")
+    assert prop(kms, "cryptoKeyId") == key and prop(kms, "role") == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    bucket = resource(document, BUCKET, "models-bucket")
+    assert kms["urn"] in bucket["dependencies"], "the key is usable before the bucket is created with it"
+    assert prop(bucket, "encryption.defaultKmsKeyName") == key

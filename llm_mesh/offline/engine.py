@@ -70,10 +70,6 @@ class Recording:
     resources: list[Registration]
     diagnostics: list[Diagnostic]
 
-    @property
-    def stack_resource(self) -> Registration:
-        return next(r for r in self.resources if r.type == STACK_TYPE)
-
 
 class _ComputedOutputs(Mocks):
     """Answers each registration with markers for the outputs only the provider knows."""

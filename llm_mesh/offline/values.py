@@ -66,7 +66,3 @@ def display(value: Any) -> Any:
         # The engine's JSON writes whole numbers without a fraction, as Go's encoder does.
         return int(value)
     return value
-
-
-def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
