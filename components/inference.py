@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.pods import MESH_POD_ANNOTATIONS, restricted, zone_spread
 from llm_mesh import inference
 from llm_mesh.config import GpuPool, StackConfig
 from llm_mesh.topology import TRACK_LABEL, ModelNames
@@ -156,11 +156,8 @@ def _deployment(
     gpus = str(model.gpus_per_replica)
     base_url = inference.store_url(names, args.store_namespace, version)
     image = version.image or args.default_image
-    restricted = core.SecurityContextArgs(
-        allow_privilege_escalation=False,
-        capabilities=core.CapabilitiesArgs(drop=["ALL"]),
-        seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
-    )
+    # The server image runs as root (it writes caches under its home): no runAsNonRoot.
+    security = restricted()
     probe = core.HTTPGetActionArgs(path="/health", port="http")
     server = core.ContainerArgs(
         name="server",
@@ -183,7 +180,7 @@ def _deployment(
             core.VolumeMountArgs(name="models", mount_path=inference.MODEL_DIR, read_only=True),
             core.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
         ],
-        security_context=restricted,
+        security_context=security,
     )
     fetch = core.ContainerArgs(
         name="fetch-model",
@@ -191,7 +188,7 @@ def _deployment(
         command=inference.fetch_command(base_url, version),
         resources=core.ResourceRequirementsArgs(requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "1Gi"}),
         volume_mounts=[core.VolumeMountArgs(name="models", mount_path=inference.MODEL_DIR)],
-        security_context=restricted,
+        security_context=security,
     )
     pod = core.PodSpecArgs(
         service_account_name=names.service_account,
@@ -207,24 +204,14 @@ def _deployment(
             ),
         ],
         termination_grace_period_seconds=120,
-        topology_spread_constraints=[
-            core.TopologySpreadConstraintArgs(
-                max_skew=1,
-                topology_key="topology.kubernetes.io/zone",
-                when_unsatisfiable="ScheduleAnyway",
-                label_selector=meta.LabelSelectorArgs(match_labels=names.labels(track)),
-            )
-        ],
+        topology_spread_constraints=zone_spread(names.labels(track)),
     )
     annotations = {
         # Istio merges these into the sidecar's metrics endpoint (15020), which scrapes work on under STRICT mTLS.
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(inference.SERVER_PORT),
         "prometheus.io/path": "/metrics",
-        "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
-        # Kubelet probes cannot present a mesh certificate: the sidecar answers them for the app (Istio's default,
-        # stated here because STRICT mTLS depends on it).
-        "sidecar.istio.io/rewriteAppHTTPProbers": "true",
+        **MESH_POD_ANNOTATIONS,
     }
     return k8s.apps.v1.Deployment(
         resource_name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pulumi
@@ -11,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components.iam import service_account_member
 from components.manifests import declare
+from components.pods import MESH_POD_ANNOTATIONS, restricted, zone_spread
 from llm_mesh.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
 from llm_mesh.gcp_names import service_account_id
 from llm_mesh.mesh import ObjectMeta, ServiceEntry
@@ -260,8 +260,7 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
     annotations = {
         "gke-gcsfuse/volumes": "true",
         "traffic.sidecar.istio.io/excludeOutboundIPRanges": METADATA_SERVER,
-        "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
-        "sidecar.istio.io/rewriteAppHTTPProbers": "true",  # probes keep working under STRICT mTLS
+        **MESH_POD_ANNOTATIONS,
     }
     probe = core.HTTPGetActionArgs(path="/", port="http")
     server = core.ContainerArgs(
@@ -277,13 +276,7 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
             core.VolumeMountArgs(name="artifacts", mount_path=ARTIFACT_ROOT, read_only=True),
             core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
         ],
-        security_context=core.SecurityContextArgs(
-            run_as_non_root=True,
-            read_only_root_filesystem=True,
-            allow_privilege_escalation=False,
-            capabilities=core.CapabilitiesArgs(drop=["ALL"]),
-            seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
-        ),
+        security_context=restricted(run_as_non_root=True, read_only_root=True),
     )
     artifacts = core.VolumeArgs(
         name="artifacts",
@@ -305,14 +298,7 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
                     service_account_name=MODEL_STORE,
                     containers=[server],
                     volumes=[artifacts, core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs())],
-                    topology_spread_constraints=[
-                        core.TopologySpreadConstraintArgs(
-                            max_skew=1,
-                            topology_key="topology.kubernetes.io/zone",
-                            when_unsatisfiable="ScheduleAnyway",
-                            label_selector=meta.LabelSelectorArgs(match_labels=labels),
-                        )
-                    ],
+                    topology_spread_constraints=zone_spread(labels),
                 ),
             ),
         ),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from llm_mesh.offline.values import UNKNOWN
 from tests.conftest import ROOT, STACKS, run_cli
@@ -81,8 +82,13 @@ def test_cluster_is_hardened_and_private(previews: dict[str, dict[str, Any]]) ->
         assert prop(cluster, "addonsConfig.gcsFuseCsiDriverConfig.enabled") is True
         assert "DCGM" in prop(cluster, "monitoringConfig.enableComponents")
         assert prop(cluster, "monitoringConfig.managedPrometheus.enabled") is True
-        assert prop(cluster, "masterAuthorizedNetworksConfig.cidrBlocks")
-        assert prop(cluster, "maintenancePolicy.recurringWindow.recurrence")
+        stack_file = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert (
+            prop(cluster, "masterAuthorizedNetworksConfig.cidrBlocks")
+            == stack_file["llm-mesh:cluster"]["masterAuthorizedNetworks"]
+        )
+        assert prop(cluster, "masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled") is False
+        assert prop(cluster, "maintenancePolicy.recurringWindow.recurrence") == "FREQ=WEEKLY;BYDAY=SA,SU"
 
 
 def test_prod_is_protected_and_dev_is_not(previews: dict[str, dict[str, Any]]) -> None:

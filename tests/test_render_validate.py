@@ -130,10 +130,9 @@ def test_each_finding_comes_from_its_broken_input(
     document = copy.deepcopy(previews["prod"])
     mutation(document)
     found = findings_of(document)
-    assert codes <= set(found), found
-    assert set(found) - codes <= {"LM0101"}, (
-        f"only the cascade of an object our model refused may add to {codes}: {found}"
-    )
+    # A DestinationRule our model refuses (LM0001) leaves its subsets unknown: that cascade, and only it, adds LM0101.
+    allowed = codes | ({"LM0101"} if "LM0001" in codes else set())
+    assert set(found) == allowed, found
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -84,7 +84,7 @@ peer_authentication_strict = stack_rule(
     description="Every PeerAuthentication is STRICT (UNSET only where it inherits STRICT); no port-level exception weakens it.",
     validate=_validate_peer_authentications,
     remediation="Set spec.mtls.mode: STRICT and remove portLevelMtls entries that are PERMISSIVE or DISABLE.",
-    config={"meshWideMtlsManagedElsewhere": {"type": "boolean"}},
+    config={"rootNamespace": {"type": "string"}, "meshWideMtlsManagedElsewhere": {"type": "boolean"}},
 )
 
 
