@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -49,3 +50,11 @@ def fresh_loop() -> Iterator[None]:
         # Leave no recording's root stack or config behind for the next test.
         pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
         pulumi.runtime.set_all_config({}, [])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Close the event loops the SDK's mock monitor left in its worker threads (it never closes them), so that
+    they are not collected at interpreter exit, after pytest's summary, with a spurious warning."""
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.AbstractEventLoop) and not obj.is_running() and not obj.is_closed():
+            obj.close()

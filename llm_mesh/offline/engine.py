@@ -8,6 +8,7 @@ outputs are answered with markers (see values.py), never with invented values.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import runpy
@@ -132,7 +133,7 @@ class RecordingMonitor(MockMonitor):
         id_, state = self.mocks.new_resource(
             MockResourceArgs(typ=request.type, name=request.name, inputs=inputs, custom=True)
         )
-        obj = _sync_await(rpc.serialize_properties(state, {}))
+        obj = _serialize(state)
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_ or "", state)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj)
 
@@ -163,6 +164,16 @@ class _RecordingEngine:
         severity = engine_pb2.LogSeverity.Name(request.severity).lower()
         if severity != "debug":
             self.diagnostics.append(Diagnostic(severity, request.message, request.urn))
+
+
+def _serialize(state: dict[str, Any]) -> Any:
+    # The SDK calls the monitor from worker threads; a loop of our own, closed after use, leaves none behind
+    # (the SDK's `_sync_await` would give each thread a loop that is never closed).
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(rpc.serialize_properties(state, {}))
+    finally:
+        loop.close()
 
 
 def run_program(project: Project, stack: str, settings: StackSettings) -> Recording:
