@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import runpy
+import threading
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -98,6 +99,26 @@ class RecordingMonitor(MockMonitor):
         self._by_urn: dict[str, Registration] = {}
         self.project = ""
         self.stack = ""
+        # The SDK calls the monitor from worker threads: each gets one loop of ours, closed when the run ends
+        # (the SDK's `_sync_await` would give each thread a loop that nothing ever closes).
+        self._thread = threading.local()
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._loops_lock = threading.Lock()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop: asyncio.AbstractEventLoop | None = getattr(self._thread, "loop", None)
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread.loop = loop
+            with self._loops_lock:
+                self._loops.append(loop)
+        return loop
+
+    def close(self) -> None:
+        with self._loops_lock:
+            for loop in self._loops:
+                loop.close()
+            self._loops.clear()
 
     def engine_urn(self, parent: str, type_: str, name: str) -> str:
         # The engine qualifies a child's type with every ancestor type but the stack's (FIELD-NOTES.md).
@@ -133,7 +154,7 @@ class RecordingMonitor(MockMonitor):
         id_, state = self.mocks.new_resource(
             MockResourceArgs(typ=request.type, name=request.name, inputs=inputs, custom=True)
         )
-        obj = _serialize(state)
+        obj = self._loop().run_until_complete(rpc.serialize_properties(state, {}))
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_ or "", state)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj)
 
@@ -164,16 +185,6 @@ class _RecordingEngine:
         severity = engine_pb2.LogSeverity.Name(request.severity).lower()
         if severity != "debug":
             self.diagnostics.append(Diagnostic(severity, request.message, request.urn))
-
-
-def _serialize(state: dict[str, Any]) -> Any:
-    # The SDK calls the monitor from worker threads; a loop of our own, closed after use, leaves none behind
-    # (the SDK's `_sync_await` would give each thread a loop that is never closed).
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(rpc.serialize_properties(state, {}))
-    finally:
-        loop.close()
 
 
 def run_program(project: Project, stack: str, settings: StackSettings) -> Recording:
@@ -212,8 +223,11 @@ def record(
     # A previous recording in this process left its stack as the root; this program gets its own.
     set_root_resource(None)  # type: ignore[arg-type]
     set_all_config(settings.config, settings.secret_keys)
-    with _quiet_sdk_logging():
-        _sync_await(run_in_stack(program))
+    try:
+        with _quiet_sdk_logging():
+            _sync_await(run_in_stack(program))
+    finally:
+        monitor.close()
     return Recording(project, stack, monitor.registrations, engine.diagnostics)
 
 
