@@ -40,18 +40,6 @@ class ImportSource:
         return ObjectUrl.parse(self.version.source or "")
 
     @property
-    def scheme(self) -> str:
-        return self.location.scheme
-
-    @property
-    def bucket(self) -> str:
-        return self.location.bucket
-
-    @property
-    def path(self) -> str:
-        return self.location.prefix
-
-    @property
     def sink_path(self) -> str:
         return f"{self.model}/{self.version.version}/"
 
@@ -77,7 +65,11 @@ class ModelStoreArgs:
             if version.source
         ]
         # A gs:// source already where the store serves it needs no copy.
-        imports = [i for i in imports if not (i.scheme == "gs" and i.bucket == bucket and i.path == i.sink_path)]
+        imports = [
+            i
+            for i in imports
+            if (i.location.scheme, i.location.bucket, i.location.prefix) != ("gs", bucket, i.sink_path)
+        ]
         return cls(
             project=config.gcp.project,
             bucket_name=config.bucket_name(stack),
@@ -199,7 +191,7 @@ def _imports(name: str, args: ModelStoreArgs, bucket: gcp.storage.Bucket, opts: 
         for role in ("roles/storage.legacyBucketWriter", "roles/storage.objectViewer")
     ]
     # A gs:// source is read by the same agent: it may list and read that bucket, nothing more.
-    for source_bucket in sorted({i.bucket for i in args.imports if i.scheme == "gs"}):
+    for source_bucket in sorted({i.location.bucket for i in args.imports if i.location.scheme == "gs"}):
         for role in ("roles/storage.legacyBucketReader", "roles/storage.objectViewer"):
             grants.append(
                 gcp.storage.BucketIAMMember(
@@ -227,13 +219,15 @@ def _transfer_spec(
     storage = gcp.storage
     sink = storage.TransferJobTransferSpecGcsDataSinkArgs(bucket_name=bucket, path=source.sink_path)
     options = storage.TransferJobTransferSpecTransferOptionsArgs(overwrite_when="DIFFERENT")
-    if source.scheme == "gs":
-        gcs = storage.TransferJobTransferSpecGcsDataSourceArgs(bucket_name=source.bucket, path=source.path or None)
+    origin = source.location
+    path = origin.prefix or None
+    if origin.scheme == "gs":
+        gcs = storage.TransferJobTransferSpecGcsDataSourceArgs(bucket_name=origin.bucket, path=path)
         return storage.TransferJobTransferSpecArgs(gcs_data_source=gcs, gcs_data_sink=sink, transfer_options=options)
     assert s3 is not None, "config validation requires modelStore.s3 for s3:// sources"
     if s3.endpoint is not None:
         compatible = storage.TransferJobTransferSpecAwsS3CompatibleDataSourceArgs(
-            bucket_name=source.bucket, path=source.path or None, endpoint=s3.endpoint, region=s3.region
+            bucket_name=origin.bucket, path=path, endpoint=s3.endpoint, region=s3.region
         )
         return storage.TransferJobTransferSpecArgs(
             aws_s3_compatible_data_source=compatible,
@@ -249,7 +243,7 @@ def _transfer_spec(
             secret_access_key=pulumi.Output.secret(s3.secret_access_key.get_secret_value()),
         )
     aws = storage.TransferJobTransferSpecAwsS3DataSourceArgs(
-        bucket_name=source.bucket, path=source.path or None, role_arn=s3.role_arn, aws_access_key=access_key
+        bucket_name=origin.bucket, path=path, role_arn=s3.role_arn, aws_access_key=access_key
     )
     return storage.TransferJobTransferSpecArgs(aws_s3_data_source=aws, gcs_data_sink=sink, transfer_options=options)
 

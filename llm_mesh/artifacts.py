@@ -30,17 +30,6 @@ class VersionSource:
     def location(self) -> ObjectUrl:
         return ObjectUrl.parse(self.url)
 
-    @property
-    def scheme(self) -> str:
-        return self.location.scheme
-
-    @property
-    def bucket(self) -> str:
-        return self.location.bucket
-
-    def key(self, path: str) -> str:
-        return self.location.key(path)
-
 
 @dataclass(frozen=True)
 class FileCheck:
@@ -83,7 +72,7 @@ def verify(checks: list[VersionSource], store_for: Callable[[VersionSource], Obj
 
 
 def _check(store: ObjectStore, source: VersionSource, artifact: ArtifactFile) -> FileCheck:
-    key = source.key(artifact.path)
+    key = source.location.key(artifact.path)
     try:
         size = store.size(key)
         if size is None:
@@ -153,10 +142,11 @@ def default_stores(project: str, s3_endpoint_url: str | None) -> Callable[[Versi
     stores: dict[tuple[str, str], ObjectStore] = {}
 
     def store_for(source: VersionSource) -> ObjectStore:
-        key = (source.scheme, source.bucket)
+        where = source.location
+        key = (where.scheme, where.bucket)
         if key not in stores:
             stores[key] = (
-                S3Store(source.bucket, s3_endpoint_url) if source.scheme == "s3" else GcsStore(source.bucket, project)
+                S3Store(where.bucket, s3_endpoint_url) if where.scheme == "s3" else GcsStore(where.bucket, project)
             )
         return stores[key]
 

@@ -301,7 +301,9 @@ def test_imports_skip_what_the_store_already_serves() -> None:
     from components.model_store import ModelStoreArgs
 
     args = ModelStoreArgs.from_config(store_config(s3={"roleArn": "arn:aws:iam::123456789012:role/t"}), "test")
-    assert [(i.version.version, i.scheme, i.bucket, i.path, i.sink_path) for i in args.imports] == [
+    assert [
+        (i.version.version, i.location.scheme, i.location.bucket, i.location.prefix, i.sink_path) for i in args.imports
+    ] == [
         ("v2", "gs", "partner-weights", "m/v2/", "m/v2/"),
         ("v3", "s3", "registry", "m/v3/", "m/v3/"),
     ]
