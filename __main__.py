@@ -7,10 +7,10 @@ from components.inference import InferenceService, InferenceServiceArgs
 from components.istio import IstioMesh, IstioMeshArgs
 from components.mesh_policy import MeshRouting, MeshSecurity
 from components.model_store import ModelStore, ModelStoreArgs
-from llm_mesh.authz import security_objects
-from llm_mesh.config import load_stack_config
-from llm_mesh.inference import version_of
-from llm_mesh.topology import model_names
+from llm_mesh.plan.authz import security_objects
+from llm_mesh.plan.config import load_stack_config
+from llm_mesh.plan.inference import version_of
+from llm_mesh.plan.topology import model_names
 
 # Validated before anything is declared: a bad stack file stops here with the key, the value and the fix.
 config = load_stack_config()

@@ -55,9 +55,9 @@ def synthetic_stack(folder: Path) -> None:
 def child_preview(stack: str, config_dir: str) -> dict[str, Any]:
     """The preview twice in one process: cold (with every module the program imports, eagerly or lazily)
     and warm (the program's own cost, what a second stack in the same process would pay)."""
-    from llm_mesh.offline.document import preview_document
-    from llm_mesh.offline.engine import run_program
-    from llm_mesh.stackfile import Project, read_stack_settings
+    from llm_mesh.engine.document import preview_document
+    from llm_mesh.engine.run import run_program
+    from llm_mesh.engine.stackfile import Project, read_stack_settings
 
     found = Project.find(ROOT)
     project = Project(found.root, found.name, Path(config_dir) if config_dir else found.stack_config_dir)

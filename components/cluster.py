@@ -10,8 +10,8 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.iam import service_account_member
-from llm_mesh.config import ClusterConfig, GpuPool, StackConfig
-from llm_mesh.gcp_names import cluster_name, service_account_id
+from llm_mesh.plan.config import ClusterConfig, GpuPool, StackConfig
+from llm_mesh.plan.gcp_names import cluster_name, service_account_id
 
 # What GKE nodes need to report logs and metrics and pull images; nothing else (GKE hardening guide).
 NODE_ROLES = (

@@ -8,9 +8,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.pods import MESH_POD_ANNOTATIONS, restricted, zone_spread
-from llm_mesh import inference
-from llm_mesh.config import GpuPool, StackConfig
-from llm_mesh.topology import TRACK_LABEL, ModelNames
+from llm_mesh.plan import inference
+from llm_mesh.plan.config import GpuPool, StackConfig
+from llm_mesh.plan.topology import TRACK_LABEL, ModelNames
 
 meta = k8s.meta.v1
 core = k8s.core.v1

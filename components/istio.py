@@ -9,11 +9,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.manifests import declare
-from llm_mesh.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
 from llm_mesh.mesh.base import ObjectMeta
 from llm_mesh.mesh.networking import Gateway, GatewaySpec, Port, Server, ServerTLSSettings
 from llm_mesh.mesh.telemetry import AccessLogging, ProviderRef, Telemetry, TelemetrySpec, Tracing
-from llm_mesh.topology import (
+from llm_mesh.plan.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
+from llm_mesh.plan.topology import (
     GATEWAY_NAME,
     GATEWAY_RELEASE,
     GATEWAY_SELECTOR,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pulumi
 
 from components.manifests import declare
-from llm_mesh.config import RoutingConfig
 from llm_mesh.mesh.base import IstioObject
-from llm_mesh.routing import destination_rule, virtual_service
-from llm_mesh.topology import ModelNames
+from llm_mesh.plan.config import RoutingConfig
+from llm_mesh.plan.routing import destination_rule, virtual_service
+from llm_mesh.plan.topology import ModelNames
 
 
 class MeshRouting(pulumi.ComponentResource):

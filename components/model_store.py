@@ -11,12 +11,12 @@ import pulumi_kubernetes as k8s
 from components.iam import service_account_member
 from components.manifests import declare
 from components.pods import MESH_POD_ANNOTATIONS, restricted, zone_spread
-from llm_mesh.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
-from llm_mesh.gcp_names import service_account_id
 from llm_mesh.mesh import ObjectMeta, ServiceEntry
 from llm_mesh.mesh.networking import ServiceEntryPort, ServiceEntrySpec
-from llm_mesh.object_urls import ObjectUrl
-from llm_mesh.topology import MODEL_STORE
+from llm_mesh.plan.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
+from llm_mesh.plan.gcp_names import service_account_id
+from llm_mesh.plan.object_urls import ObjectUrl
+from llm_mesh.plan.topology import MODEL_STORE
 
 meta = k8s.meta.v1
 core = k8s.core.v1

@@ -14,11 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from llm_mesh.offline.engine import Recording
+    from llm_mesh.engine.run import Recording
 
-from llm_mesh.analysis import analyze, inventory
-from llm_mesh.config import ConfigError, StackConfig, config_from_pulumi
-from llm_mesh.engine_docs import (
+from llm_mesh.checks.analysis import analyze, inventory
+from llm_mesh.checks.kube_objects import helm_releases, kube_objects, render
+from llm_mesh.checks.policy_runner import PolicyConfigError, PolicyReport, run_policies
+from llm_mesh.checks.schemas import schema_findings, unchecked
+from llm_mesh.engine.readers import (
     DocumentError,
     EngineDocument,
     EngineResource,
@@ -26,11 +28,9 @@ from llm_mesh.engine_docs import (
     load_engine_document,
     read_document,
 )
-from llm_mesh.kube_objects import helm_releases, kube_objects, render
-from llm_mesh.offline.summary import gpu_capacity
-from llm_mesh.policy_runner import PolicyConfigError, PolicyReport, run_policies
-from llm_mesh.schemas import schema_findings, unchecked
-from llm_mesh.stackfile import Project, StackFileError, StackSettings, read_stack_settings
+from llm_mesh.engine.stackfile import Project, StackFileError, StackSettings, read_stack_settings
+from llm_mesh.engine.summary import gpu_capacity
+from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -110,7 +110,7 @@ def _default_project() -> Project:
 
 
 def _preview(project: Project, stack: str, json_path: Path | None) -> int:
-    from llm_mesh.offline.document import preview_document
+    from llm_mesh.engine.document import preview_document
 
     try:
         recording, _ = _record(project, stack)
@@ -137,7 +137,7 @@ class _Stop(Exception):
 def _record(project: Project, stack: str) -> tuple[Recording, StackSettings]:
     """Run the stack's program offline; config mistakes and program failures are reported, not raised."""
     # Imported here: the SDK's runtime is heavy and only the commands that run the program need it.
-    from llm_mesh.offline.engine import run_program
+    from llm_mesh.engine.run import run_program
 
     settings = read_stack_settings(project, stack)
     try:
@@ -156,7 +156,7 @@ def _record(project: Project, stack: str) -> tuple[Recording, StackSettings]:
 
 def _offline_resources(project: Project, stack: str) -> tuple[list[EngineResource], StackConfig]:
     """Run the stack offline (as `preview` does) and read its document back, as any other document."""
-    from llm_mesh.offline.document import preview_document
+    from llm_mesh.engine.document import preview_document
 
     recording, settings = _record(project, stack)
     return read_document(preview_document(recording)), config_from_pulumi(settings.config)
@@ -248,7 +248,7 @@ def _policy(
 
 
 def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fmt: str) -> int:
-    from llm_mesh.artifacts import default_stores, sources, verify
+    from llm_mesh.ops.artifacts import default_stores, sources, verify
 
     try:
         config = config_from_pulumi(read_stack_settings(project, stack).config)

@@ -9,12 +9,12 @@ import pytest
 
 from components.cluster import GpuCluster, GpuClusterArgs
 from components.istio import IstioMesh, IstioMeshArgs
-from llm_mesh.authz import security_objects
-from llm_mesh.config import ConfigError, StackConfig, parse_stack_config
-from llm_mesh.gcp_names import service_account_id
-from llm_mesh.offline.document import preview_document
-from llm_mesh.offline.engine import RecordingMonitor, record, run_main
-from llm_mesh.stackfile import Project, StackSettings, read_stack_settings
+from llm_mesh.engine.document import preview_document
+from llm_mesh.engine.run import RecordingMonitor, record, run_main
+from llm_mesh.engine.stackfile import Project, StackSettings, read_stack_settings
+from llm_mesh.plan.authz import security_objects
+from llm_mesh.plan.config import ConfigError, StackConfig, parse_stack_config
+from llm_mesh.plan.gcp_names import service_account_id
 from tests.helpers import prop, resource
 
 NODE_POOL = "gcp:container/nodePool:NodePool"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from llm_mesh.config import ConfigError, StackConfig, config_from_pulumi, parse_stack_config
-from llm_mesh.stackfile import Project, read_stack_settings
+from llm_mesh.engine.stackfile import Project, read_stack_settings
+from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi, parse_stack_config
 
 DIGEST = "@sha256:" + "ab" * 32
 BASE: dict[str, Any] = {

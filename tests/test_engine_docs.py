@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from llm_mesh_policies import POLICIES
 
-from llm_mesh.engine_docs import DocumentError, load_document, read_document
-from llm_mesh.policy_runner import run_policies
+from llm_mesh.checks.policy_runner import run_policies
+from llm_mesh.engine.readers import DocumentError, load_document, read_document
 from tests.conftest import ROOT
 
 SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"

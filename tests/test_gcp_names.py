@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from llm_mesh.config import ConfigError, parse_stack_config
-from llm_mesh.gcp_names import cluster_name, service_account_id
+from llm_mesh.plan.config import ConfigError, parse_stack_config
+from llm_mesh.plan.gcp_names import cluster_name, service_account_id
 
 ACCOUNT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 

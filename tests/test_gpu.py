@@ -1,6 +1,6 @@
 import pytest
 
-from llm_mesh import gpu
+from llm_mesh.plan import gpu
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llm_mesh.offline.values import UNKNOWN
+from llm_mesh.engine.values import UNKNOWN
 from tests.conftest import ROOT, STACKS, run_cli
 from tests.helpers import prop, resource, steps_of_type
 

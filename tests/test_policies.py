@@ -14,8 +14,8 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from llm_mesh.engine_docs import EngineResource
-from llm_mesh.policy_runner import PolicyConfigError, run_policies
+from llm_mesh.checks.policy_runner import PolicyConfigError, run_policies
+from llm_mesh.engine.readers import EngineResource
 
 BY_NAME = {p.name: p for p in POLICIES}
 DIGEST = "@sha256:" + "0" * 64

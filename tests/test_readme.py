@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llm_mesh.config import StackConfig
+from llm_mesh.plan.config import StackConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

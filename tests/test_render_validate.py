@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from llm_mesh.analysis import analyze, inventory
-from llm_mesh.engine_docs import read_document
-from llm_mesh.kube_objects import helm_releases, kube_objects
-from llm_mesh.schemas import schema_findings
+from llm_mesh.checks.analysis import analyze, inventory
+from llm_mesh.checks.kube_objects import helm_releases, kube_objects
+from llm_mesh.checks.schemas import schema_findings
+from llm_mesh.engine.readers import read_document
 from tests.conftest import STACKS, run_cli
 
 Mutation = Callable[[dict[str, Any]], None]

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from llm_mesh.config import ModelVersion, parse_stack_config
-from llm_mesh.inference import FETCH_SOURCE, fetch_command, replicas
-from llm_mesh.offline.values import UNKNOWN
+from llm_mesh.engine.values import UNKNOWN
+from llm_mesh.plan.config import ModelVersion, parse_stack_config
+from llm_mesh.plan.inference import FETCH_SOURCE, fetch_command, replicas
 from tests.conftest import STACKS
 from tests.helpers import prop, resource, steps_of_type
 
@@ -158,9 +158,9 @@ def test_staging_imports_its_canary_from_s3(previews: dict[str, Any]) -> None:
 @pytest.mark.usefixtures("fresh_loop")
 def test_s3_access_keys_stay_secret() -> None:
     from components.model_store import ModelStore, ModelStoreArgs
-    from llm_mesh.offline.document import preview_document
-    from llm_mesh.offline.engine import record
-    from llm_mesh.stackfile import StackSettings
+    from llm_mesh.engine.document import preview_document
+    from llm_mesh.engine.run import record
+    from llm_mesh.engine.stackfile import StackSettings
 
     config = parse_stack_config(
         {
@@ -263,8 +263,8 @@ def test_inference_rollouts_may_take_long(previews: dict[str, Any]) -> None:
 
 
 def test_a_canary_at_weight_zero_gets_no_route() -> None:
-    from llm_mesh.routing import virtual_service
-    from llm_mesh.topology import model_names
+    from llm_mesh.plan.routing import virtual_service
+    from llm_mesh.plan.topology import model_names
 
     config = parse_stack_config(
         {
@@ -312,9 +312,9 @@ def test_imports_skip_what_the_store_already_serves() -> None:
 @pytest.mark.usefixtures("fresh_loop")
 def test_foreign_buckets_and_cmek_get_the_grants_they_need() -> None:
     from components.model_store import ModelStore, ModelStoreArgs
-    from llm_mesh.offline.document import preview_document
-    from llm_mesh.offline.engine import record
-    from llm_mesh.stackfile import StackSettings
+    from llm_mesh.engine.document import preview_document
+    from llm_mesh.engine.run import record
+    from llm_mesh.engine.stackfile import StackSettings
 
     key = "projects/p/locations/us/keyRings/r/cryptoKeys/models"
     config = store_config(s3={"roleArn": "arn:aws:iam::123456789012:role/t"}, kmsKeyName=key)

@@ -31,8 +31,8 @@ from pulumi.runtime.settings import configure, set_root_resource
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from llm_mesh.offline.values import UNKNOWN, computed_marker
-from llm_mesh.stackfile import Project, StackSettings
+from llm_mesh.engine.stackfile import Project, StackSettings
+from llm_mesh.engine.values import UNKNOWN, computed_marker
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 PROVIDER_PREFIX = "pulumi:providers:"

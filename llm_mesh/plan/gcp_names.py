@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from llm_mesh.config import ConfigError, StackConfig
+from llm_mesh.plan.config import ConfigError, StackConfig
 
 _CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 

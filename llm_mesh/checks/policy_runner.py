@@ -25,7 +25,7 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-from llm_mesh.engine_docs import EngineResource
+from llm_mesh.engine.readers import EngineResource
 
 LEVELS = {level.value: level for level in EnforcementLevel}
 PARTIAL = "the document lists only changed resources; use `pulumi preview --json --show-sames` or `pulumi stack export`"

@@ -29,9 +29,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from llm_mesh import gpu
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.mesh.networking import RETRY_CONDITIONS
+from llm_mesh.plan import gpu
 
 NAMESPACE = "llm-mesh"
 SECRET_KEYS = frozenset({"accessKeyId", "secretAccessKey", "access_key_id", "secret_access_key"})

@@ -18,9 +18,9 @@ from typing import TypeVar
 from llm_mesh_policies.common import injection_enabled
 from pydantic import ValidationError
 
-from llm_mesh.engine_docs import EngineResource
-from llm_mesh.findings import Finding
-from llm_mesh.kube_objects import KubeObject
+from llm_mesh.checks.findings import Finding
+from llm_mesh.checks.kube_objects import KubeObject
+from llm_mesh.engine.readers import EngineResource
 from llm_mesh.mesh import (
     AuthorizationPolicy,
     DestinationRule,
@@ -33,7 +33,7 @@ from llm_mesh.mesh import (
 )
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.mesh.networking import CONNECTION_LEVEL_RETRIES, Destination, HTTPRoute
-from llm_mesh.topology import ISTIO_NAMESPACE, principal
+from llm_mesh.plan.topology import ISTIO_NAMESPACE, principal
 
 TYPED = {
     cls.kind: cls

@@ -6,7 +6,6 @@ port and serves merged Prometheus metrics there (15020), which neither mTLS nor 
 
 from __future__ import annotations
 
-from llm_mesh.config import StackConfig
 from llm_mesh.mesh.base import IstioObject, ObjectMeta, WorkloadSelector
 from llm_mesh.mesh.security import (
     AuthorizationPolicy,
@@ -23,7 +22,8 @@ from llm_mesh.mesh.security import (
     RuleTo,
     Source,
 )
-from llm_mesh.topology import (
+from llm_mesh.plan.config import StackConfig
+from llm_mesh.plan.topology import (
     GATEWAY_PRINCIPAL,
     GATEWAY_SELECTOR,
     INGRESS_NAMESPACE,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from llm_mesh.config import RoutingConfig
 from llm_mesh.mesh.base import ObjectMeta
 from llm_mesh.mesh.networking import (
     ClientTLSSettings,
@@ -25,7 +24,8 @@ from llm_mesh.mesh.networking import (
     VirtualService,
     VirtualServiceSpec,
 )
-from llm_mesh.topology import ModelNames, gateway_ref
+from llm_mesh.plan.config import RoutingConfig
+from llm_mesh.plan.topology import ModelNames, gateway_ref
 
 
 def destination_rule(names: ModelNames, routing: RoutingConfig) -> DestinationRule:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_mesh.offline.values import display
+from llm_mesh.engine.values import display
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from llm_mesh.config import ArtifactFile, StackConfig
-from llm_mesh.object_urls import ObjectUrl
+from llm_mesh.plan.config import ArtifactFile, StackConfig
+from llm_mesh.plan.object_urls import ObjectUrl
 
 Status = Literal["ok", "missing", "size differs", "sha256 differs", "unreadable"]
 CHUNK = 8 << 20

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from llm_mesh.engine.run import STACK_TYPE, Recording, Registration
+from llm_mesh.engine.values import computed_refs, display
 from llm_mesh.mesh.base import duration_seconds
-from llm_mesh.offline.engine import STACK_TYPE, Recording, Registration
-from llm_mesh.offline.values import computed_refs, display
 
 
 def preview_document(recording: Recording) -> dict[str, Any]:

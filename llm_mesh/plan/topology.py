@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_mesh.config import ServedModel, StackConfig
+from llm_mesh.plan.config import ServedModel, StackConfig
 
 ISTIO_NAMESPACE = "istio-system"  # Istio's root namespace: mesh-wide policy lives here
 INGRESS_NAMESPACE = "istio-ingress"

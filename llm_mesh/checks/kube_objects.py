@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from llm_mesh.engine_docs import EngineResource
+from llm_mesh.engine.readers import EngineResource
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 _HEAD = ("apiVersion", "kind", "metadata")

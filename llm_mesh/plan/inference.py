@@ -6,8 +6,8 @@ import json
 import math
 from pathlib import Path
 
-from llm_mesh.config import ModelVersion, ServedModel
-from llm_mesh.topology import MODEL_STORE, ModelNames
+from llm_mesh.plan.config import ModelVersion, ServedModel
+from llm_mesh.plan.topology import MODEL_STORE, ModelNames
 
 SERVER_PORT = 8000
 MODEL_DIR = "/models"

@@ -13,8 +13,8 @@ from typing import Any
 import kubernetes_validate
 from pydantic import ValidationError
 
-from llm_mesh.findings import Finding
-from llm_mesh.kube_objects import KubeObject
+from llm_mesh.checks.findings import Finding
+from llm_mesh.checks.kube_objects import KubeObject
 
 _ISTIO_GROUPS = {
     "networking.istio.io": "networking",
