@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_mesh_policies import POLICIES
+import yaml
+from llm_mesh_policies import PACK_VERSION, POLICIES
+from llm_mesh_policies.common import quantity
+from llm_mesh_policies.ingress import gateway_refs
 from pulumi_policy import (
     PolicyCustomTimeouts,
     PolicyResourceOptions,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationPolicy,
 )
 
-from llm_mesh.checks.policy_runner import PolicyConfigError, run_policies
+from llm_mesh.checks.policy_runner import PARTIAL, PolicyConfigError, run_policies
 from llm_mesh.engine.readers import EngineResource
 
 BY_NAME = {p.name: p for p in POLICIES}
 DIGEST = "@sha256:" + "0" * 64
+GPU = "nvidia.com/gpu"
+PACK = Path(__file__).resolve().parent.parent / "policies"
 
 
 def urn(stack: str, type_: str, name: str) -> str:
@@ -43,6 +51,12 @@ def violations(policy: str, resources: list[EngineResource], **kwargs: Any) -> l
     report = run_policies([BY_NAME[policy]], resources, **kwargs)
     assert not report.not_evaluated
     return [v.message for v in report.violations]
+
+
+def found(policy: str, resources: list[EngineResource], **kwargs: Any) -> tuple[list[tuple[str, str]], list[Any]]:
+    """(message, urn) of each violation, and what was not evaluated: (urn, reason)."""
+    report = run_policies([BY_NAME[policy]], resources, **kwargs)
+    return [(v.message, v.urn) for v in report.violations], [(u, why) for _, u, why in report.not_evaluated]
 
 
 def pa(namespace: str, spec: dict[str, Any] | None = None, name: str = "default") -> EngineResource:
@@ -173,8 +187,9 @@ def test_istio_mutual_and_external_simple_pass() -> None:
     ],
 )
 def test_weak_tls_to_in_mesh_host_fails(policy: dict[str, Any], where: str) -> None:
-    found = violations("istio-destination-rule-tls", [dr("llama", **policy)])
-    assert len(found) == 1 and found[0].startswith(where)
+    assert violations("istio-destination-rule-tls", [dr("llama", **policy)]) == [
+        f"{where} for in-mesh host llama: it bypasses mutual TLS"
+    ]
 
 
 # --- istio-namespace-allow-nothing and istio-namespace-injection
@@ -200,9 +215,9 @@ def test_allow_nothing_per_workload_namespace() -> None:
         "allow-nothing",
         {"selector": {"matchLabels": {"a": "b"}}},
     )
-    assert len(violations("istio-namespace-allow-nothing", [workload, scoped])) == 1, (
-        "a selector makes it not namespace-wide"
-    )
+    assert violations("istio-namespace-allow-nothing", [workload, scoped]) == [
+        "namespace inference runs workloads but has no allow-nothing AuthorizationPolicy"
+    ], "a selector makes it not namespace-wide"
 
 
 @pytest.mark.parametrize(
@@ -217,20 +232,41 @@ def test_injected_namespaces_pass(labels: dict[str, str]) -> None:
     )
 
 
+ISTIOD = gcp(
+    "kubernetes:helm.sh/v3:Release", "istiod", {"chart": "istiod", "version": "1.31.1", "values": {"revision": "1-31"}}
+)
+
+
 @pytest.mark.parametrize(
-    ("resources", "message"),
+    ("labels", "fix"),
     [
-        ([namespace("inference", {})], "namespace inference runs workloads without sidecar injection or ambient mode"),
-        (
-            [namespace("inference", {"istio-injection": "disabled", "istio.io/rev": "1-31"})],
-            "without sidecar injection",
-        ),
-        ([], "namespace inference runs workloads but is not declared with injection"),
+        ({}, "add the label istio.io/rev=1-31"),
+        ({"istio-injection": "disabled", "istio.io/rev": "1-31"}, "remove the label istio-injection=disabled"),
+        ({"istio-injection": "disabled"}, "remove the label istio-injection=disabled and add istio.io/rev=1-31"),
     ],
 )
-def test_uninjected_namespaces_fail(resources: list[EngineResource], message: str) -> None:
-    found = violations("istio-namespace-injection", [*resources, deployment("inference", GPU_CONTAINER)])
-    assert len(found) == 1 and message in found[0]
+def test_uninjected_namespace_is_reported_on_the_namespace(labels: dict[str, str], fix: str) -> None:
+    declared = namespace("inference", labels)
+    found = run_policies(
+        [BY_NAME["istio-namespace-injection"]], [ISTIOD, deployment("inference", GPU_CONTAINER), declared]
+    ).violations
+    assert [(v.urn, v.message) for v in found] == [
+        (declared.urn, f"namespace inference runs workloads without sidecar injection or ambient mode: {fix}")
+    ]
+
+
+def test_undeclared_namespace_is_reported_on_its_first_workload() -> None:
+    first, second = deployment("inference", GPU_CONTAINER), deployment("inference", GPU_CONTAINER)
+    second = EngineResource(**{**second.__dict__, "urn": second.urn.replace("::inference-server", "::inference-z")})
+    found = run_policies([BY_NAME["istio-namespace-injection"]], [second, first]).violations
+    assert [(v.urn, v.message) for v in found] == [
+        (
+            first.urn,
+            "namespace inference runs workloads (inference-server) but the stack does not declare it: declare "
+            "Namespace inference and add the label istio.io/rev=<revision> (or istio-injection=enabled), "
+            "or list it in injectedNamespaces",
+        )
+    ]
 
 
 def test_injection_managed_elsewhere_is_configurable() -> None:
@@ -308,18 +344,27 @@ def test_gpu_workload_with_limits_and_toleration_passes() -> None:
         (
             {"requests": {"nvidia.com/gpu": "1"}},
             GPU_TOLERATION,
-            "container server requests nvidia.com/gpu without a limit",
+            "container server requests nvidia.com/gpu without a limit; GPUs are requested through limits",
         ),
         (
             {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "2"}},
             GPU_TOLERATION,
-            "request 1 differs from its limit 2",
+            "container server: nvidia.com/gpu request 1 differs from its limit 2",
         ),
-        ({"limits": {"nvidia.com/gpu": "1"}}, [], "does not tolerate GKE's nvidia.com/gpu=present:NoSchedule taint"),
+        (
+            {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": "2"}},
+            GPU_TOLERATION,
+            "container server: nvidia.com/gpu request 1 differs from its limit 2",
+        ),
+        (
+            {"limits": {"nvidia.com/gpu": "1"}},
+            [],
+            "the pod uses GPUs but does not tolerate GKE's nvidia.com/gpu=present:NoSchedule taint",
+        ),
         (
             {"limits": {"nvidia.com/gpu": "1"}},
             [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}],
-            "does not tolerate",
+            "the pod uses GPUs but does not tolerate GKE's nvidia.com/gpu=present:NoSchedule taint",
         ),
     ],
 )
@@ -330,7 +375,35 @@ def test_gpu_workload_without_limits_or_toleration_fails(
         "gpu-workload-limits",
         [deployment("inference", {**GPU_CONTAINER, "resources": resources}, tolerations=tolerations)],
     )
-    assert len(found) == 1 and message in found[0]
+    assert found == [message]
+
+
+@pytest.mark.parametrize(("request_", "limit"), [(1, "1"), (1.0, "1"), ("1", 1), (2, "2.0"), ("1000m", 1), ("1", "1")])
+def test_gpu_request_equal_to_its_limit_as_a_quantity_passes(request_: Any, limit: Any) -> None:
+    """The engine sends a number written 1 as 1.0: a quantity compares as an amount, not as text."""
+    container = {**GPU_CONTAINER, "resources": {"requests": {GPU: request_}, "limits": {GPU: limit}}}
+    assert violations("gpu-workload-limits", [deployment("inference", container, tolerations=GPU_TOLERATION)]) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "amount"),
+    [
+        (1, Decimal(1)),
+        (1.0, Decimal(1)),
+        ("1", Decimal(1)),
+        (" 2 ", Decimal(2)),
+        ("500m", Decimal("0.5")),
+        ("1Gi", Decimal(2**30)),
+        ("1k", Decimal(1000)),
+        ("1e3", Decimal(1000)),
+        ("1E", Decimal(10**18)),
+        ("one", None),
+        (True, None),
+        (None, None),
+    ],
+)
+def test_kubernetes_quantities(text: Any, amount: Decimal | None) -> None:
+    assert quantity(text) == amount
 
 
 # --- prod-images-pinned-by-digest
@@ -504,14 +577,121 @@ def test_helm_charts_are_pinned_by_version_in_prod() -> None:
 def test_stack_rules_wait_for_a_complete_document() -> None:
     report = run_policies(POLICIES, [dr("llama", trafficPolicy={"tls": {"mode": "DISABLE"}})], complete=False)
     assert report.violations == []
-    skipped = {name for name, _, why in report.not_evaluated if "--show-sames" in why}
-    assert "istio-mesh-wide-strict-mtls" in skipped and "istio-destination-rule-tls" in skipped
+    stack_rules = [p.name for p in POLICIES if isinstance(p, StackValidationPolicy)]
+    assert stack_rules == [
+        "istio-peer-authentication-strict",
+        "istio-mesh-wide-strict-mtls",
+        "istio-destination-rule-tls",
+        "istio-namespace-allow-nothing",
+        "istio-namespace-injection",
+        "prod-inference-not-anonymous",
+    ]
+    assert report.not_evaluated == [(name, "", PARTIAL) for name in stack_rules]
 
 
-def test_unknown_values_are_not_evaluated_rather_than_violations() -> None:
-    unknown_host = dr("04da6b54-80e4-46f7-96ec-b56ff0331ba9")
-    report = run_policies([BY_NAME["istio-destination-rule-tls"]], [unknown_host])
-    assert report.violations == [] and len(report.not_evaluated) == 1
+# --- values unknown during preview (the engine's sentinel; reading one raises UnknownValueError)
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+UNKNOWN_NAMESPACE = "string value at .metadata.namespace can't be known during preview"
+
+
+def test_unknown_value_in_a_resource_rule_names_its_path() -> None:
+    cluster = gcp(
+        "gcp:container/cluster:Cluster", "gke", {**HARDENED, "workloadIdentityConfig": {"workloadPool": UNKNOWN}}
+    )
+    report = run_policies([BY_NAME["gke-cluster-hardening"]], [cluster])
+    assert report.violations == []
+    assert report.not_evaluated == [
+        (
+            "gke-cluster-hardening",
+            cluster.urn,
+            "string value at .workloadIdentityConfig.workloadPool can't be known during preview",
+        )
+    ]
+
+
+def test_unknown_host_leaves_out_only_its_destination_rule() -> None:
+    unknown_host = dr(UNKNOWN)
+    weak = k8s(
+        "DestinationRule",
+        "networking.istio.io/v1",
+        "inference",
+        "weak",
+        {"host": "weak", "trafficPolicy": {"tls": {"mode": "DISABLE"}}},
+    )
+    assert found("istio-destination-rule-tls", [unknown_host, weak]) == (
+        [("trafficPolicy.tls.mode is DISABLE for in-mesh host weak: it bypasses mutual TLS", weak.urn)],
+        [(unknown_host.urn, "string value at .spec.host can't be known during preview")],
+    )
+
+
+def unknown_namespace(resource: EngineResource) -> EngineResource:
+    inputs = copy.deepcopy(resource.inputs)
+    inputs["metadata"]["namespace"] = UNKNOWN
+    return EngineResource(**{**resource.__dict__, "urn": resource.urn + "-unknown", "inputs": inputs})
+
+
+WEB = deployment("web", {"name": "web", "image": "nginx" + DIGEST})
+COMPUTED = unknown_namespace(deployment("inference", GPU_CONTAINER))
+
+
+@pytest.mark.parametrize(
+    ("policy", "resources", "message"),
+    [
+        (
+            "istio-namespace-allow-nothing",
+            [COMPUTED, WEB],
+            "namespace web runs workloads but has no allow-nothing AuthorizationPolicy",
+        ),
+        (
+            "istio-namespace-injection",
+            [COMPUTED, WEB, namespace("web", {})],
+            "namespace web runs workloads without sidecar injection or ambient mode: "
+            "add the label istio.io/rev=<revision> (or istio-injection=enabled)",
+        ),
+    ],
+)
+def test_unknown_namespace_leaves_out_only_its_workload(
+    policy: str, resources: list[EngineResource], message: str
+) -> None:
+    violations_, not_evaluated = found(policy, resources)
+    assert [m for m, _ in violations_] == [message]
+    assert not_evaluated == [(COMPUTED.urn, UNKNOWN_NAMESPACE)]
+
+
+def test_unknown_namespace_of_what_could_satisfy_a_rule_is_not_evaluated_rather_than_a_violation() -> None:
+    computed_policy = unknown_namespace(ALLOW_NOTHING)
+    workload = deployment("inference", GPU_CONTAINER)
+    assert found("istio-namespace-allow-nothing", [workload, computed_policy]) == (
+        [],
+        [
+            (
+                workload.urn,
+                "namespace inference runs workloads but has no allow-nothing AuthorizationPolicy, unless "
+                f"{computed_policy.name} (unknown during preview) provides it",
+            )
+        ],
+    )
+    computed_mesh_wide = unknown_namespace(MESH_WIDE)
+    assert found("istio-mesh-wide-strict-mtls", [computed_mesh_wide]) == (
+        [],
+        [
+            (
+                "",
+                "no PeerAuthentication in istio-system without a selector and with mode STRICT, unless "
+                f"{computed_mesh_wide.name} (unknown during preview) provides it",
+            )
+        ],
+    )
+
+
+def test_unknown_peer_authentication_leaves_the_others_checked() -> None:
+    permissive = pa("inference", {"mtls": {"mode": "PERMISSIVE"}})
+    computed = unknown_namespace(pa("model-store", STRICT))
+    assert found("istio-peer-authentication-strict", [MESH_WIDE, permissive, computed]) == (
+        [("mtls.mode is PERMISSIVE; every PeerAuthentication must be STRICT", permissive.urn)],
+        [(computed.urn, UNKNOWN_NAMESPACE)],
+    )
 
 
 def test_every_rule_is_mandatory_by_default_and_lowered_only_in_dev() -> None:
@@ -520,3 +700,239 @@ def test_every_rule_is_mandatory_by_default_and_lowered_only_in_dev() -> None:
     assert {level for name, level in report.levels.items() if name != "gpu-workload-limits"} == {"mandatory"}
     with pytest.raises(PolicyConfigError, match="advisory is allowed in dev only; prod keeps it mandatory"):
         run_policies(POLICIES, [], environment="prod", config={"all": {"enforcementLevel": "advisory"}})
+
+
+# --- the pack's version
+
+
+def test_pack_version_is_declared_where_the_cli_reads_it() -> None:
+    """The CLI reports and publishes a Python pack under PulumiPolicy.yaml's `version`: pulumi_policy's own answer
+    in GetAnalyzerInfo is always 0.0.1 (test_policy_grpc checks that answer)."""
+    project = yaml.safe_load((PACK / "PulumiPolicy.yaml").read_text())
+    assert project["version"] == PACK_VERSION == "0.1.0"
+
+
+# --- prod-inference-not-anonymous
+
+LB_TYPE = "networking.gke.io/load-balancer-type"
+GATEWAY = k8s(
+    "Gateway",
+    "networking.istio.io/v1",
+    "istio-ingress",
+    "llm-gateway",
+    {
+        "selector": {"istio": "ingressgateway"},
+        "servers": [{"port": {"number": 443.0, "name": "https", "protocol": "HTTPS"}, "hosts": ["*.llm.example.com"]}],
+    },
+)
+
+
+def virtual_service(gateways: list[str], namespace: str = "inference", stack: str = "prod") -> EngineResource:
+    route = [{"destination": {"host": "llama-31-8b.inference.svc.cluster.local", "subset": "stable"}}]
+    body = {"hosts": ["llama-31-8b.llm.example.com"], "gateways": gateways, "http": [{"route": route}]}
+    return k8s("VirtualService", "networking.istio.io/v1", namespace, "llama-31-8b", body, stack)
+
+
+def gateway_release(service: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> EngineResource:
+    values = {"service": service or {"type": "LoadBalancer"}, "labels": labels or {"istio": "ingressgateway"}}
+    inputs = {"chart": "gateway", "name": "istio-ingressgateway", "namespace": "istio-ingress", "values": values}
+    return gcp("kubernetes:helm.sh/v3:Release", "istio-ingressgateway", {**inputs, "version": "1.31.1"})
+
+
+def request_authentication(namespace: str = "istio-ingress", **body: Any) -> EngineResource:
+    jwt = {
+        "jwtRules": [{"issuer": "https://accounts.google.com", "jwksUri": "https://www.googleapis.com/oauth2/v3/certs"}]
+    }
+    return k8s("RequestAuthentication", "security.istio.io/v1", namespace, "jwt", {**jwt, **body})
+
+
+def authorization(body: dict[str, Any], namespace: str = "istio-ingress", name: str = "require-jwt") -> EngineResource:
+    return k8s("AuthorizationPolicy", "security.istio.io/v1", namespace, name, body)
+
+
+DENY_ANONYMOUS: dict[str, Any] = {"action": "DENY", "rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}]}
+ALLOW_PRINCIPALS: dict[str, Any] = {
+    "action": "ALLOW",
+    "rules": [{"from": [{"source": {"requestPrincipals": ["https://accounts.google.com/*"]}}]}],
+}
+INGRESS_SELECTOR: dict[str, Any] = {"selector": {"matchLabels": {"istio": "ingressgateway"}}}
+EXPOSED = [GATEWAY, virtual_service(["istio-ingress/llm-gateway", "mesh"])]
+NO_JWT = (
+    "and no RequestAuthentication with jwtRules together with an AuthorizationPolicy requiring a request "
+    "principal covers its pods in istio-ingress"
+)
+EXTERNAL = f"Helm release istio-ingressgateway's Service is an internet-facing LoadBalancer, {NO_JWT}"
+
+
+def anonymous(reason: str, services: str = "inference/llama-31-8b") -> str:
+    return (
+        f"Gateway istio-ingress/llm-gateway serves inference (VirtualService {services}) to anonymous callers: {reason}"
+    )
+
+
+@pytest.mark.parametrize(
+    "protection",
+    [
+        [gateway_release({"type": "LoadBalancer", "annotations": {LB_TYPE: "Internal"}})],
+        [gateway_release({"type": "ClusterIP"})],
+        [gateway_release({"type": "LoadBalancer", "loadBalancerSourceRanges": ["203.0.113.0/24"]})],
+        [gateway_release(), request_authentication(), authorization(DENY_ANONYMOUS)],
+        [gateway_release(), request_authentication(), authorization(ALLOW_PRINCIPALS)],
+        [
+            gateway_release(),
+            request_authentication(**INGRESS_SELECTOR),
+            authorization({**DENY_ANONYMOUS, **INGRESS_SELECTOR}),
+            authorization({"action": "ALLOW"}, name="allow-nothing"),
+        ],
+        # Policies in Istio's root namespace apply to every workload.
+        [gateway_release(), request_authentication("istio-system"), authorization(DENY_ANONYMOUS, "istio-system")],
+    ],
+    ids=["internal-lb", "cluster-ip", "source-ranges", "jwt-deny", "jwt-allow", "jwt-selector", "jwt-root"],
+)
+def test_exposed_gateway_that_is_internal_or_requires_a_jwt_passes(protection: list[EngineResource]) -> None:
+    assert violations("prod-inference-not-anonymous", [*EXPOSED, *protection]) == []
+
+
+def test_gateway_no_virtual_service_binds_to_or_outside_prod_passes() -> None:
+    assert violations("prod-inference-not-anonymous", [GATEWAY, virtual_service(["mesh"]), gateway_release()]) == []
+    dev = [EngineResource(**{**r.__dict__, "urn": r.urn.replace(":prod::", ":dev::")}) for r in EXPOSED]
+    assert violations("prod-inference-not-anonymous", [*dev, gateway_release()]) == []
+
+
+@pytest.mark.parametrize(
+    ("resources", "reason"),
+    [
+        ([gateway_release()], EXTERNAL),
+        ([gateway_release(), request_authentication()], EXTERNAL),
+        ([gateway_release(), authorization(DENY_ANONYMOUS)], EXTERNAL),
+        ([gateway_release(), request_authentication(jwtRules=[]), authorization(DENY_ANONYMOUS)], EXTERNAL),
+        (
+            [
+                gateway_release(),
+                request_authentication(),
+                authorization(
+                    {
+                        **DENY_ANONYMOUS,
+                        "rules": [{**DENY_ANONYMOUS["rules"][0], "to": [{"operation": {"paths": ["/admin"]}}]}],
+                    }
+                ),
+            ],
+            EXTERNAL,
+        ),
+        (
+            [
+                gateway_release(),
+                request_authentication(),
+                authorization(ALLOW_PRINCIPALS),
+                authorization(
+                    {"action": "ALLOW", "rules": [{"from": [{"source": {"namespaces": ["inference"]}}]}]}, name="b"
+                ),
+            ],
+            EXTERNAL,
+        ),
+        ([gateway_release(), request_authentication(), authorization(DENY_ANONYMOUS, "inference")], EXTERNAL),
+        (
+            [
+                gateway_release(),
+                request_authentication(),
+                authorization({**DENY_ANONYMOUS, "selector": {"matchLabels": {"app": "other"}}}),
+            ],
+            EXTERNAL,
+        ),
+        ([], f"the stack declares no `gateway` Helm release running the pods it selects, {NO_JWT}"),
+        (
+            # An internal gateway the Gateway does not select does not make it internal.
+            [gateway_release({"type": "ClusterIP"}, labels={"istio": "internal-gateway"})],
+            f"the stack declares no `gateway` Helm release running the pods it selects, {NO_JWT}",
+        ),
+    ],
+    ids=[
+        "external",
+        "no-authorization",
+        "no-request-authentication",
+        "no-jwt-rules",
+        "deny-on-some-paths",
+        "second-allow-without-jwt",
+        "other-namespace",
+        "other-workload",
+        "no-release",
+        "release-not-selected",
+    ],
+)
+def test_exposed_gateway_open_to_anonymous_callers_fails(resources: list[EngineResource], reason: str) -> None:
+    assert found("prod-inference-not-anonymous", [*EXPOSED, *resources]) == ([(anonymous(reason), GATEWAY.urn)], [])
+
+
+def test_virtual_service_binds_by_short_name_in_its_own_namespace() -> None:
+    same_namespace = virtual_service(["llm-gateway"], namespace="istio-ingress")
+    assert found("prod-inference-not-anonymous", [GATEWAY, same_namespace, gateway_release()]) == (
+        [(anonymous(EXTERNAL, "istio-ingress/llama-31-8b"), GATEWAY.urn)],
+        [],
+    )
+
+
+def test_gateway_references() -> None:
+    assert gateway_refs(
+        "inference",
+        ["mesh", "istio-ingress/llm-gateway", "local", "legacy.istio-ingress.svc.cluster.local"],
+    ) == {("istio-ingress", "llm-gateway"), ("inference", "local"), ("istio-ingress", "legacy")}
+
+
+def test_unknown_release_values_leave_the_gateway_not_evaluated() -> None:
+    computed = gateway_release({"type": UNKNOWN})
+    assert found("prod-inference-not-anonymous", [*EXPOSED, computed]) == (
+        [],
+        [
+            (
+                GATEWAY.urn,
+                anonymous(f"the stack declares no `gateway` Helm release running the pods it selects, {NO_JWT}")
+                + ", unless istio-ingressgateway (unknown during preview) provides it",
+            )
+        ],
+    )
+
+
+# --- workloads outside the mesh on purpose
+
+
+def outside(reason: str | None) -> EngineResource:
+    annotations = {"sidecar.istio.io/inject": "false", **({"llm-mesh/outside-mesh": reason} if reason else {})}
+    template = {
+        "metadata": {"labels": {"app": "adapter"}, "annotations": annotations},
+        "spec": {"containers": [{"name": "a", "image": "x" + DIGEST}]},
+    }
+    return k8s("Deployment", "apps/v1", "custom-metrics", "adapter", {"template": template})
+
+
+def test_a_workload_outside_the_mesh_with_its_reason_is_exempt() -> None:
+    declared = namespace("custom-metrics", {"istio-injection": "disabled"})
+    for rule in ("istio-namespace-injection", "istio-namespace-allow-nothing"):
+        assert violations(rule, [declared, outside("an aggregated API server")]) == [], rule
+    # Opting out without saying why is still a violation.
+    assert violations("istio-namespace-injection", [declared, outside(None)]) == [
+        "namespace custom-metrics runs workloads without sidecar injection or ambient mode: remove the label "
+        "istio-injection=disabled and add istio.io/rev=<revision> (or istio-injection=enabled)"
+    ]
+
+
+def test_the_pack_and_the_config_agree_on_what_is_outside_the_mesh_and_what_is_pinned() -> None:
+    from llm_mesh_policies.common import OUTSIDE_MESH_ANNOTATION as PACK_OUTSIDE
+    from llm_mesh_policies.platform import image_pinned as pack_pinned
+
+    from llm_mesh.plan.config import image_pinned
+    from llm_mesh.plan.topology import OUTSIDE_MESH_ANNOTATION
+
+    assert PACK_OUTSIDE == OUTSIDE_MESH_ANNOTATION
+    images = [
+        "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0",
+        "gcr.io/gke-release/custom-metrics-stackdriver-adapter:latest",
+        "gcr.io/gke-release/x:v1.2.3",
+        "evil.io/gcr.io/gke-release/x:v1.0.0-gke.1",
+        "vllm/vllm-openai" + DIGEST,
+        "vllm/vllm-openai:v0.27.1",
+    ]
+    assert (
+        [pack_pinned(i) for i in images]
+        == [image_pinned(i) for i in images]
+        == [True, False, False, False, True, False]
+    )

@@ -56,9 +56,9 @@ def unprotected_cluster(doc: dict[str, Any]) -> str:
 def test_every_stack_passes_and_lists_the_rules(stack: str) -> None:
     result = run_cli("policy", "--stack", stack)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"on llm-mesh/{stack} (environment {stack}): 12 rules" in result.stdout
-    assert result.stdout.count(" mandatory ") == 12
-    assert "Summary: 0 violations (0 mandatory) of 12 rules" in result.stdout
+    assert f"on llm-mesh/{stack} (environment {stack}): 13 rules" in result.stdout
+    assert result.stdout.count(" mandatory ") == 13
+    assert "Summary: 0 violations (0 mandatory) of 13 rules" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -197,3 +197,55 @@ def test_advisory_config_is_refused_outside_dev(tmp_path: Path) -> None:
     assert "istio-destination-rule-tls: advisory is allowed in dev only" in result.stderr
     lowered = run_cli("policy", "--stack", "dev", "--config", str(config))
     assert lowered.returncode == 0 and "istio-destination-rule-tls               advisory" in lowered.stdout
+
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def test_not_evaluated_says_why(tmp_path: Path) -> None:
+    document = hand_written_export()
+    cluster = document["deployment"]["resources"][1]
+    cluster["inputs"]["workloadIdentityConfig"]["workloadPool"] = UNKNOWN
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(document))
+    why = "string value at .workloadIdentityConfig.workloadPool can't be known during preview"
+    report = json.loads(run_cli("policy", str(path), "--format", "json").stdout)["results"][0]
+    assert report["notEvaluated"] == [{"policy": "gke-cluster-hardening", "urn": CLUSTER_URN, "reason": why}]
+    text = run_cli("policy", str(path)).stdout.splitlines()
+    assert f"  not evaluated: gke-cluster-hardening on {CLUSTER_URN}: {why}" in text
+
+
+GPU_URN = "urn:pulumi:prod::llm-mesh::llm-mesh:inference:InferenceService$kubernetes:apps/v1:Deployment::model-x"
+
+
+def gpu_export(request: Any, limit: Any) -> dict[str, Any]:
+    """An export with one GPU Deployment; its numbers are JSON numbers, as the CLI writes them."""
+    container = {
+        "name": "server",
+        "image": "vllm/vllm-openai@sha256:" + "0" * 64,
+        "resources": {"requests": {"nvidia.com/gpu": request}, "limits": {"nvidia.com/gpu": limit}},
+    }
+    pod = {"containers": [container], "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}
+    inputs = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x", "namespace": "inference"},
+        "spec": {"replicas": 1, "template": {"spec": pod}},
+    }
+    deployment = {"urn": GPU_URN, "custom": True, "type": "kubernetes:apps/v1:Deployment", "inputs": inputs}
+    return {"version": 3, "deployment": {"resources": [deployment]}}
+
+
+@pytest.mark.parametrize(
+    ("request_", "limit", "expected"),
+    [
+        (1, "1", []),
+        ("1", 1, []),
+        (1, "2", ["container server: nvidia.com/gpu request 1 differs from its limit 2"]),
+    ],
+)
+def test_gpu_quantities_compare_as_amounts(tmp_path: Path, request_: Any, limit: Any, expected: list[str]) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(gpu_export(request_, limit)))
+    report = json.loads(run_cli("policy", str(path), "--format", "json").stdout)["results"][0]
+    assert [v["message"] for v in report["violations"] if v["policy"] == "gpu-workload-limits"] == expected

@@ -1,7 +1,8 @@
 """The policy pack run offline: the same rule objects the Pulumi analyzer calls, on engine-shaped resources.
 
-Props are deserialized and wrapped exactly as the analyzer does (`unknown_checking_proxy`), so a rule that
-reads a value only a deployment knows is reported as not evaluated, as `pulumi preview` reports it.
+Props travel as the engine sends them (a protobuf Struct: every number a double) and are deserialized and wrapped
+exactly as the analyzer does (`unknown_checking_proxy`), so a rule that reads a value only a deployment knows is
+reported as not evaluated, as `pulumi preview` reports it. Stack rules say which resources they left out.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import json_format, struct_pb2
 from llm_mesh_policies.common import ENVIRONMENTS
 from pulumi_policy import (
     EnforcementLevel,
@@ -132,7 +134,8 @@ def run_policies(
                 try:
                     policy.validate(args, _Collector(report, policy.name, level, resource.urn))
                 except UnknownValueError as unknown:
-                    report.not_evaluated.append((policy.name, resource.urn, str(unknown)))
+                    # The reason is in .message: str() of this exception is empty.
+                    report.not_evaluated.append((policy.name, resource.urn, unknown.message))
         elif isinstance(policy, StackValidationPolicy):
             if not complete:
                 report.not_evaluated.append((policy.name, "", PARTIAL))
@@ -142,13 +145,14 @@ def run_policies(
                     StackValidationArgs(policy_resources, policy_config), _Collector(report, policy.name, level)
                 )
             except UnknownValueError as unknown:
-                report.not_evaluated.append((policy.name, "", str(unknown)))
+                report.not_evaluated.append((policy.name, "", unknown.message))
     return report
 
 
 @dataclass(frozen=True)
 class _Collector:
-    """The report_violation callback: a violation without a URN is the resource's (or the stack's)."""
+    """The report_violation callback: a violation without a URN is the resource's (or the stack's). Stack rules
+    also record here the resources they left out (llm_mesh_policies.common.RecordsNotEvaluated)."""
 
     report: PolicyReport
     policy: str
@@ -157,6 +161,9 @@ class _Collector:
 
     def __call__(self, message: str, urn: str | None = None) -> None:
         self.report.violations.append(Violation(self.policy, self.level, urn or self.default_urn, message))
+
+    def not_evaluated(self, urn: str, reason: str) -> None:
+        self.report.not_evaluated.append((self.policy, urn, reason))
 
 
 def _policy_config(config: Mapping[str, Any], name: str, environment: str | None) -> dict[str, Any]:
@@ -168,7 +175,14 @@ def _policy_config(config: Mapping[str, Any], name: str, environment: str | None
 
 
 def _props(resource: EngineResource) -> Any:
-    return unknown_checking_proxy(deserialize_properties(resource.inputs))
+    return unknown_checking_proxy(deserialize_properties(as_engine_sends(resource.inputs)))
+
+
+def as_engine_sends(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs as the analyzer receives them, after protobuf: every number a double (`1` becomes `1.0`)."""
+    wire = struct_pb2.Struct()
+    wire.update(inputs)
+    return dict(json_format.MessageToDict(wire))
 
 
 def _options(resource: EngineResource) -> PolicyResourceOptions:

@@ -21,10 +21,19 @@ from llm_mesh_policies.common import (
     containers,
     environment,
     pod_spec,
+    quantity,
     resource_rule,
 )
 
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# GKE's release registry publishes each build under a new `-gke.N` tag and never moves one (as llm_mesh.plan.config).
+GKE_RELEASE = re.compile(r"^gcr\.io/gke-release/[a-z0-9/_-]+:v[0-9.]+-gke\.[0-9]+$")
+
+
+def image_pinned(image: str) -> bool:
+    return bool(DIGEST.search(image) or GKE_RELEASE.match(image))
+
+
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 
 
@@ -35,6 +44,19 @@ def _tolerates_gpu(pod: Mapping[str, Any]) -> bool:
         if toleration.get("operator") == "Exists" or toleration.get("value") == "present":
             return True
     return False
+
+
+def same_quantity(a: Any, b: Any) -> bool:
+    """Equal amounts (`1`, sent as 1.0, equals "1"); text that is no quantity only equals the same text."""
+    amount_a, amount_b = quantity(a), quantity(b)
+    if amount_a is None or amount_b is None:
+        return str(a) == str(b)
+    return amount_a == amount_b
+
+
+def shown(value: Any) -> str:
+    """A quantity as the program wrote it: the engine's 1.0 for a `1` is shown as 1."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _validate_gpu(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -53,9 +75,10 @@ def _validate_gpu(args: ResourceValidationArgs, report_violation: ReportViolatio
             report_violation(
                 f"container {name} requests {GPU} without a limit; GPUs are requested through limits", args.urn
             )
-        elif GPU in requests and str(requests[GPU]) != str(limits[GPU]):
+        elif GPU in requests and not same_quantity(requests[GPU], limits[GPU]):
             report_violation(
-                f"container {name}: {GPU} request {requests[GPU]} differs from its limit {limits[GPU]}", args.urn
+                f"container {name}: {GPU} request {shown(requests[GPU])} differs from its limit {shown(limits[GPU])}",
+                args.urn,
             )
     if gpu_containers and not _tolerates_gpu(pod):
         report_violation(f"the pod uses GPUs but does not tolerate GKE's {GPU}=present:NoSchedule taint", args.urn)
@@ -84,7 +107,7 @@ def _validate_digests(args: ResourceValidationArgs, report_violation: ReportViol
         return
     for container in containers(pod_spec(args.resource_type, args.props)):
         image = str(container.get("image") or "")
-        if not DIGEST.search(image):
+        if not image_pinned(image):
             report_violation(f"container {container.get('name')} runs {image!r}, not pinned by digest", args.urn)
 
 
