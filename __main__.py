@@ -6,9 +6,11 @@ from components.cluster import GpuCluster, GpuClusterArgs
 from components.inference import InferenceService, InferenceServiceArgs
 from components.istio import IstioMesh, IstioMeshArgs
 from components.mesh_policy import MeshRouting, MeshSecurity
+from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.model_store import ModelStore, ModelStoreArgs
 from llm_mesh.plan.authz import security_objects
 from llm_mesh.plan.config import load_stack_config
+from llm_mesh.plan.gcp_names import cluster_name
 from llm_mesh.plan.inference import version_of
 from llm_mesh.plan.topology import model_names
 
@@ -24,8 +26,15 @@ mesh = IstioMesh("istio", IstioMeshArgs.from_config(config), on_cluster)
 in_mesh = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh])
 MeshSecurity("mesh-security", security_objects(config), in_mesh)
 store = ModelStore("models", ModelStoreArgs.from_config(config, stack), in_mesh)
+# Autoscalers read vLLM's queue depth from managed Prometheus through the adapter: deployed with them.
+adapters = []
+if config.autoscaled_models():
+    adapter_args = MetricsAdapterArgs.from_config(config, cluster_name(config, stack))
+    adapters.append(MetricsAdapter("metrics-adapter", adapter_args, on_cluster))
+# Servers start after the store serves (and each track's weights gate has seen its files there).
+serving = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh, store, *adapters])
 for names in model_names(config):
-    InferenceService(f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names), in_mesh)
+    InferenceService(f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names), serving)
     MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh)
 
 pulumi.export("environment", config.environment)

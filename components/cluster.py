@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from components.iam import service_account_member
 from llm_mesh.plan.config import ClusterConfig, GpuPool, StackConfig
 from llm_mesh.plan.gcp_names import cluster_name, service_account_id
+from llm_mesh.plan.topology import POOL_LABEL
 
 # What GKE nodes need to report logs and metrics and pull images; nothing else (GKE hardening guide).
 NODE_ROLES = (
@@ -21,7 +22,6 @@ NODE_ROLES = (
     "roles/stackdriver.resourceMetadata.writer",
     "roles/artifactregistry.reader",
 )
-POOL_LABEL = "llm-mesh/pool"
 # istiod's webhooks listen on 15017; GKE's own firewall rule lets the control plane reach only 443 and 10250.
 ISTIO_WEBHOOK_PORT = "15017"
 

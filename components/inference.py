@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pods import MESH_POD_ANNOTATIONS, restricted, zone_spread
+from components.pods import mesh_pod_annotations, restricted, zone_spread
 from llm_mesh.plan import inference
-from llm_mesh.plan.config import GpuPool, StackConfig
-from llm_mesh.plan.topology import TRACK_LABEL, ModelNames
+from llm_mesh.plan.config import GpuPool, ModelVersion, RoutingConfig, StackConfig
+from llm_mesh.plan.gpu_fit import Fit
+from llm_mesh.plan.topology import POOL_LABEL, SHAPE_ANNOTATION, TRACK_LABEL, ModelNames
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -31,13 +34,27 @@ MERGED_METRICS_PORT = 15020  # istio-proxy's agent serves app and proxy metrics 
 @dataclass(frozen=True)
 class InferenceServiceArgs:
     names: ModelNames
-    pool: GpuPool
+    # The model's own pool first, then the pools it may overflow to.
+    pools: list[GpuPool]
+    fit: Fit
     default_image: str
     store_namespace: str
+    # The weights gate runs the model store's small image (sh and wget), already on the system nodes.
+    gate_image: str
+    routing: RoutingConfig
 
     @classmethod
     def for_model(cls, config: StackConfig, names: ModelNames) -> InferenceServiceArgs:
-        return cls(names, config.pool_for(names.model), config.inference.image, config.model_store.namespace)
+        model = names.model
+        return cls(
+            names,
+            config.pools_for(model),
+            config.fit_for(model),
+            config.inference.image,
+            config.model_store.namespace,
+            config.model_store.server_image,
+            config.routing,
+        )
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -52,7 +69,12 @@ class InferenceService(pulumi.ComponentResource):
             opts=child,
         )
         for track in names.tracks:
-            _deployment(f"{name}-{track}", args, track, child)
+            version = inference.version_of(names.model, track)
+            gates = []
+            if inference.replicas(names.model, track) != 0:
+                gates = [_weights_gate(f"{name}-{track}-weights", args, version, child)]
+            deployment_opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=gates))
+            _deployment(f"{name}-{track}", args, track, deployment_opts)
         core.Service(
             f"{name}-svc",
             metadata=meta.ObjectMetaArgs(name=names.service, namespace=namespace, labels=names.labels()),
@@ -146,14 +168,84 @@ def _autoscaler(resource_name: str, names: ModelNames, opts: pulumi.ResourceOpti
     )
 
 
+def _weights_gate(
+    resource_name: str, args: InferenceServiceArgs, version: ModelVersion, opts: pulumi.ResourceOptions
+) -> k8s.batch.v1.Job:
+    """A Job that completes once the store serves every file of the version; the track's Deployment waits for it."""
+    names = args.names
+    base_url = inference.store_url(names, args.store_namespace, version)
+    # One Job per version: a Job's template cannot change, and a new version is a new gate.
+    job_name = f"{names.service}-weights-{version.version}"
+    container = core.ContainerArgs(
+        name="check",
+        image=args.gate_image,
+        command=inference.weights_gate_command(base_url, version),
+        resources=core.ResourceRequirementsArgs(
+            requests={"cpu": "50m", "memory": "32Mi"}, limits={"cpu": "100m", "memory": "64Mi"}
+        ),
+        security_context=restricted(run_as_non_root=True, read_only_root=True),
+    )
+    return k8s.batch.v1.Job(
+        resource_name,
+        metadata=meta.ObjectMetaArgs(name=job_name, namespace=names.namespace, labels=names.labels()),
+        spec=k8s.batch.v1.JobSpecArgs(
+            backoff_limit=0,
+            active_deadline_seconds=inference.WEIGHTS_WAIT_SECONDS + 300,
+            template=core.PodTemplateSpecArgs(
+                # Reads the store as the model's own identity, which the store's policy admits.
+                metadata=meta.ObjectMetaArgs(
+                    labels={"llm-mesh/role": "weights-gate"}, annotations=mesh_pod_annotations()
+                ),
+                spec=core.PodSpecArgs(
+                    service_account_name=names.service_account,
+                    restart_policy="Never",
+                    containers=[container],
+                ),
+            ),
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=ROLLOUT_TIMEOUTS)),
+    )
+
+
+def pool_affinity(pools: list[GpuPool]) -> core.AffinityArgs:
+    """Only the model's pools, preferring its own: overflow pools (e.g. spot) take what it cannot hold."""
+    return core.AffinityArgs(
+        node_affinity=core.NodeAffinityArgs(
+            required_during_scheduling_ignored_during_execution=core.NodeSelectorArgs(
+                node_selector_terms=[
+                    core.NodeSelectorTermArgs(
+                        match_expressions=[
+                            core.NodeSelectorRequirementArgs(
+                                key=POOL_LABEL, operator="In", values=[p.name for p in pools]
+                            )
+                        ]
+                    )
+                ]
+            ),
+            preferred_during_scheduling_ignored_during_execution=[
+                core.PreferredSchedulingTermArgs(
+                    weight=100,
+                    preference=core.NodeSelectorTermArgs(
+                        match_expressions=[
+                            core.NodeSelectorRequirementArgs(key=POOL_LABEL, operator="In", values=[pools[0].name])
+                        ]
+                    ),
+                )
+            ]
+            if len(pools) > 1
+            else None,
+        )
+    )
+
+
 def _deployment(
     resource_name: str, args: InferenceServiceArgs, track: str, opts: pulumi.ResourceOptions
 ) -> k8s.apps.v1.Deployment:
-    names, pool = args.names, args.pool
+    names, pool, fit = args.names, args.pools[0], args.fit
     model = names.model
     version = inference.version_of(model, track)
     labels = {**names.labels(track), "llm-mesh/model-version": version.version}
-    gpus = str(model.gpus_per_replica)
+    gpus = str(fit.tensor_parallel)
     base_url = inference.store_url(names, args.store_namespace, version)
     image = version.image or args.default_image
     # The server image runs as root (it writes caches under its home): no runAsNonRoot.
@@ -162,7 +254,7 @@ def _deployment(
     server = core.ContainerArgs(
         name="server",
         image=image,
-        args=inference.server_args(model, version),
+        args=inference.server_args(model, version, fit),
         ports=[core.ContainerPortArgs(name="http", container_port=inference.SERVER_PORT)],
         env=[core.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"), core.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1")],
         resources=core.ResourceRequirementsArgs(
@@ -180,6 +272,10 @@ def _deployment(
             core.VolumeMountArgs(name="models", mount_path=inference.MODEL_DIR, read_only=True),
             core.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
         ],
+        # Out of the Service first, then the requests in flight finish, then SIGTERM.
+        lifecycle=core.LifecycleArgs(
+            pre_stop=core.LifecycleHandlerArgs(exec_=core.ExecActionArgs(command=inference.drain_command(args.routing)))
+        ),
         security_context=security,
     )
     fetch = core.ContainerArgs(
@@ -192,7 +288,8 @@ def _deployment(
     )
     pod = core.PodSpecArgs(
         service_account_name=names.service_account,
-        node_selector={"cloud.google.com/gke-accelerator": pool.accelerator, "llm-mesh/pool": pool.name},
+        node_selector={"cloud.google.com/gke-accelerator": pool.accelerator},
+        affinity=pool_affinity(args.pools),
         tolerations=[GPU_TOLERATION],
         init_containers=[fetch],
         containers=[server],
@@ -203,7 +300,7 @@ def _deployment(
                 name="dshm", empty_dir=core.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=model.shm_size)
             ),
         ],
-        termination_grace_period_seconds=120,
+        termination_grace_period_seconds=inference.grace_period_seconds(args.routing),
         topology_spread_constraints=zone_spread(names.labels(track)),
     )
     annotations = {
@@ -211,7 +308,8 @@ def _deployment(
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(inference.SERVER_PORT),
         "prometheus.io/path": "/metrics",
-        **MESH_POD_ANNOTATIONS,
+        **mesh_pod_annotations(drain_seconds=inference.grace_period_seconds(args.routing)),
+        SHAPE_ANNOTATION: json.dumps(dataclasses.asdict(fit.shape), sort_keys=True),
     }
     return k8s.apps.v1.Deployment(
         resource_name,

@@ -63,6 +63,10 @@ def mesh_config(observability: ObservabilityConfig) -> dict[str, Any]:
     return config
 
 
+# GKE provisions an internal passthrough Network Load Balancer for a Service with this annotation.
+INTERNAL_LB_ANNOTATION = "networking.gke.io/load-balancer-type"
+
+
 def istiod_values(revision: str, observability: ObservabilityConfig) -> dict[str, Any]:
     return {
         "revision": revision,
@@ -89,8 +93,18 @@ def gateway_values(revision: str, gateway: GatewayConfig) -> dict[str, Any]:
             "targetCPUUtilizationPercentage": 80,
         },
         "podDisruptionBudget": {"minAvailable": 1},
-        "service": {"type": "LoadBalancer"},
+        "service": gateway_service(gateway),
     }
+
+
+def gateway_service(gateway: GatewayConfig) -> dict[str, Any]:
+    """The gateway's load balancer: on the VPC only unless exposure is public, and limited to sourceRanges."""
+    service: dict[str, Any] = {"type": "LoadBalancer"}
+    if gateway.exposure == "internal":
+        service["annotations"] = {INTERNAL_LB_ANNOTATION: "Internal"}
+    if gateway.source_ranges:
+        service["loadBalancerSourceRanges"] = list(gateway.source_ranges)
+    return service
 
 
 def gateway_object(gateway: GatewayConfig) -> Gateway:

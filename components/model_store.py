@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components.iam import service_account_member
 from components.manifests import declare
-from components.pods import MESH_POD_ANNOTATIONS, restricted, zone_spread
+from components.pods import mesh_pod_annotations, restricted, zone_spread
 from llm_mesh.mesh import ObjectMeta, ServiceEntry
 from llm_mesh.mesh.networking import ServiceEntryPort, ServiceEntrySpec
 from llm_mesh.plan.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
@@ -254,7 +254,7 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
     annotations = {
         "gke-gcsfuse/volumes": "true",
         "traffic.sidecar.istio.io/excludeOutboundIPRanges": METADATA_SERVER,
-        **MESH_POD_ANNOTATIONS,
+        **mesh_pod_annotations(),
     }
     probe = core.HTTPGetActionArgs(path="/", port="http")
     server = core.ContainerArgs(

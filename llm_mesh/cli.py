@@ -20,6 +20,7 @@ from llm_mesh.checks.analysis import analyze, inventory
 from llm_mesh.checks.kube_objects import helm_releases, kube_objects, render
 from llm_mesh.checks.policy_runner import PolicyConfigError, PolicyReport, run_policies
 from llm_mesh.checks.schemas import schema_findings, unchecked
+from llm_mesh.checks.serving import serving_findings
 from llm_mesh.engine.readers import (
     DocumentError,
     EngineDocument,
@@ -79,6 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--stack", required=True)
     verify.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
     verify.add_argument("--format", choices=["text", "json"], default="text")
+    push = model_commands.add_parser(
+        "push", help="upload a version's files to its bucket and record them (path, size, sha256) in the stack file"
+    )
+    push.add_argument("--stack", required=True)
+    push.add_argument("--model", required=True, help="a model of llm-mesh:models")
+    push.add_argument("--version", required=True, help="the version a track (stable, canary or mirror) names")
+    push.add_argument("folder", type=Path, metavar="DIR", help="the folder of the version's files")
+    push.add_argument(
+        "--to",
+        metavar="URL",
+        help="gs://BUCKET/PREFIX or s3://BUCKET/PREFIX, a registry the stack imports from, written as the "
+        "version's source (default: the stack's model store, at <model>/<version>/)",
+    )
+    push.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -96,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
         return _validate(project, args.stack, args.file, args.kubernetes_version)
     if args.command == "policy":
         return _policy(project, args.stack, args.files, args.env, args.config, args.format)
+    if args.command == "models" and args.models_command == "push":
+        return _push_models(project, args.stack, args.model, args.version, args.folder, args.to, args.s3_endpoint_url)
     if args.command == "models":
         return _verify_models(project, args.stack, args.s3_endpoint_url, args.format)
     return _preview(project, args.stack, args.json)
@@ -113,15 +130,18 @@ def _preview(project: Project, stack: str, json_path: Path | None) -> int:
     from llm_mesh.engine.document import preview_document
 
     try:
-        recording, _ = _record(project, stack)
+        recording, settings = _record(project, stack)
     except _Stop as stop:
         return stop.code
     document = preview_document(recording)
+    config = config_from_pulumi(settings.config)
     if json_path is not None:
         json_path.write_text(json.dumps(document, indent=2) + "\n")
     # Printed once the program ran: a config error prints its lines and nothing else.
     out.print(f"Previewing {project.name}/{stack} offline (Pulumi SDK mock runtime: no cloud calls, no state)\n")
     _print_plan(document)
+    for model in config.models:
+        out.print(f"Model {model.name}: {config.fit_for(model).summary()}", soft_wrap=True)
     if json_path is not None:
         out.print(f"Wrote {_relative(json_path)}")
     return 1 if any(d["severity"] == "error" for d in document["diagnostics"]) else 0
@@ -192,7 +212,12 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
     version = kubernetes_version or (config.cluster.kubernetes_version if config else "1.34")
     declared = set(config.security.callers) if config else set()
     objects = kube_objects(resources)
-    findings = schema_findings(objects, version) + analyze(inventory(objects, helm_releases(resources), declared))
+    environment = config.environment if config else _environment_of(resources)
+    findings = (
+        schema_findings(objects, version)
+        + analyze(inventory(objects, helm_releases(resources), declared))
+        + serving_findings(resources, environment)
+    )
     for finding in findings:
         style = "red" if finding.severity == "error" else "yellow"
         out.print(Text(finding.line(), style=style), soft_wrap=True)
@@ -311,6 +336,12 @@ def _print_policy_report(pack: str, label: str, report: PolicyReport) -> None:
     out.print(f"Summary: {len(report.violations)} violations ({mandatory} mandatory) of {len(report.levels)} rules\n")
 
 
+def _environment_of(resources: list[EngineResource]) -> str:
+    """The stack name in the URNs when it names an environment; else prod, the strictest."""
+    stacks = {r.stack for r in resources}
+    return stacks.pop() if len(stacks) == 1 and stacks <= {"dev", "staging", "prod"} else "prod"
+
+
 def _config_for(project: Project, resources: list[EngineResource]) -> StackConfig | None:
     """The stack config named by the document's URNs, when this project has that stack."""
     stacks = {r.stack for r in resources}
@@ -371,6 +402,27 @@ def _tree(steps: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 def _relative(path: Path) -> str:
     relative = os.path.relpath(path)
     return str(path) if relative.startswith("..") else relative
+
+
+def _push_models(
+    project: Project, stack: str, model: str, version: str, folder: Path, to: str | None, s3_endpoint_url: str | None
+) -> int:
+    from llm_mesh.ops.models_push import PushError, plan_push, push
+
+    try:
+        plan = plan_push(project, stack, model, version, folder, to, s3_endpoint_url)
+        for note in plan.notes:
+            out.print(Text(note, style="yellow"), soft_wrap=True)
+        push(plan, lambda line: out.print(Text(line), soft_wrap=True))
+    except ConfigError as exc:
+        # Nothing is uploaded or written when the edited stack would not validate.
+        for problem in exc.problems:
+            err.print(Text(f"error: {_relative(project.stack_file(stack))}: {problem}", style="red"))
+        return 2
+    except PushError as exc:
+        err.print(Text(f"error: {exc}", style="red"))
+        return exc.code
+    return 0
 
 
 if __name__ == "__main__":

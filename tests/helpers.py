@@ -22,3 +22,17 @@ def prop(state: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         value = value[int(part)] if isinstance(value, list) else value[part]
     return value
+
+
+# What every served model in a test config needs: the GPU fit's inputs and a version with weights.
+FIT: dict[str, Any] = {"shape": {"preset": "llama-3.1-8b"}, "contextLength": 8192}
+FILES: list[dict[str, Any]] = [{"path": "config.json"}, {"path": "model.safetensors"}]
+
+
+def version(name: str, **changes: Any) -> dict[str, Any]:
+    return {"version": name, "files": FILES, **changes}
+
+
+def served_model(name: str = "llama", **changes: Any) -> dict[str, Any]:
+    """A model entry of a stack config (camelCase, as written in a stack file) that fits an L4."""
+    return {"name": name, **FIT, "stable": version("v1"), **changes}

@@ -15,7 +15,7 @@ from llm_mesh.engine.stackfile import Project, StackSettings, read_stack_setting
 from llm_mesh.plan.authz import security_objects
 from llm_mesh.plan.config import ConfigError, StackConfig, parse_stack_config
 from llm_mesh.plan.gcp_names import service_account_id
-from tests.helpers import prop, resource
+from tests.helpers import prop, resource, served_model
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -134,28 +134,50 @@ def test_side_by_side_upgrade_keeps_the_previous_istiod() -> None:
 
 def test_jwt_at_the_gateway_refuses_requests_without_a_token() -> None:
     config = stack_config(
-        security={"jwt": {"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}}
+        models=[served_model()],
+        security={"jwt": {"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}},
     )
     manifests = {obj.key: obj.manifest() for obj in security_objects(config)}
     request_auth = manifests["RequestAuthentication/istio-ingress/gateway-jwt"]["spec"]
     assert request_auth["selector"] == {"matchLabels": {"istio": "ingressgateway"}}
+    # The gateway passes the token on, so that the model's own proxy can check the end user again.
     assert request_auth["jwtRules"] == [
-        {"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}
+        {
+            "issuer": "https://issuer.example.com",
+            "jwksUri": "https://issuer.example.com/jwks",
+            "forwardOriginalToken": True,
+        }
     ]
     deny = manifests["AuthorizationPolicy/istio-ingress/gateway-require-jwt"]["spec"]
     assert deny["action"] == "DENY"
     assert deny["rules"] == [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}]
-    assert not any(key.endswith("gateway-jwt") for key in (o.key for o in security_objects(stack_config())))
+    at_model = manifests["RequestAuthentication/inference/llama-jwt"]["spec"]
+    assert at_model["selector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "llama", "app.kubernetes.io/part-of": "llm-mesh"}
+    }
+    assert at_model["jwtRules"] == [
+        {"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}
+    ]
+    callers = manifests["AuthorizationPolicy/inference/llama-callers"]["spec"]
+    gateway_with_token = {
+        "source": {
+            "principals": ["cluster.local/ns/istio-ingress/sa/istio-ingressgateway"],
+            "requestPrincipals": ["https://issuer.example.com/*"],
+        }
+    }
+    assert [rule["from"] for rule in callers["rules"]] == [[gateway_with_token]] * 2
+    assert not any(key.endswith("-jwt") for key in (o.key for o in security_objects(stack_config())))
 
 
-def test_configured_callers_replace_the_gateway() -> None:
+def test_configured_callers_add_to_the_gateway() -> None:
     config = stack_config(
-        models=[{"name": "llama", "stable": {"version": "v1"}}],
+        models=[served_model()],
         security={"callers": ["cluster.local/ns/default/sa/api-gateway"]},
     )
     policy = next(o for o in security_objects(config) if o.key == "AuthorizationPolicy/inference/llama-callers")
     sources = [r["from"][0]["source"]["principals"] for r in policy.manifest()["spec"]["rules"]]
-    assert sources == [["cluster.local/ns/default/sa/api-gateway"]] * 2
+    both = ["cluster.local/ns/istio-ingress/sa/istio-ingressgateway", "cluster.local/ns/default/sa/api-gateway"]
+    assert sources == [both] * 2
 
 
 @pytest.mark.usefixtures("fresh_loop")

@@ -11,13 +11,14 @@ import pytest
 
 from llm_mesh.engine.stackfile import Project, read_stack_settings
 from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi, parse_stack_config
+from tests.helpers import served_model, version
 
 DIGEST = "@sha256:" + "ab" * 32
 BASE: dict[str, Any] = {
     "environment": "dev",
     "gcp": {"project": "llm-mesh-test"},
     "gpuPools": [{"name": "l4", "accelerator": "nvidia-l4", "machineType": "g2-standard-8"}],
-    "models": [{"name": "llama", "stable": {"version": "v1"}, "canary": {"version": "v2"}, "canaryWeight": 10}],
+    "models": [served_model(canary=version("v2"), canaryWeight=10)],
 }
 
 
@@ -105,7 +106,7 @@ def test_base_is_valid() -> None:
         ),
         (
             "models.0.mirror",
-            {"version": {"version": "v3"}, "percentage": 150},
+            {"version": version("v3"), "percentage": 150},
             "llm-mesh:models[0].mirror.percentage = 150",
         ),
         (
@@ -201,15 +202,15 @@ def test_each_stack_file_is_valid(stack: str) -> None:
             "llm-mesh:gpuPools[1].name = 'a': is used twice; names must be unique",
         ),
         (
-            {"models": [{"name": "m", "stable": {"version": "v1"}}, {"name": "m", "stable": {"version": "v1"}}]},
+            {"models": [served_model("m"), served_model("m")]},
             "llm-mesh:models[1].name = 'm': is used twice",
         ),
         (
-            {"models": [{"name": "m", "stable": {"version": "v1"}, "gpusPerReplica": 2}]},
+            {"models": [served_model("m", gpusPerReplica=2)]},
             "llm-mesh:models[0].gpusPerReplica = 2: a g2-standard-8 node in pool 'l4' has 1 GPU(s)",
         ),
         (
-            {"models": [{"name": "m", "stable": {"version": "v1", "source": "s3://registry/m/v1"}}]},
+            {"models": [served_model("m", stable=version("v1", source="s3://registry/m/v1"))]},
             "llm-mesh:models[0].stable.source = 's3://registry/m/v1': s3:// sources need modelStore.s3",
         ),
         ({"modelStore": {"s3": {}}}, "llm-mesh:modelStore.s3: AWS S3 needs roleArn or accessKeyId/secretAccessKey"),

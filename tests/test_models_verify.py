@@ -17,6 +17,7 @@ import yaml
 from moto.server import ThreadedMotoServer
 
 from tests.conftest import ROOT
+from tests.helpers import FIT
 
 CONFIG = b'{"architectures": ["LlamaForCausalLM"]}'
 WEIGHTS = bytes(range(256)) * 4096  # 1 MiB
@@ -58,7 +59,7 @@ def project_with(tmp_path: Path, models: list[dict[str, Any]]) -> Path:
         "llm-mesh:environment": "dev",
         "llm-mesh:gcp": {"project": "llm-mesh-test"},
         "llm-mesh:modelStore": {"s3": {"roleArn": "arn:aws:iam::123456789012:role/transfer"}},
-        "llm-mesh:models": models,
+        "llm-mesh:models": [{**FIT, **model} for model in models],
     }
     (tmp_path / "stacks" / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
     return tmp_path
@@ -103,7 +104,7 @@ def test_missing_truncated_and_wrong_checksum_are_each_named(s3_endpoint: str, t
     models = [
         {
             "name": "llama",
-            "stable": {"version": "v1", "source": "s3://registry/llama/v1/", "files": files(("config.json", CONFIG), ("generation_config.json", None))},
+            "stable": {"version": "v1", "source": "s3://registry/llama/v1/", "files": files(("config.json", CONFIG), ("generation_config.json", None), ("model.safetensors", WEIGHTS))},
             "canary": {"version": "v2", "source": "s3://registry/llama/v2/", "files": files(("model.safetensors", WEIGHTS))},
             "canaryWeight": 10,
             "mirror": {"version": {"version": "v3", "source": "s3://registry/llama/v3", "files": files(("model.safetensors", WEIGHTS))}},
@@ -127,12 +128,12 @@ def test_missing_truncated_and_wrong_checksum_are_each_named(s3_endpoint: str, t
     assert status == "sha256 differs" and detail.startswith(sha(WEIGHTS[::-1]))
     assert report["problems"] == 3
     text = verify(project, s3_endpoint)
-    assert "1 of 4 files ok; 3 missing or different" in text.stdout
+    assert "2 of 5 files ok; 3 missing or different" in text.stdout
     assert "generation_config.json" in text.stdout and "missing" in text.stdout
 
 
 def test_unreachable_endpoint_is_reported_not_raised(tmp_path: Path) -> None:
-    stable = {"version": "v1", "source": "s3://registry/llama/v1/", "files": files(("config.json", None))}
+    stable = {"version": "v1", "source": "s3://registry/llama/v1/", "files": files(("model.safetensors", None))}
     result = verify(project_with(tmp_path, [{"name": "llama", "stable": stable}]), "http://127.0.0.1:9")
     assert result.returncode == 1
     assert "unreadable" in result.stdout

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import json
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llm_mesh.engine.values import UNKNOWN
-from llm_mesh.plan.config import ModelVersion, parse_stack_config
-from llm_mesh.plan.inference import FETCH_SOURCE, fetch_command, replicas
+from llm_mesh.plan.config import parse_stack_config
+from llm_mesh.plan.inference import replicas
 from tests.conftest import STACKS
-from tests.helpers import prop, resource, steps_of_type
+from tests.helpers import prop, resource, served_model, steps_of_type, version
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 BUCKET = "gcp:storage/bucket:Bucket"
@@ -51,10 +44,10 @@ def test_inference_pods_fit_gpu_nodes(previews: dict[str, Any], stack: str) -> N
 
 def test_tracks_carry_their_version_labels_and_images(previews: dict[str, Any]) -> None:
     document = previews["prod"]
-    for track, version in (("stable", "v1"), ("canary", "v2"), ("mirror", "v3-rc1")):
+    for track, name in (("stable", "v1"), ("canary", "v2"), ("mirror", "v3-rc1")):
         deployment = resource(document, DEPLOYMENT, f"model-llama-31-8b-{track}")
         labels = prop(deployment, "spec.template.metadata.labels")
-        assert labels["version"] == track and labels["llm-mesh/model-version"] == version
+        assert labels["version"] == track and labels["llm-mesh/model-version"] == name
         assert prop(deployment, "spec.selector.matchLabels")["version"] == track
         assert "@sha256:" in prop(deployment, "spec.template.spec.containers.0.image")
     service = resource(document, "kubernetes:core/v1:Service", "model-llama-31-8b-svc")
@@ -78,14 +71,7 @@ def test_autoscaler_owns_the_stable_replica_count(previews: dict[str, Any]) -> N
 
 def test_canary_replicas_follow_the_weight() -> None:
     def model(weight: int, min_replicas: int = 4) -> Any:
-        config = {
-            "name": "m",
-            "stable": {"version": "v1"},
-            "canary": {"version": "v2"},
-            "canaryWeight": weight,
-            "minReplicas": min_replicas,
-            "maxReplicas": 8,
-        }
+        config = served_model("m", canary=version("v2"), canaryWeight=weight, minReplicas=min_replicas, maxReplicas=8)
         return parse_stack_config(
             {"environment": "dev", "gcp": {"project": "llm-mesh-test"}, "models": [config]}
         ).models[0]
@@ -152,7 +138,12 @@ def test_staging_imports_its_canary_from_s3(previews: dict[str, Any]) -> None:
     }
     assert spec["gcsDataSink"] == {"bucketName": "llm-mesh-staging-staging-models", "path": "llama-31-8b/v2/"}
     assert "getTransferProjectServiceAccount.email" in previews["staging"]["offline"]["knownAfterDeploy"]
-    assert steps_of_type(previews["prod"], TRANSFER) == [], "prod serves from its own bucket"
+    prod_jobs = [s["urn"].rsplit("::", 1)[1] for s in steps_of_type(previews["prod"], TRANSFER)]
+    assert prod_jobs == [
+        "models-import-llama-31-8b-v1",
+        "models-import-llama-31-8b-v2",
+        "models-import-llama-31-8b-v3-rc1",
+    ], "prod imports every version from its registry bucket"
 
 
 @pytest.mark.usefixtures("fresh_loop")
@@ -167,7 +158,7 @@ def test_s3_access_keys_stay_secret() -> None:
             "environment": "dev",
             "gcp": {"project": "llm-mesh-test"},
             "modelStore": {"s3": {"accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "very-secret"}},
-            "models": [{"name": "m", "stable": {"version": "v1", "source": "s3://registry/m/v1"}}],
+            "models": [served_model("m", stable=version("v1", source="s3://registry/m/v1"))],
         }
     )
 
@@ -182,56 +173,6 @@ def test_s3_access_keys_stay_secret() -> None:
         "accessKeyId": "[secret]",
         "secretAccessKey": "[secret]",
     }
-
-
-class _Files(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def model_store(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    root = tmp_path / "store"
-    (root / "models" / "m" / "v1" / "sub").mkdir(parents=True)
-    (root / "models" / "m" / "v1" / "config.json").write_bytes(b"{}")
-    (root / "models" / "m" / "v1" / "sub" / "weights.bin").write_bytes(b"\x01" * 4096)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Files(*a, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/models/m/v1", tmp_path / "local"
-    server.shutdown()
-
-
-def run_fetch(base_url: str, target: Path, files: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-    version = ModelVersion.model_validate({"version": "v1", "files": files})
-    command = fetch_command(base_url, version)
-    assert command[:3] == ["python3", "-c", FETCH_SOURCE]
-    # The init container's exact command, with the target folder moved from /models to a temporary one.
-    args = [sys.executable, "-c", FETCH_SOURCE, command[3], str(target), command[5]]
-    return subprocess.run(args, capture_output=True, text=True, timeout=60)
-
-
-def test_fetch_downloads_and_checks_each_file(model_store: tuple[str, Path]) -> None:
-    base_url, target = model_store
-    weights_sha = hashlib.sha256(b"\x01" * 4096).hexdigest()
-    result = run_fetch(base_url, target, [{"path": "config.json"}, {"path": "sub/weights.bin", "sha256": weights_sha}])
-    assert result.returncode == 0, result.stderr
-    assert (target / "sub" / "weights.bin").read_bytes() == b"\x01" * 4096
-    assert not list(target.rglob("*.part"))
-
-
-def test_fetch_refuses_a_corrupt_file(model_store: tuple[str, Path]) -> None:
-    base_url, target = model_store
-    result = run_fetch(base_url, target, [{"path": "sub/weights.bin", "sha256": "0" * 64}])
-    assert result.returncode != 0
-    assert "sub/weights.bin: sha256" in result.stderr and "does not match" in result.stderr
-    assert not (target / "sub" / "weights.bin").exists(), "a corrupt file never takes the real name"
-
-
-def test_fetch_fails_on_a_missing_file(model_store: tuple[str, Path]) -> None:
-    base_url, target = model_store
-    result = run_fetch(base_url, target, [{"path": "missing.json"}])
-    assert result.returncode != 0 and "missing.json: HTTP Error 404" in result.stderr
 
 
 def test_model_store_may_reach_cloud_storage_under_registry_only(previews: dict[str, Any]) -> None:
@@ -270,7 +211,7 @@ def test_a_canary_at_weight_zero_gets_no_route() -> None:
         {
             "environment": "dev",
             "gcp": {"project": "llm-mesh-test"},
-            "models": [{"name": "m", "stable": {"version": "v1"}, "canary": {"version": "v2"}, "canaryWeight": 0}],
+            "models": [served_model("m", canary=version("v2"), canaryWeight=0)],
         }
     )
     routes = virtual_service(model_names(config)[0], config.routing).manifest()["spec"]["http"]
@@ -285,13 +226,13 @@ def store_config(**model_store: Any) -> Any:
             "gcp": {"project": "llm-mesh-test"},
             "modelStore": model_store,
             "models": [
-                {
-                    "name": "m",
-                    "stable": {"version": "v1", "source": "gs://llm-mesh-test-test-models/m/v1/"},
-                    "canary": {"version": "v2", "source": "gs://partner-weights/m/v2"},
-                    "mirror": {"version": {"version": "v3", "source": "s3://registry/m/v3"}},
-                    "canaryWeight": 10,
-                }
+                served_model(
+                    "m",
+                    stable=version("v1", source="gs://llm-mesh-test-test-models/m/v1/"),
+                    canary=version("v2", source="gs://partner-weights/m/v2"),
+                    mirror={"version": version("v3", source="s3://registry/m/v3")},
+                    canaryWeight=10,
+                )
             ],
         }
     )

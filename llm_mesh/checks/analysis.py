@@ -6,7 +6,8 @@ Pure functions over the objects a stack declares. Codes:
   LM0102 a subset selects no pods the stack deploys     LM0108 retries on non-idempotent failures (warning)
   LM0103 a destination or mirror host nobody serves     LM0109 retries that cannot fit in the timeout (warning)
   LM0104 two VirtualServices claim one host             LM0110 a VirtualService names a Gateway that is not there
-  LM0105 a DestinationRule weakens mTLS under STRICT
+  LM0105 a DestinationRule weakens mTLS under STRICT      (a workload that opts out with sidecar.istio.io/inject
+                                                          "false" and says why in llm-mesh/outside-mesh is exempt)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from llm_mesh.mesh import (
 )
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.mesh.networking import CONNECTION_LEVEL_RETRIES, Destination, HTTPRoute
-from llm_mesh.plan.topology import ISTIO_NAMESPACE, principal
+from llm_mesh.plan.topology import ISTIO_NAMESPACE, OUTSIDE_MESH_ANNOTATION, principal
 
 TYPED = {
     cls.kind: cls
@@ -58,6 +59,8 @@ class Inventory:
     istio: list[IstioObject] = field(default_factory=list)
     services: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> selector
     workloads: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (key, namespace, pod labels)
+    # Workloads that stay outside the mesh on purpose, and say why on their pod template.
+    outside_mesh: set[str] = field(default_factory=set)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
     principals: set[str] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
@@ -77,8 +80,11 @@ def inventory(objects: list[KubeObject], releases: list[EngineResource], declare
         elif obj.kind == "Service":
             inv.services[_fqdn(obj.name, obj.namespace)] = dict(spec.get("selector") or {})
         elif obj.kind in WORKLOAD_KINDS:
-            labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-            inv.workloads.append((obj.key, obj.namespace, dict(labels)))
+            template = (spec.get("template") or {}).get("metadata") or {}
+            inv.workloads.append((obj.key, obj.namespace, dict(template.get("labels") or {})))
+            annotations = template.get("annotations") or {}
+            if annotations.get("sidecar.istio.io/inject") == "false" and annotations.get(OUTSIDE_MESH_ANNOTATION):
+                inv.outside_mesh.add(obj.key)
         elif obj.kind == "Namespace":
             inv.namespaces[obj.name] = dict(obj.manifest.get("metadata", {}).get("labels") or {})
         elif obj.kind == "ServiceAccount":
@@ -294,6 +300,8 @@ def _principals(inv: Inventory) -> list[Finding]:
 def _injection(inv: Inventory) -> list[Finding]:
     findings = []
     for key, namespace, _ in inv.workloads:
+        if key in inv.outside_mesh:
+            continue
         labels = inv.namespaces.get(namespace)
         if labels is None or not injection_enabled(labels):
             findings.append(

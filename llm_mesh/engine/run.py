@@ -291,7 +291,13 @@ def _shape(types: dict[str, Any], depth: int) -> tuple[tuple[str, Any], ...]:
         if kind is str:
             shape.append((prop, "str"))
         elif isinstance(kind, type) and _types.is_output_type(kind) and depth < 2:
-            shape.append((prop, _shape(_types.output_type_types(kind), depth + 1)))
+            try:
+                nested = _types.output_type_types(kind)
+            except (AttributeError, NameError):
+                # A generated type whose annotations name a module the SDK does not ship (pulumi-kubernetes'
+                # JobSpec names scheduling.v1alpha3): its outputs stay unset and fall back to the inputs.
+                continue
+            shape.append((prop, _shape(nested, depth + 1)))
         # Numbers, booleans and lists stay unset: the SDK then falls back to the inputs, or to None.
     return tuple(shape)
 

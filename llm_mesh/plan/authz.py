@@ -57,13 +57,27 @@ def allow_nothing(namespace: str) -> AuthorizationPolicy:
 
 
 def callers(config: StackConfig) -> list[str]:
-    return list(config.security.callers) or [GATEWAY_PRINCIPAL]
+    """In-mesh callers: the ingress gateway (every external request comes through it) and the configured ones."""
+    return [GATEWAY_PRINCIPAL, *(c for c in config.security.callers if c != GATEWAY_PRINCIPAL)]
+
+
+def caller_sources(config: StackConfig) -> list[RuleFrom]:
+    """With end-user authentication, requests through the gateway must also carry a token of the issuer
+    (checked again at the pod, so a compromised gateway alone cannot call); in-mesh callers need only mTLS."""
+    jwt = config.security.jwt
+    if jwt is None:
+        return [RuleFrom(source=Source(principals=callers(config)))]
+    sources = [RuleFrom(source=Source(principals=[GATEWAY_PRINCIPAL], request_principals=[f"{jwt.issuer}/*"]))]
+    others = callers(config)[1:]
+    if others:
+        sources.append(RuleFrom(source=Source(principals=others)))
+    return sources
 
 
 def inference_allow(config: StackConfig) -> list[AuthorizationPolicy]:
     policies = []
     for names in model_names(config):
-        source = RuleFrom(source=Source(principals=callers(config)))
+        sources = caller_sources(config)
         policies.append(
             AuthorizationPolicy(
                 metadata=ObjectMeta(name=f"{names.service}-callers", namespace=names.namespace),
@@ -71,10 +85,8 @@ def inference_allow(config: StackConfig) -> list[AuthorizationPolicy]:
                     selector=WorkloadSelector(match_labels=names.labels()),
                     action="ALLOW",
                     rules=[
-                        Rule(
-                            from_=[source], to=[RuleTo(operation=Operation(methods=["POST"], paths=COMPLETION_PATHS))]
-                        ),
-                        Rule(from_=[source], to=[RuleTo(operation=Operation(methods=["GET"], paths=LISTING_PATHS))]),
+                        Rule(from_=sources, to=[RuleTo(operation=Operation(methods=["POST"], paths=COMPLETION_PATHS))]),
+                        Rule(from_=sources, to=[RuleTo(operation=Operation(methods=["GET"], paths=LISTING_PATHS))]),
                     ],
                 ),
             )
@@ -108,13 +120,24 @@ def gateway_jwt(config: StackConfig) -> list[IstioObject]:
     if jwt is None:
         return []
     selector = WorkloadSelector(match_labels=GATEWAY_SELECTOR)
+    # The gateway passes the token on, so that the model pods can check the end user again.
+    rule = JWTRule(
+        issuer=jwt.issuer, jwks_uri=jwt.jwks_uri, audiences=jwt.audiences or None, forward_original_token=True
+    )
+    at_models = [
+        RequestAuthentication(
+            metadata=ObjectMeta(name=f"{names.service}-jwt", namespace=names.namespace),
+            spec=RequestAuthenticationSpec(
+                selector=WorkloadSelector(match_labels=names.labels()),
+                jwt_rules=[rule.model_copy(update={"forward_original_token": None})],
+            ),
+        )
+        for names in model_names(config)
+    ]
     return [
         RequestAuthentication(
             metadata=ObjectMeta(name="gateway-jwt", namespace=INGRESS_NAMESPACE),
-            spec=RequestAuthenticationSpec(
-                selector=selector,
-                jwt_rules=[JWTRule(issuer=jwt.issuer, jwks_uri=jwt.jwks_uri, audiences=jwt.audiences or None)],
-            ),
+            spec=RequestAuthenticationSpec(selector=selector, jwt_rules=[rule]),
         ),
         # RequestAuthentication alone lets token-less requests through; this policy refuses them.
         AuthorizationPolicy(
@@ -125,6 +148,7 @@ def gateway_jwt(config: StackConfig) -> list[IstioObject]:
                 rules=[Rule(from_=[RuleFrom(source=Source(not_request_principals=["*"]))])],
             ),
         ),
+        *at_models,
     ]
 
 

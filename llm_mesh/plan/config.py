@@ -8,6 +8,7 @@ the program declares a single resource.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -31,7 +32,7 @@ from pydantic.alias_generators import to_camel
 
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.mesh.networking import RETRY_CONDITIONS
-from llm_mesh.plan import gpu
+from llm_mesh.plan import gpu, gpu_fit
 
 NAMESPACE = "llm-mesh"
 SECRET_KEYS = frozenset({"accessKeyId", "secretAccessKey", "access_key_id", "secret_access_key"})
@@ -42,7 +43,29 @@ IstioChart = Literal["base", "cni", "istiod", "gateway"]
 DriverVersion = Literal["DEFAULT", "LATEST", "INSTALLATION_DISABLED"]
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# GKE's release registry publishes each build under a new `-gke.N` tag and never moves one: as fixed as a digest.
+_GKE_RELEASE = re.compile(r"^gcr\.io/gke-release/[a-z0-9/_-]+:v[0-9.]+-gke\.[0-9]+$")
+
+
+def image_pinned(image: str) -> bool:
+    """A digest, or a GKE release build (which GKE's own add-ons reference by tag)."""
+    return bool(_DIGEST.search(image) or _GKE_RELEASE.match(image))
+
+
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+_CIDR = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
+# Files that hold a model's weights: a version without one serves nothing.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+# Server flags the stack decides from the fit and the topology; a user sets them through config keys.
+DECIDED_FLAGS = {
+    "--model": "the model path is the version's folder, given positionally",
+    "--served-model-name": "set servedName",
+    "--port": "the port is fixed by the Service",
+    "--tensor-parallel-size": "set gpusPerReplica",
+    "--max-model-len": "set contextLength",
+    "--gpu-memory-utilization": "decided from the pool's GPU (and its sharing)",
+    "--kv-cache-dtype": "set kvCacheDtype",
+}
 _PRINCIPAL = re.compile(r"^[a-z0-9.-]+/ns/[a-z0-9]([-a-z0-9]*[a-z0-9])?/sa/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -119,7 +142,7 @@ class GcpConfig(_Model):
 
 
 class AuthorizedNetwork(_Model):
-    cidr_block: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+    cidr_block: str = Field(pattern=_CIDR)
     display_name: str
 
 
@@ -272,7 +295,18 @@ class ModelVersion(_Model):
     # Overrides inference.image for this version only.
     image: Image | None = None
     # The files the server needs, relative to the version's folder; fetched before the server starts.
-    files: list[ArtifactFile] = Field(default_factory=lambda: [ArtifactFile(path="config.json")], min_length=1)
+    # `llm-mesh models push` uploads a folder and writes this list (sizes and sha256 included).
+    files: list[ArtifactFile] = Field(min_length=1)
+
+    @field_validator("files")
+    @classmethod
+    def _has_weights(cls, files: list[ArtifactFile]) -> list[ArtifactFile]:
+        if not any(f.path.endswith(WEIGHT_SUFFIXES) for f in files):
+            raise ValueError(
+                f"lists no weights file ({', '.join('*' + s for s in WEIGHT_SUFFIXES)}): the server would start on "
+                "a config alone; list every file of the version (`llm-mesh models push` writes them)"
+            )
+        return files
 
 
 class Mirror(_Model):
@@ -282,12 +316,79 @@ class Mirror(_Model):
     percentage: float = Field(default=10.0, ge=0, le=100)
 
 
+class ModelShapeConfig(_Model):
+    """What the GPU fit needs: a known model's preset, or the numbers from its config.json."""
+
+    preset: str | None = None
+    parameters_billions: float | None = Field(default=None, gt=0)
+    layers: int | None = Field(default=None, ge=1)
+    attention_heads: int | None = Field(default=None, ge=1)
+    kv_heads: int | None = Field(default=None, ge=1)
+    head_dim: int | None = Field(default=None, ge=1)
+    native_context: int | None = Field(default=None, ge=1)
+    # Overrides the preset's dtype, e.g. an fp8 build of a known model.
+    dtype: gpu_fit.WeightDtype | None = None
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str | None) -> str | None:
+        if preset is not None and preset not in gpu_fit.PRESETS:
+            close = difflib.get_close_matches(preset, list(gpu_fit.PRESETS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"unknown preset; {hint}known: {', '.join(gpu_fit.PRESETS)}; or give parametersBillions, layers, "
+                "attentionHeads, kvHeads, headDim and nativeContext from the model's config.json"
+            )
+        return preset
+
+    @model_validator(mode="after")
+    def _preset_or_numbers(self) -> ModelShapeConfig:
+        numbers = {
+            "parametersBillions": self.parameters_billions,
+            "layers": self.layers,
+            "attentionHeads": self.attention_heads,
+            "kvHeads": self.kv_heads,
+            "headDim": self.head_dim,
+            "nativeContext": self.native_context,
+        }
+        given = [k for k, v in numbers.items() if v is not None]
+        if self.preset is not None and given:
+            raise ValueError(f"give a preset or the numbers, not both (remove {', '.join(given)})")
+        missing = [k for k, v in numbers.items() if v is None]
+        if self.preset is None and missing:
+            raise ValueError(f"without a preset, the fit needs {', '.join(missing)} (from the model's config.json)")
+        return self
+
+    def resolve(self) -> gpu_fit.ModelShape:
+        if self.preset is not None:
+            shape = gpu_fit.PRESETS[self.preset]
+            return shape if self.dtype is None else dataclasses.replace(shape, dtype=self.dtype)
+        assert self.parameters_billions and self.layers and self.attention_heads and self.kv_heads
+        assert self.head_dim and self.native_context
+        return gpu_fit.ModelShape(
+            round(self.parameters_billions * 1e9),
+            layers=self.layers,
+            attention_heads=self.attention_heads,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            native_context=self.native_context,
+            dtype=self.dtype or "bfloat16",
+        )
+
+
 class ServedModel(_Model):
     name: Name
     # The model name clients send in the OpenAI `model` field; defaults to `name`.
     served_name: str | None = None
+    # What the GPU fit needs, and the context length served (vLLM's --max-model-len).
+    shape: ModelShapeConfig
+    context_length: int = Field(ge=gpu_fit.BLOCK_TOKENS)
+    kv_cache_dtype: gpu_fit.KvCacheDtype = "auto"
+    # The pool the model prefers, and pools it may overflow to when that one is full (e.g. spot capacity).
     gpu_pool: Name | None = None
-    gpus_per_replica: int = Field(default=1, ge=1)
+    overflow_pools: list[Name] = []
+    # None: the fewest GPUs of the pool's nodes on which a full-length sequence fits.
+    gpus_per_replica: int | None = Field(default=None, ge=1)
     stable: ModelVersion
     canary: ModelVersion | None = None
     # Percent of requests for the canary; the stable version takes the rest.
@@ -300,8 +401,17 @@ class ServedModel(_Model):
     # Local disk for the fetched weights, and shared memory for the server's worker processes.
     cache_size: str = Field(default="100Gi", pattern=r"^\d+(Mi|Gi)$")
     shm_size: str = Field(default="16Gi", pattern=r"^\d+(Mi|Gi)$")
-    # Extra server flags, e.g. ["--max-model-len", "8192"].
+    # Extra server flags, e.g. ["--enable-prefix-caching"]; flags the stack decides are refused.
     args: list[str] = []
+
+    @field_validator("args")
+    @classmethod
+    def _no_decided_flags(cls, args: list[str]) -> list[str]:
+        for arg in args:
+            flag = arg.split("=", 1)[0]
+            if flag in DECIDED_FLAGS:
+                raise ValueError(f"{flag} is decided by the stack: {DECIDED_FLAGS[flag]}")
+        return args
 
     def tracks(self) -> list[tuple[str, ModelVersion]]:
         """The versions deployed, by track: stable always, canary and mirror when configured."""
@@ -331,6 +441,8 @@ class InferenceConfig(_Model):
     # vLLM's OpenAI-compatible server; prod stacks pin it by digest.
     image: Image = "vllm/vllm-openai:v0.27.1"
     namespace: Name = "inference"
+    # Serves managed-Prometheus series to the autoscalers (deployed when a model autoscales).
+    metrics_adapter_image: Image = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"
 
 
 class S3Import(_Model):
@@ -403,6 +515,11 @@ def revision_of(version: str) -> str:
 class GatewayConfig(_Model):
     # Each model is reachable at <model>.<domain> through the ingress gateway.
     domain: str = Field(default="llm.internal", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    # internal: a load balancer on the VPC only; public: an internet-facing one (prod then needs security.jwt
+    # or sourceRanges, so that inference is never anonymous).
+    exposure: Literal["internal", "public"] = "internal"
+    # Client networks the load balancer admits (loadBalancerSourceRanges); empty: any.
+    source_ranges: list[Annotated[str, Field(pattern=_CIDR)]] = []
     # Kubernetes TLS secret in the gateway's namespace; none: plain HTTP on port 80 (not in prod).
     tls_credential_name: str | None = None
     min_replicas: int = Field(default=2, ge=1)
@@ -481,13 +598,108 @@ class StackConfig(_Model):
                 raise _KeyError(
                     f"models[{i}].gpuPool", model.gpu_pool, f"names no GPU pool; use one of {sorted(pools)}"
                 )
+            for j, name in enumerate(model.overflow_pools):
+                if name not in pools:
+                    raise _KeyError(
+                        f"models[{i}].overflowPools[{j}]", name, f"names no GPU pool; use one of {sorted(pools)}"
+                    )
+                own = self.pool_for(model)
+                if name == own.name:
+                    raise _KeyError(f"models[{i}].overflowPools[{j}]", name, "is the model's own gpuPool already")
+                other = pools[name]
+                if (other.accelerator, other.mig_partition_size, other.sharing) != (
+                    own.accelerator,
+                    own.mig_partition_size,
+                    own.sharing,
+                ):
+                    raise _KeyError(
+                        f"models[{i}].overflowPools[{j}]",
+                        name,
+                        f"carries other GPUs than pool {own.name!r} (accelerator, MIG partition or sharing); the "
+                        "server's flags are decided once, so an overflow pool must carry the same GPU",
+                    )
+            for pool in self.pools_for(model):
+                if model.gpus_per_replica is not None and model.gpus_per_replica > pool.gpu_count:
+                    raise _KeyError(
+                        f"models[{i}].gpusPerReplica",
+                        model.gpus_per_replica,
+                        f"a {pool.machine_type} node in pool {pool.name!r} has {pool.gpu_count} GPU(s)",
+                    )
+        if self.models:
+            used = {pool.name for model in self.models for pool in self.pools_for(model)}
+            for i, pool in enumerate(self.gpu_pools):
+                if pool.name not in used:
+                    raise _KeyError(
+                        f"gpuPools[{i}].name",
+                        pool.name,
+                        "no model can run on this pool (pays for nodes nothing schedules on); name it in a model's "
+                        "gpuPool or overflowPools, or remove the pool",
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _models_fit_their_gpus(self) -> StackConfig:
+        for i, model in enumerate(self.models):
+            shape = model.shape.resolve()
+            if model.gpus_per_replica is not None:
+                problem = gpu_fit.tensor_parallel_problem(shape, model.gpus_per_replica)
+                if problem:
+                    raise _KeyError(f"models[{i}].gpusPerReplica", model.gpus_per_replica, problem)
+            fit = self.fit_for(model)
             pool = self.pool_for(model)
-            if model.gpus_per_replica > pool.gpu_count:
-                raise _KeyError(
-                    f"models[{i}].gpusPerReplica",
-                    model.gpus_per_replica,
-                    f"a {pool.machine_type} node in pool {pool.name!r} has {pool.gpu_count} GPU(s)",
-                )
+            problem = fit.problem()
+            if problem:
+                key = "contextLength" if fit.kv_budget_per_gpu > 0 else "gpuPool"
+                value = model.context_length if key == "contextLength" else pool.name
+                raise _KeyError(f"models[{i}].{key}", value, f"{problem} (pool {pool.name!r})")
+            for j, name in enumerate(model.overflow_pools):
+                other = next(p for p in self.gpu_pools if p.name == name)
+                if other.gpu_count < fit.tensor_parallel:
+                    raise _KeyError(
+                        f"models[{i}].overflowPools[{j}]",
+                        name,
+                        f"its {other.machine_type} nodes have {other.gpu_count} GPU(s); a replica needs "
+                        f"{fit.tensor_parallel}",
+                    )
+        return self
+
+    def pools_for(self, model: ServedModel) -> list[GpuPool]:
+        """The pools a model may run on: its own first, then its overflow pools."""
+        by_name = {p.name: p for p in self.gpu_pools}
+        return [self.pool_for(model)] + [by_name[n] for n in model.overflow_pools if n in by_name]
+
+    def _fit_on(self, model: ServedModel, pool: GpuPool) -> gpu_fit.Fit:
+        sharing = pool.sharing.max_shared_clients_per_gpu if pool.sharing else 1
+        gpu_ = gpu_fit.Gpu.of(pool.accelerator, pool.mig_partition_size, sharing)
+        return gpu_fit.choose_fit(
+            model.shape.resolve(),
+            gpu_,
+            model.context_length,
+            pool.gpu_count,
+            model.gpus_per_replica,
+            model.kv_cache_dtype,
+        )
+
+    def fit_for(self, model: ServedModel) -> gpu_fit.Fit:
+        """The fit the servers run with: decided on the model's own pool (overflow pools are checked to hold it)."""
+        return self._fit_on(model, self.pool_for(model))
+
+    @model_validator(mode="after")
+    def _not_anonymous_in_prod(self) -> StackConfig:
+        gateway = self.gateway
+        if (
+            self.environment == "prod"
+            and self.models
+            and gateway.exposure == "public"
+            and not gateway.source_ranges
+            and self.security.jwt is None
+        ):
+            raise _KeyError(
+                "gateway.exposure",
+                "public",
+                "prod would serve inference to anyone on the internet; set security.jwt (end-user tokens checked "
+                "at the gateway), gateway.sourceRanges (client networks), or exposure: internal",
+            )
         return self
 
     @model_validator(mode="after")
@@ -514,7 +726,7 @@ class StackConfig(_Model):
             return self
         if self.gateway.tls_credential_name is None:
             raise _KeyError("gateway.tlsCredentialName", None, "prod serves HTTPS only; name the gateway's TLS secret")
-        unpinned = [(path, image) for path, image in self.images() if not _DIGEST.search(image)]
+        unpinned = [(path, image) for path, image in self.images() if not image_pinned(image)]
         if unpinned:
             path, image = unpinned[0]
             raise _KeyError(path, image, "prod images must be pinned by digest: 'repo@sha256:<64 hex>'")
@@ -524,9 +736,15 @@ class StackConfig(_Model):
         """Every container image the stack runs, with the config key that chooses it."""
         yield "inference.image", self.inference.image
         yield "modelStore.serverImage", self.model_store.server_image
+        if self.autoscaled_models():
+            yield "inference.metricsAdapterImage", self.inference.metrics_adapter_image
         for path, version in self.versions():
             if version.image is not None:
                 yield f"{path}.image", version.image
+
+    def autoscaled_models(self) -> list[ServedModel]:
+        """Models whose stable track the autoscaler sizes (every model that runs at all)."""
+        return [m for m in self.models if m.min_replicas > 0]
 
     def pool_for(self, model: ServedModel) -> GpuPool:
         return next((p for p in self.gpu_pools if p.name == model.gpu_pool), self.gpu_pools[0])
@@ -590,13 +808,23 @@ def _describe(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return f"{_key_path(loc)}: unknown key{_suggestion(loc)}"
     if error["type"] == "missing":
-        return f"{_key_path(loc)}: required key is missing"
+        return f"{_key_path(loc)}: required key is missing{MISSING_HINTS.get(str(loc[-1]), '')}"
     value = error["input"]
     holds_objects = isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value))
     if holds_objects or any(str(part) in SECRET_KEYS for part in loc):
         # Objects may hold secrets, and a secret's value is never printed: name the key only.
         return f"{_key_path(loc)}: {message}"
     return f"{_key_path(loc)} = {value!r}: {message}"
+
+
+MISSING_HINTS = {
+    "files": (
+        "; list the version's files, weights included: `llm-mesh models push --stack ENV --model NAME --version V "
+        "DIR` uploads a model folder and writes them"
+    ),
+    "shape": "; the GPU fit needs it: e.g. shape: {preset: llama-3.1-8b}",
+    "contextLength": "; the context served (vLLM's --max-model-len), e.g. contextLength: 8192",
+}
 
 
 def _key_path(loc: tuple[str | int, ...]) -> str:

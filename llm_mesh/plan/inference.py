@@ -1,4 +1,4 @@
-"""Decisions for the inference service: replicas per track, the server's command line, the model fetch."""
+"""Decisions for the inference service: replicas per track, the server's command line, the model fetch, drain."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from llm_mesh.plan.config import ModelVersion, ServedModel
+from llm_mesh.mesh.base import duration_seconds
+from llm_mesh.plan.config import WEIGHT_SUFFIXES, ModelVersion, RoutingConfig, ServedModel
+from llm_mesh.plan.gpu_fit import Fit
 from llm_mesh.plan.topology import MODEL_STORE, ModelNames
 
 SERVER_PORT = 8000
@@ -15,6 +17,12 @@ MODEL_DIR = "/models"
 STARTUP_PERIOD_SECONDS = 10
 STARTUP_FAILURES = 180
 FETCH_SOURCE = (Path(__file__).parent / "fetch_model.py").read_text()
+DRAIN_SOURCE = (Path(__file__).parent / "drain_server.py").read_text()
+# How long a pod waits for weights that are not in the store yet: inside the 45-minute rollout `pulumi up` allows.
+WEIGHTS_WAIT_SECONDS = 40 * 60
+# Endpoint removal reaching every Envoy, and the server's own exit after SIGTERM.
+DRAIN_PROPAGATION_SECONDS = 10
+SHUTDOWN_SECONDS = 20
 
 
 def version_of(model: ServedModel, track: str) -> ModelVersion:
@@ -39,19 +47,51 @@ def replicas(model: ServedModel, track: str) -> int | None:
     return 1
 
 
-def server_args(model: ServedModel, version: ModelVersion) -> list[str]:
-    """vLLM's OpenAI-compatible server over the fetched weights, one tensor-parallel rank per GPU."""
-    return [
-        "--model",
+def server_args(model: ServedModel, version: ModelVersion, fit: Fit) -> list[str]:
+    """`vllm serve` (the image's entrypoint) over the fetched weights, given positionally, with the flags the
+    GPU fit decided: one tensor-parallel rank per GPU, the context served, the memory fraction to take."""
+    args = [
         f"{MODEL_DIR}/{version.version}",
         "--served-model-name",
         model.served_name or model.name,
         "--port",
         str(SERVER_PORT),
         "--tensor-parallel-size",
-        str(model.gpus_per_replica),
-        *model.args,
+        str(fit.tensor_parallel),
+        "--max-model-len",
+        str(fit.context),
+        "--gpu-memory-utilization",
+        str(fit.gpu.utilization),
     ]
+    if fit.kv_cache_dtype != "auto":
+        args += ["--kv-cache-dtype", fit.kv_cache_dtype]
+    return args + list(model.args)
+
+
+def drain_deadline_seconds(routing: RoutingConfig) -> int:
+    """A request may run as long as its route allows: the drain waits that long for the last one."""
+    return int(duration_seconds(routing.timeout))
+
+
+def grace_period_seconds(routing: RoutingConfig) -> int:
+    """The pod's terminationGracePeriodSeconds: propagation, the longest request, then the server's exit."""
+    return DRAIN_PROPAGATION_SECONDS + drain_deadline_seconds(routing) + SHUTDOWN_SECONDS
+
+
+def drain_command(routing: RoutingConfig) -> list[str]:
+    """The server's preStop hook (drain_server.py with the image's Python)."""
+    return [
+        "python3",
+        "-c",
+        DRAIN_SOURCE,
+        str(SERVER_PORT),
+        str(DRAIN_PROPAGATION_SECONDS),
+        str(drain_deadline_seconds(routing)),
+    ]
+
+
+def weight_files(version: ModelVersion) -> list[str]:
+    return [f.path for f in version.files if f.path.endswith(WEIGHT_SUFFIXES)]
 
 
 def store_url(names: ModelNames, store_namespace: str, version: ModelVersion) -> str:
@@ -65,4 +105,39 @@ def fetch_command(base_url: str, version: ModelVersion) -> list[str]:
     the mesh with mTLS like any other.
     """
     files = [artifact.model_dump(exclude_none=True) for artifact in version.files]
-    return ["python3", "-c", FETCH_SOURCE, base_url, f"{MODEL_DIR}/{version.version}", json.dumps(files)]
+    return [
+        "python3",
+        "-c",
+        FETCH_SOURCE,
+        base_url,
+        f"{MODEL_DIR}/{version.version}",
+        json.dumps(files),
+        str(WEIGHTS_WAIT_SECONDS),
+    ]
+
+
+# POSIX sh and wget --spider (BusyBox's or GNU's): what the model store's own small image has.
+WEIGHTS_GATE_SCRIPT = """\
+base="$1"; deadline=$(( $(date +%s) + $2 )); shift 2
+for file in "$@"; do
+  until wget -q --spider "$base/$file"; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "missing in the model store: $file (llm-mesh models push, or the version's import job, puts it there)" >&2
+      exit 1
+    fi
+    echo "waiting for $file"; sleep "${WEIGHTS_GATE_POLL_SECONDS:-15}"
+  done
+  echo "present: $file"
+done
+"""
+
+
+def weights_gate_command(base_url: str, version: ModelVersion) -> list[str]:
+    """The weights gate's command: every file of the version is served by the store, or it fails by the deadline.
+
+    A Job that `pulumi up` waits for before it starts the servers, so the rollout order is store, import,
+    weights present, servers, and a missing file is one clear failure instead of a crash-looping GPU pod.
+    """
+    return ["sh", "-c", WEIGHTS_GATE_SCRIPT, "weights-gate", base_url, str(WEIGHTS_WAIT_SECONDS)] + [
+        f.path for f in version.files
+    ]

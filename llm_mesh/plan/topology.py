@@ -14,6 +14,11 @@ GATEWAY_NAME = "llm-gateway"
 TRUST_DOMAIN = "cluster.local"
 MODEL_STORE = "model-store"
 TRACK_LABEL = "version"  # Istio's conventional label for subsets
+POOL_LABEL = "llm-mesh/pool"  # on every node: which node pool it belongs to
+# The model's GPU-fit inputs on each server pod, so that `llm-mesh validate` can redo the arithmetic from a plan.
+SHAPE_ANNOTATION = "llm-mesh/model-shape"
+# A workload deliberately outside the mesh says why on its pod template; the injection checks accept it.
+OUTSIDE_MESH_ANNOTATION = "llm-mesh/outside-mesh"
 
 
 def principal(namespace: str, service_account: str) -> str:
