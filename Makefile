@@ -2,6 +2,8 @@
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Checkov's pins conflict with the program's (requirements-checkov.txt says which): a venv of its own, inside .venv.
+CHECKOV_STAMP := $(VENV)/checkov/.installed
 STACK  ?= dev
 
 .PHONY: preview test lint typecheck unit bench clean
@@ -10,6 +12,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(VENV)/checkov/bin/python || python3 -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 preview: $(STAMP)
@@ -25,7 +32,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy policies/__main__.py
 
-unit: $(STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP)
 	$(PYTHON) -m pytest
 
 bench: $(STAMP)

@@ -8,6 +8,7 @@ from components.istio import IstioMesh, IstioMeshArgs
 from components.mesh_policy import MeshRouting, MeshSecurity
 from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.model_store import ModelStore, ModelStoreArgs
+from components.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from llm_mesh.plan.authz import security_objects
 from llm_mesh.plan.config import load_stack_config
 from llm_mesh.plan.gcp_names import cluster_name
@@ -25,6 +26,7 @@ mesh = IstioMesh("istio", IstioMeshArgs.from_config(config), on_cluster)
 # Mesh objects need Istio's CRDs and istiod's webhook, and their namespaces: all come with the mesh.
 in_mesh = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh])
 MeshSecurity("mesh-security", security_objects(config), in_mesh)
+NetworkPolicies("network-policies", NetworkPoliciesArgs.from_config(config), in_mesh)
 store = ModelStore("models", ModelStoreArgs.from_config(config, stack), in_mesh)
 # Autoscalers read vLLM's queue depth from managed Prometheus through the adapter: deployed with them.
 adapters = []

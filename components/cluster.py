@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from components.iam import service_account_member
 from llm_mesh.plan.config import ClusterConfig, GpuPool, StackConfig
 from llm_mesh.plan.gcp_names import cluster_name, service_account_id
+from llm_mesh.plan.placement import COMPUTE_CLASS_LABEL, ComputeClassPlan, compute_classes
 from llm_mesh.plan.topology import POOL_LABEL
 
 # What GKE nodes need to report logs and metrics and pull images; nothing else (GKE hardening guide).
@@ -36,6 +37,8 @@ class GpuClusterArgs:
     gpu_pools: list[GpuPool]
     # Pulumi `protect` on the cluster: a stray `pulumi destroy` must not take prod's GPUs down.
     protect: bool
+    # Pools a model prefers in order, as GKE ComputeClasses (see llm_mesh.plan.placement).
+    compute_classes: list[ComputeClassPlan] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: StackConfig, stack: str) -> GpuClusterArgs:
@@ -47,6 +50,7 @@ class GpuClusterArgs:
             cluster=config.cluster,
             gpu_pools=list(config.gpu_pools),
             protect=config.environment == "prod",
+            compute_classes=compute_classes(config),
         )
 
     @property
@@ -93,10 +97,19 @@ class GpuCluster(pulumi.ComponentResource):
         gpu_opts = pulumi.ResourceOptions.merge(
             pool_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"))
         )
-        self.gpu_pools = [
-            _gpu_pool(f"{name}-{pool.name}", args, pool, self.cluster.name, node_account.email, gpu_opts)
+        pool_classes = {pool: plan.name for plan in args.compute_classes for pool in plan.pools}
+        self.gpu_pools = {
+            pool.name: _gpu_pool(
+                f"{name}-{pool.name}",
+                args,
+                pool,
+                pool_classes.get(pool.name),
+                self.cluster.name,
+                node_account.email,
+                gpu_opts,
+            )
             for pool in args.gpu_pools
-        ]
+        }
 
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(
@@ -110,6 +123,8 @@ class GpuCluster(pulumi.ComponentResource):
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[system_pool, *network]),
         )
+        for plan in args.compute_classes:
+            _compute_class(f"{name}-class-{plan.name}", plan, self.gpu_pools, self.provider, self)
         self.cluster_name = self.cluster.name
         self.endpoint = self.cluster.endpoint
         self.register_outputs(
@@ -256,6 +271,7 @@ def _node_config(
     spot: bool = False,
     reservation_affinity: gcp.container.NodePoolNodeConfigReservationAffinityArgs | None = None,
     tags: list[str] | None = None,
+    taints: list[gcp.container.NodePoolNodeConfigTaintArgs] | None = None,
 ) -> gcp.container.NodePoolNodeConfigArgs:
     container = gcp.container
     return container.NodePoolNodeConfigArgs(
@@ -275,7 +291,8 @@ def _node_config(
         # Image streaming: multi-GB inference images start in seconds instead of minutes.
         gcfs_config=container.NodePoolNodeConfigGcfsConfigArgs(enabled=True),
         guest_accelerators=guest_accelerators,
-        # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule itself; no taints here, or we fight GKE.
+        # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule itself: only our own taints are listed here.
+        taints=taints,
         spot=spot,
         reservation_affinity=reservation_affinity,
         tags=tags,
@@ -309,10 +326,36 @@ def _system_pool(
     )
 
 
+def _compute_class(
+    resource_name: str,
+    plan: ComputeClassPlan,
+    pools: dict[str, gcp.container.NodePool],
+    provider: k8s.Provider,
+    parent: pulumi.Resource,
+) -> k8s.apiextensions.CustomResource:
+    """GKE grows the pools in this order (the model's own before its overflow), and moves pods back up."""
+    return k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version="cloud.google.com/v1",
+        kind="ComputeClass",
+        metadata={"name": plan.name},
+        spec={
+            "priorities": [{"nodepools": [pools[name].name]} for name in plan.pools],
+            # Only the pools this stack declares: no node pools created by GKE behind the plan's back.
+            "nodePoolAutoCreation": {"enabled": False},
+            "whenUnsatisfiable": "DoNotScaleUp",
+            # Back to the preferred pool (on-demand) when it has room: spot nodes give 30 s notice, not a drain.
+            "activeMigration": {"optimizeRulePriority": True},
+        },
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(pools.values())),
+    )
+
+
 def _gpu_pool(
     resource_name: str,
     args: GpuClusterArgs,
     pool: GpuPool,
+    compute_class: str | None,
     cluster_name: pulumi.Input[str],
     service_account: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
@@ -355,8 +398,20 @@ def _gpu_pool(
             pool.machine_type,
             pool.disk_size_gb,
             pool.disk_type,
-            {POOL_LABEL: pool.name, "llm-mesh/accelerator": pool.accelerator},
+            {
+                POOL_LABEL: pool.name,
+                "llm-mesh/accelerator": pool.accelerator,
+                **({COMPUTE_CLASS_LABEL: compute_class} if compute_class else {}),
+            },
             guest_accelerators=[accelerator],
+            # GKE uses a pool it did not create for a compute class only with the class's label and taint.
+            taints=[
+                container.NodePoolNodeConfigTaintArgs(
+                    key=COMPUTE_CLASS_LABEL, value=compute_class, effect="NO_SCHEDULE"
+                )
+            ]
+            if compute_class
+            else None,
             spot=pool.spot,
             reservation_affinity=(
                 container.NodePoolNodeConfigReservationAffinityArgs(

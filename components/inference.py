@@ -9,10 +9,19 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pods import mesh_pod_annotations, restricted, zone_spread
+from components.pods import (
+    image_skips,
+    mesh_pod_annotations,
+    pod_security,
+    pull_policy,
+    restricted,
+    scanner_skips,
+    zone_spread,
+)
 from llm_mesh.plan import inference
 from llm_mesh.plan.config import GpuPool, ModelVersion, RoutingConfig, StackConfig
 from llm_mesh.plan.gpu_fit import Fit
+from llm_mesh.plan.placement import COMPUTE_CLASS_LABEL, class_for
 from llm_mesh.plan.topology import POOL_LABEL, SHAPE_ANNOTATION, TRACK_LABEL, ModelNames
 
 meta = k8s.meta.v1
@@ -29,6 +38,18 @@ QUEUE_TARGET_PER_REPLICA = "10"
 MODEL_LABEL = "llm_mesh_model"
 TRACK_METRIC_LABEL = "llm_mesh_track"
 MERGED_METRICS_PORT = 15020  # istio-proxy's agent serves app and proxy metrics here, outside mTLS
+WEIGHTS_GATE_LABELS = {"llm-mesh/role": "weights-gate"}
+# The server writes caches under its home (vLLM, Triton, CUDA, FlashInfer) and sockets under /tmp: both are
+# emptyDirs, so that the image's root file system stays read-only.
+SERVER_HOME = "/home/vllm"
+# vllm/vllm-openai has no user but root. What it is denied instead: every capability, escalation, a writable image.
+ROOT_SERVER_SKIPS = {
+    "CKV_K8S_23": "vllm/vllm-openai runs as root (its image has no other user); it drops every capability, "
+    "cannot escalate and its root file system is read-only",
+    "CKV_K8S_40": "vllm/vllm-openai runs as root (its image has no other user), so no high UID either",
+    "CKV_K8S_11": "a CPU quota throttles vLLM's scheduler and tokenizer and leaves the GPU waiting; the server "
+    "requests its CPU on GPU nodes no other workload tolerates",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,8 @@ class InferenceServiceArgs:
     # The weights gate runs the model store's small image (sh and wget), already on the system nodes.
     gate_image: str
     routing: RoutingConfig
+    # With overflow pools: the GKE ComputeClass that grows them in order (llm_mesh.plan.placement).
+    compute_class: str | None = None
 
     @classmethod
     def for_model(cls, config: StackConfig, names: ModelNames) -> InferenceServiceArgs:
@@ -54,6 +77,7 @@ class InferenceServiceArgs:
             config.model_store.namespace,
             config.model_store.server_image,
             config.routing,
+            plan.name if (plan := class_for(config, model)) else None,
         )
 
 
@@ -183,21 +207,33 @@ def _weights_gate(
         resources=core.ResourceRequirementsArgs(
             requests={"cpu": "50m", "memory": "32Mi"}, limits={"cpu": "100m", "memory": "64Mi"}
         ),
+        image_pull_policy=pull_policy(args.gate_image),
         security_context=restricted(run_as_non_root=True, read_only_root=True),
     )
     return k8s.batch.v1.Job(
         resource_name,
-        metadata=meta.ObjectMetaArgs(name=job_name, namespace=names.namespace, labels=names.labels()),
+        metadata=meta.ObjectMetaArgs(
+            name=job_name,
+            namespace=names.namespace,
+            labels=names.labels(),
+            annotations={
+                # A gate that failed (weights late past its deadline) is replaced on the next `pulumi up` instead
+                # of being waited on forever: a Job cannot be changed, and a failed one never completes.
+                "pulumi.com/replaceUnready": "true",
+                **scanner_skips(image_skips(args.gate_image)),
+            },
+        ),
         spec=k8s.batch.v1.JobSpecArgs(
             backoff_limit=0,
             active_deadline_seconds=inference.WEIGHTS_WAIT_SECONDS + 300,
             template=core.PodTemplateSpecArgs(
                 # Reads the store as the model's own identity, which the store's policy admits.
-                metadata=meta.ObjectMetaArgs(
-                    labels={"llm-mesh/role": "weights-gate"}, annotations=mesh_pod_annotations()
-                ),
+                metadata=meta.ObjectMetaArgs(labels=WEIGHTS_GATE_LABELS, annotations=mesh_pod_annotations()),
                 spec=core.PodSpecArgs(
                     service_account_name=names.service_account,
+                    # wget needs no Kubernetes API; istio-proxy has its own projected token.
+                    automount_service_account_token=False,
+                    security_context=pod_security(),
                     restart_policy="Never",
                     containers=[container],
                 ),
@@ -205,6 +241,13 @@ def _weights_gate(
         ),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=ROLLOUT_TIMEOUTS)),
     )
+
+
+def class_toleration(compute_class: str | None) -> list[core.TolerationArgs]:
+    """The taint a compute class's pools carry, tolerated by the pods that select the class."""
+    if compute_class is None:
+        return []
+    return [core.TolerationArgs(key=COMPUTE_CLASS_LABEL, operator="Equal", value=compute_class, effect="NoSchedule")]
 
 
 def pool_affinity(pools: list[GpuPool]) -> core.AffinityArgs:
@@ -248,15 +291,20 @@ def _deployment(
     gpus = str(fit.tensor_parallel)
     base_url = inference.store_url(names, args.store_namespace, version)
     image = version.image or args.default_image
-    # The server image runs as root (it writes caches under its home): no runAsNonRoot.
-    security = restricted()
+    # The server image runs as root: no runAsNonRoot (the Deployment says so to the scanner, ROOT_SERVER_SKIPS).
+    security = restricted(read_only_root=True)
     probe = core.HTTPGetActionArgs(path="/health", port="http")
     server = core.ContainerArgs(
         name="server",
         image=image,
+        image_pull_policy=pull_policy(image),
         args=inference.server_args(model, version, fit),
         ports=[core.ContainerPortArgs(name="http", container_port=inference.SERVER_PORT)],
-        env=[core.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"), core.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1")],
+        env=[
+            core.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
+            core.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
+            core.EnvVarArgs(name="HOME", value=SERVER_HOME),
+        ],
         resources=core.ResourceRequirementsArgs(
             requests={"cpu": model.cpu, "memory": model.memory, GPU: gpus},
             limits={"memory": model.memory, GPU: gpus},
@@ -271,6 +319,8 @@ def _deployment(
         volume_mounts=[
             core.VolumeMountArgs(name="models", mount_path=inference.MODEL_DIR, read_only=True),
             core.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
+            core.VolumeMountArgs(name="home", mount_path=SERVER_HOME),
+            core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
         ],
         # Out of the Service first, then the requests in flight finish, then SIGTERM.
         lifecycle=core.LifecycleArgs(
@@ -281,16 +331,26 @@ def _deployment(
     fetch = core.ContainerArgs(
         name="fetch-model",
         image=image,
+        image_pull_policy=pull_policy(image),
         command=inference.fetch_command(base_url, version),
-        resources=core.ResourceRequirementsArgs(requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "1Gi"}),
+        # One download and one sha256 at a time: two CPUs never throttle it.
+        resources=core.ResourceRequirementsArgs(
+            requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "2", "memory": "1Gi"}
+        ),
         volume_mounts=[core.VolumeMountArgs(name="models", mount_path=inference.MODEL_DIR)],
         security_context=security,
     )
     pod = core.PodSpecArgs(
         service_account_name=names.service_account,
-        node_selector={"cloud.google.com/gke-accelerator": pool.accelerator},
+        # Neither vLLM nor the fetch calls the Kubernetes API; istio-proxy has its own projected token.
+        automount_service_account_token=False,
+        security_context=pod_security(run_as_user=None),
+        node_selector={
+            "cloud.google.com/gke-accelerator": pool.accelerator,
+            **({COMPUTE_CLASS_LABEL: args.compute_class} if args.compute_class else {}),
+        },
         affinity=pool_affinity(args.pools),
-        tolerations=[GPU_TOLERATION],
+        tolerations=[GPU_TOLERATION, *class_toleration(args.compute_class)],
         init_containers=[fetch],
         containers=[server],
         volumes=[
@@ -299,6 +359,9 @@ def _deployment(
             core.VolumeArgs(
                 name="dshm", empty_dir=core.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=model.shm_size)
             ),
+            # Unbounded, as the writable image layer they replace was.
+            core.VolumeArgs(name="home", empty_dir=core.EmptyDirVolumeSourceArgs()),
+            core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
         ],
         termination_grace_period_seconds=inference.grace_period_seconds(args.routing),
         topology_spread_constraints=zone_spread(names.labels(track)),
@@ -313,7 +376,12 @@ def _deployment(
     }
     return k8s.apps.v1.Deployment(
         resource_name,
-        metadata=meta.ObjectMetaArgs(name=f"{names.service}-{track}", namespace=names.namespace, labels=labels),
+        metadata=meta.ObjectMetaArgs(
+            name=f"{names.service}-{track}",
+            namespace=names.namespace,
+            labels=labels,
+            annotations=scanner_skips({**ROOT_SERVER_SKIPS, **image_skips(image)}),
+        ),
         spec=k8s.apps.v1.DeploymentSpecArgs(
             replicas=inference.replicas(model, track),  # None: the autoscaler owns the count
             selector=meta.LabelSelectorArgs(match_labels=names.labels(track)),

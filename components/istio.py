@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from components.manifests import declare
 from llm_mesh.mesh.base import ObjectMeta
 from llm_mesh.mesh.networking import Gateway, GatewaySpec, Port, Server, ServerTLSSettings
 from llm_mesh.mesh.telemetry import AccessLogging, ProviderRef, Telemetry, TelemetrySpec, Tracing
+from llm_mesh.plan import inference
 from llm_mesh.plan.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
 from llm_mesh.plan.topology import (
     GATEWAY_NAME,
@@ -34,10 +36,18 @@ class IstioMeshArgs:
     gateway: GatewayConfig
     observability: ObservabilityConfig
     application_namespaces: list[str]
+    # How long a request through the gateway may still be running when a gateway pod is told to stop.
+    drain_seconds: int
 
     @classmethod
     def from_config(cls, config: StackConfig) -> IstioMeshArgs:
-        return cls(config.istio, config.gateway, config.observability, application_namespaces(config))
+        return cls(
+            config.istio,
+            config.gateway,
+            config.observability,
+            application_namespaces(config),
+            inference.grace_period_seconds(config.routing),
+        )
 
 
 def mesh_config(observability: ObservabilityConfig) -> dict[str, Any]:
@@ -82,7 +92,14 @@ def istiod_values(revision: str, observability: ObservabilityConfig) -> dict[str
     }
 
 
-def gateway_values(revision: str, gateway: GatewayConfig) -> dict[str, Any]:
+def gateway_values(revision: str, gateway: GatewayConfig, drain_seconds: int) -> dict[str, Any]:
+    # A gateway pod that stops (its autoscaler scaling down, a node upgrade) carries generations that stream for
+    # up to the route timeout: it drains that long (the chart's default is 30 s, the proxy's 5 s) and exits as
+    # soon as no connection is left. The gateway is a standalone proxy, so its own drain settings apply.
+    drain = {
+        "terminationDrainDuration": f"{drain_seconds}s",
+        "proxyMetadata": {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"},
+    }
     return {
         "revision": revision,
         "labels": GATEWAY_SELECTOR,
@@ -91,7 +108,11 @@ def gateway_values(revision: str, gateway: GatewayConfig) -> dict[str, Any]:
             "minReplicas": gateway.min_replicas,
             "maxReplicas": gateway.max_replicas,
             "targetCPUUtilizationPercentage": 80,
+            # One quiet minute does not take a gateway pod away: each removal drains for minutes.
+            "autoscaleBehavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
         },
+        "terminationGracePeriodSeconds": drain_seconds,
+        "podAnnotations": {"proxy.istio.io/config": json.dumps(drain, sort_keys=True)},
         "podDisruptionBudget": {"minAvailable": 1},
         "service": gateway_service(gateway),
     }
@@ -216,7 +237,7 @@ class IstioMesh(pulumi.ComponentResource):
             GATEWAY_RELEASE,
             "gateway",
             INGRESS_NAMESPACE,
-            gateway_values(revision, args.gateway),
+            gateway_values(revision, args.gateway, args.drain_seconds),
             [ingress, self.istiod],
         )
         # Istio's objects are validated by istiod's webhook: declare them once it runs.

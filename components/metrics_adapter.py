@@ -4,8 +4,10 @@ series to the HorizontalPodAutoscaler as `external.metrics.k8s.io`.
 Without it an HPA on an external metric finds nothing and holds its count. The adapter reads Cloud Monitoring
 as its own Google service account (monitoring.viewer and nothing else), bound by Workload Identity. It is an
 extension of the Kubernetes API server, called by the API server itself, which cannot present a mesh
-certificate: it runs outside the mesh, in a namespace of its own without injection. Manifest after
-GoogleCloudPlatform/k8s-stackdriver's `deploy/production/adapter_new_resource_model.yaml`.
+certificate: it runs outside the mesh, in a namespace of its own without injection, which refuses every
+connection but the API server's port. Manifest after GoogleCloudPlatform/k8s-stackdriver's
+`deploy/production/adapter_new_resource_model.yaml`, less its `external-metrics-reader` ClusterRole: Kubernetes'
+own `system:controller:horizontal-pod-autoscaler` role already lets the autoscaler get and list external metrics.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.iam import service_account_member
-from components.pods import restricted
+from components.network_policy import Admit, PodIngress, admit_ingress, deny_ingress
+from components.pods import image_skips, pod_security, pull_policy, restricted, scanner_skips
 from llm_mesh.plan.config import StackConfig
 from llm_mesh.plan.gcp_names import service_account_id
 from llm_mesh.plan.topology import OUTSIDE_MESH_ANNOTATION, POOL_LABEL
@@ -29,6 +32,10 @@ NAMESPACE = "custom-metrics"
 NAME = "custom-metrics-stackdriver-adapter"
 # The API server reaches extension servers on 443, which GKE's private-cluster firewall admits from the control plane.
 PORT = 443
+LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "llm-mesh"}
+# Where the adapter writes the self-signed serving certificate it makes at start (by default under its working
+# directory, on the image's read-only root).
+CERT_DIR = "/var/run/serving-cert"
 API_SERVICES = (
     ("custom.metrics.k8s.io", "v1beta1", 100),
     ("custom.metrics.k8s.io", "v1beta2", 200),
@@ -86,13 +93,15 @@ class MetricsAdapter(pulumi.ComponentResource):
             opts=in_ns,
         )
         _rbac(name, in_ns)
-        labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "llm-mesh"}
-        server = _deployment(name, args, labels, in_ns)
+        # The API server's address differs by GKE version and control plane networking: 443 from anywhere.
+        deny_ingress(f"{name}-default-deny", NAMESPACE, in_ns)
+        admit_ingress(f"{name}-api-server", PodIngress("api-server", NAMESPACE, LABELS, [Admit(PORT)]), in_ns)
+        server = _deployment(name, args, in_ns)
         service = core.Service(
             f"{name}-svc",
-            metadata=meta.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=labels),
+            metadata=meta.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=LABELS),
             spec=core.ServiceSpecArgs(
-                selector=labels, ports=[core.ServicePortArgs(name="https", port=PORT, target_port=PORT)]
+                selector=LABELS, ports=[core.ServicePortArgs(name="https", port=PORT, target_port=PORT)]
             ),
             opts=in_ns,
         )
@@ -150,46 +159,50 @@ def _rbac(name: str, opts: pulumi.ResourceOptions) -> None:
         opts=opts,
     )
     cluster_binding("resource-reader", "custom-metrics-resource-reader", "custom-metrics-resource-reader", [subject])
-    # The autoscaler controller reads the external metrics the adapter serves.
-    rbac.ClusterRole(
-        f"{name}-external-reader-role",
-        metadata=meta.ObjectMetaArgs(name="external-metrics-reader"),
-        rules=[
-            rbac.PolicyRuleArgs(api_groups=["external.metrics.k8s.io"], resources=["*"], verbs=["list", "get", "watch"])
-        ],
-        opts=opts,
-    )
-    cluster_binding(
-        "external-reader",
-        "external-metrics-reader",
-        "external-metrics-reader",
-        [rbac.SubjectArgs(kind="ServiceAccount", name="horizontal-pod-autoscaler", namespace="kube-system")],
-    )
 
 
-def _deployment(
-    name: str, args: MetricsAdapterArgs, labels: dict[str, str], opts: pulumi.ResourceOptions
-) -> k8s.apps.v1.Deployment:
+def _deployment(name: str, args: MetricsAdapterArgs, opts: pulumi.ResourceOptions) -> k8s.apps.v1.Deployment:
+    # The generic API server's health endpoints, which its authorization admits without credentials.
+    def probe(path: str, failures: int) -> core.ProbeArgs:
+        return core.ProbeArgs(
+            http_get=core.HTTPGetActionArgs(path=path, port="https", scheme="HTTPS"),
+            period_seconds=10,
+            failure_threshold=failures,
+        )
+
     container = core.ContainerArgs(
         name="adapter",
         image=args.image,
-        command=["/adapter", "--use-new-resource-model=true", "--fallback-for-container-metrics=true"],
+        image_pull_policy=pull_policy(args.image),
+        command=[
+            "/adapter",
+            "--use-new-resource-model=true",
+            "--fallback-for-container-metrics=true",
+            f"--cert-dir={CERT_DIR}",
+        ],
         ports=[core.ContainerPortArgs(name="https", container_port=PORT)],
         resources=core.ResourceRequirementsArgs(
             requests={"cpu": "250m", "memory": "400Mi"}, limits={"cpu": "250m", "memory": "400Mi"}
         ),
-        # Binding 443 needs this one capability back after dropping all.
-        security_context=restricted(read_only_root=True, add_capabilities=["NET_BIND_SERVICE"]),
+        readiness_probe=probe("/readyz", 3),
+        liveness_probe=probe("/livez", 6),
+        volume_mounts=[core.VolumeMountArgs(name="serving-cert", mount_path=CERT_DIR)],
+        security_context=restricted(run_as_non_root=True, read_only_root=True),
     )
+    skips = {
+        "CKV_K8S_38": "an aggregated API server: it calls the Kubernetes API with this token (delegated "
+        "authentication and authorization, pods and nodes)",
+        **image_skips(args.image),
+    }
     return k8s.apps.v1.Deployment(
         f"{name}-server",
-        metadata=meta.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=labels),
+        metadata=meta.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=LABELS, annotations=scanner_skips(skips)),
         spec=k8s.apps.v1.DeploymentSpecArgs(
             replicas=1,
-            selector=meta.LabelSelectorArgs(match_labels=labels),
+            selector=meta.LabelSelectorArgs(match_labels=LABELS),
             template=core.PodTemplateSpecArgs(
                 metadata=meta.ObjectMetaArgs(
-                    labels=labels,
+                    labels=LABELS,
                     annotations={
                         "sidecar.istio.io/inject": "false",
                         OUTSIDE_MESH_ANNOTATION: "an aggregated API server, called by the Kubernetes API server",
@@ -197,8 +210,13 @@ def _deployment(
                 ),
                 spec=core.PodSpecArgs(
                     service_account_name=NAME,
+                    automount_service_account_token=True,
+                    # A static binary that runs as any user; binding 443 needs no capability once the pod's
+                    # network namespace counts 443 as unprivileged (a namespaced, safe sysctl).
+                    security_context=pod_security(sysctls={"net.ipv4.ip_unprivileged_port_start": str(PORT)}),
                     node_selector={POOL_LABEL: "system"},
                     containers=[container],
+                    volumes=[core.VolumeArgs(name="serving-cert", empty_dir=core.EmptyDirVolumeSourceArgs())],
                 ),
             ),
         ),

@@ -10,7 +10,15 @@ import pulumi_kubernetes as k8s
 
 from components.iam import service_account_member
 from components.manifests import declare
-from components.pods import mesh_pod_annotations, restricted, zone_spread
+from components.pods import (
+    image_skips,
+    mesh_pod_annotations,
+    pod_security,
+    pull_policy,
+    restricted,
+    scanner_skips,
+    zone_spread,
+)
 from llm_mesh.mesh import ObjectMeta, ServiceEntry
 from llm_mesh.mesh.networking import ServiceEntryPort, ServiceEntrySpec
 from llm_mesh.plan.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
@@ -21,6 +29,7 @@ from llm_mesh.plan.topology import MODEL_STORE
 meta = k8s.meta.v1
 core = k8s.core.v1
 SERVER_PORT = 8080  # nginx-unprivileged listens here, as a non-root user
+SERVER_LABELS = {"app.kubernetes.io/name": MODEL_STORE, "app.kubernetes.io/part-of": "llm-mesh"}
 ARTIFACT_ROOT = "/usr/share/nginx/html/models"  # served as /models/<model>/<version>/<file>
 # GKE's metadata server must stay reachable past the sidecar: the GCS FUSE driver gets its token there.
 METADATA_SERVER = "169.254.169.254/32"
@@ -250,7 +259,7 @@ def _transfer_spec(
 
 def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:
     store = args.store
-    labels = {"app.kubernetes.io/name": MODEL_STORE, "app.kubernetes.io/part-of": "llm-mesh"}
+    labels = SERVER_LABELS
     annotations = {
         "gke-gcsfuse/volumes": "true",
         "traffic.sidecar.istio.io/excludeOutboundIPRanges": METADATA_SERVER,
@@ -260,9 +269,11 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
     server = core.ContainerArgs(
         name="server",
         image=store.server_image,
+        image_pull_policy=pull_policy(store.server_image),
         ports=[core.ContainerPortArgs(name="http", container_port=SERVER_PORT)],
+        # The GCS FUSE sidecar reads the bucket; nginx only copies what it reads to the socket.
         resources=core.ResourceRequirementsArgs(
-            requests={"cpu": "250m", "memory": "256Mi"}, limits={"memory": "512Mi"}
+            requests={"cpu": "250m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "512Mi"}
         ),
         readiness_probe=core.ProbeArgs(http_get=probe, period_seconds=5),
         liveness_probe=core.ProbeArgs(http_get=probe, period_seconds=15, failure_threshold=4),
@@ -282,7 +293,12 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
     )
     k8s.apps.v1.Deployment(
         f"{name}-server",
-        metadata=meta.ObjectMetaArgs(name=MODEL_STORE, namespace=store.namespace, labels=labels),
+        metadata=meta.ObjectMetaArgs(
+            name=MODEL_STORE,
+            namespace=store.namespace,
+            labels=labels,
+            annotations=scanner_skips(image_skips(store.server_image)) or None,
+        ),
         spec=k8s.apps.v1.DeploymentSpecArgs(
             replicas=store.replicas,
             selector=meta.LabelSelectorArgs(match_labels=labels),
@@ -290,6 +306,11 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
                 metadata=meta.ObjectMetaArgs(labels=labels, annotations=annotations),
                 spec=core.PodSpecArgs(
                     service_account_name=MODEL_STORE,
+                    # nginx calls no Kubernetes API; the FUSE sidecar gets its Google token from the GKE
+                    # metadata server (Workload Identity), istio-proxy from its own projected token.
+                    automount_service_account_token=False,
+                    # nginx-unprivileged runs as any UID; on a read-only root it writes only to /tmp (an emptyDir).
+                    security_context=pod_security(),
                     containers=[server],
                     volumes=[artifacts, core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs())],
                     topology_spread_constraints=zone_spread(labels),

@@ -17,9 +17,19 @@ if TYPE_CHECKING:
     from llm_mesh.engine.run import Recording
 
 from llm_mesh.checks.analysis import analyze, inventory
-from llm_mesh.checks.kube_objects import helm_releases, kube_objects, render
-from llm_mesh.checks.policy_runner import PolicyConfigError, PolicyReport, run_policies
-from llm_mesh.checks.schemas import schema_findings, unchecked
+from llm_mesh.checks.kube_objects import (
+    FolderNotOurs,
+    KubeObject,
+    filled_from,
+    helm_releases,
+    kube_objects,
+    render,
+    render_check,
+    unknown_paths,
+    without_unknowns,
+)
+from llm_mesh.checks.policy_runner import PolicyConfigError, PolicyReport, check_config_keys, run_policies
+from llm_mesh.checks.schemas import UnsupportedVersion, check_version, schema_findings, unchecked
 from llm_mesh.checks.serving import serving_findings
 from llm_mesh.engine.readers import (
     DocumentError,
@@ -32,6 +42,12 @@ from llm_mesh.engine.readers import (
 from llm_mesh.engine.stackfile import Project, StackFileError, StackSettings, read_stack_settings
 from llm_mesh.engine.summary import gpu_capacity
 from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi
+from llm_mesh.plan.topology import INGRESS_NAMESPACE
+
+# Exit codes, the same for every command (README: "Exit codes").
+EXIT_FINDINGS = 1  # the command ran and found problems: validate errors, mandatory violations, missing artifacts
+EXIT_UNUSABLE = 2  # an input it cannot use: a file, a config mistake, a path, credentials, an endpoint, a version
+EXIT_PROGRAM_FAILED = 3  # the Pulumi program raised on a valid config: a bug to report
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -52,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     render.add_argument("--stack", required=True)
     render.add_argument("--out", type=Path, required=True, metavar="DIR")
+    render.add_argument(
+        "--from",
+        dest="deployed",
+        type=Path,
+        metavar="EXPORT",
+        help="a `pulumi stack export` of the deployed stack: fills the values known only after deployment",
+    )
+    render.add_argument(
+        "--overwrite", action="store_true", help="write into a folder that holds files render did not write"
+    )
     validate = commands.add_parser(
         "validate", help="check objects against Kubernetes and Istio schemas and mesh semantics"
     )
@@ -97,16 +123,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (StackFileError, PolicyConfigError, DocumentError, OSError) as exc:
+    except (
+        StackFileError,
+        PolicyConfigError,
+        DocumentError,
+        UnsupportedVersion,
+        FolderNotOurs,
+        OutputPathError,
+        OSError,
+    ) as exc:
         # A user's mistake (a file that is missing, unreadable or malformed): one line, no traceback.
         err.print(Text(f"error: {exc}", style="red"))
-        return 2
+        return EXIT_UNUSABLE
 
 
 def _run(args: argparse.Namespace) -> int:
     project = Project.find(args.project) if args.project else _default_project()
     if args.command == "render":
-        return _render(project, args.stack, args.out)
+        return _render(project, args.stack, args.out, args.deployed, args.overwrite)
     if args.command == "validate":
         return _validate(project, args.stack, args.file, args.kubernetes_version)
     if args.command == "policy":
@@ -129,6 +163,11 @@ def _default_project() -> Project:
 def _preview(project: Project, stack: str, json_path: Path | None) -> int:
     from llm_mesh.engine.document import preview_document
 
+    if json_path is not None and not json_path.parent.is_dir():
+        # Said before the program runs, not after.
+        raise OutputPathError(
+            f"--json {json_path}: folder {json_path.parent} does not exist; create it or write elsewhere"
+        )
     try:
         recording, settings = _record(project, stack)
     except _Stop as stop:
@@ -142,9 +181,15 @@ def _preview(project: Project, stack: str, json_path: Path | None) -> int:
     _print_plan(document)
     for model in config.models:
         out.print(f"Model {model.name}: {config.fit_for(model).summary()}", soft_wrap=True)
+    for need in outside_the_stack(config):
+        out.print(f"Needed before traffic, not created by the stack: {need}", soft_wrap=True)
     if json_path is not None:
         out.print(f"Wrote {_relative(json_path)}")
-    return 1 if any(d["severity"] == "error" for d in document["diagnostics"]) else 0
+    return EXIT_FINDINGS if any(d["severity"] == "error" for d in document["diagnostics"]) else 0
+
+
+class OutputPathError(ValueError):
+    """An output path the command cannot write to."""
 
 
 class _Stop(Exception):
@@ -165,13 +210,13 @@ def _record(project: Project, stack: str) -> tuple[Recording, StackSettings]:
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(Text(f"error: {_relative(project.stack_file(stack))}: {problem}", style="red"))
-        raise _Stop(1) from None
+        raise _Stop(EXIT_UNUSABLE) from None
     except Exception as exc:
         if os.environ.get("LLM_MESH_DEBUG"):
             raise
         err.print(Text(f"error: the program failed: {type(exc).__name__}: {exc}", style="red"))
         err.print("(set LLM_MESH_DEBUG=1 to see the traceback)")
-        raise _Stop(1) from None
+        raise _Stop(EXIT_PROGRAM_FAILED) from None
 
 
 def _offline_resources(project: Project, stack: str) -> tuple[list[EngineResource], StackConfig]:
@@ -182,34 +227,57 @@ def _offline_resources(project: Project, stack: str) -> tuple[list[EngineResourc
     return read_document(preview_document(recording)), config_from_pulumi(settings.config)
 
 
-def _render(project: Project, stack: str, out_dir: Path) -> int:
+def _render(project: Project, stack: str, out_dir: Path, deployed: Path | None, overwrite: bool) -> int:
+    render_check(out_dir, overwrite)  # before the program runs
+    state = load_document(deployed) if deployed else []
     try:
         resources, _ = _offline_resources(project, stack)
     except _Stop as stop:
         return stop.code
-    objects = kube_objects(resources)
-    written = render(objects, out_dir)
+    objects = filled_from(kube_objects(resources), state)
+    unknown = [(obj, path) for obj in objects for path in unknown_paths(obj.manifest)]
+    written = render([KubeObject(o.urn, without_unknowns(o.manifest)) for o in objects], out_dir, overwrite)
     out.print(f"Wrote {len(written)} objects and kustomization.yaml to {_relative(out_dir)}")
     for release in helm_releases(resources):
         inputs = release.inputs
         out.print(
             f"  not rendered: Helm release {inputs.get('name')} (chart {inputs.get('chart')} {inputs.get('version')}), installed by pulumi up"
         )
+    for obj, path in unknown:
+        out.print(f"  left out, known only after deployment: {obj.key} {path}", soft_wrap=True)
+    if unknown:
+        out.print(
+            f"{len(unknown)} values are known only after `pulumi up`: render with --from a `pulumi stack export` "
+            "of the deployed stack to write them",
+            soft_wrap=True,
+        )
     return 0
+
+
+# Codes that read the whole plan (a route's Service, a policy's service account, a pool's workloads): a partial
+# preview would turn each missing unchanged resource into a false finding.
+WHOLE_PLAN_CODES = frozenset(
+    {"LM0101", "LM0102", "LM0103", "LM0106", "LM0107", "LM0110", "LM0113", "LM0114", "LM0115", "LM0116", "LM0118"}
+)
 
 
 def _validate(project: Project, stack: str | None, file: Path | None, kubernetes_version: str | None) -> int:
     config: StackConfig | None = None
+    if kubernetes_version:
+        check_version(kubernetes_version)  # before the program runs: a wrong version wastes nothing
+    complete = True
     try:
         if stack:
             resources, config = _offline_resources(project, stack)
         else:
             assert file is not None
-            resources = load_document(file)
+            document = load_engine_document(file)
+            resources, complete = document.resources, document.complete
             config = _config_for(project, resources)
     except _Stop as stop:
         return stop.code
     version = kubernetes_version or (config.cluster.kubernetes_version if config else "1.34")
+    check_version(version)
     declared = set(config.security.callers) if config else set()
     objects = kube_objects(resources)
     environment = config.environment if config else _environment_of(resources)
@@ -218,6 +286,14 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
         + analyze(inventory(objects, helm_releases(resources), declared))
         + serving_findings(resources, environment)
     )
+    if not complete:
+        # A preview of changes alone lists no unchanged resources: what a rule would miss there is not judged.
+        findings = [f for f in findings if f.code not in WHOLE_PLAN_CODES]
+        out.print(
+            f"not judged (a preview that lists only what changes): {', '.join(sorted(WHOLE_PLAN_CODES))}; write it "
+            "with `pulumi preview --json --show-sames`, or use `pulumi stack export`",
+            soft_wrap=True,
+        )
     for finding in findings:
         style = "red" if finding.severity == "error" else "yellow"
         out.print(Text(finding.line(), style=style), soft_wrap=True)
@@ -232,7 +308,7 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
         f"{errors} errors, {warnings} warnings",
         soft_wrap=True,
     )
-    return 1 if errors else 0
+    return EXIT_FINDINGS if errors else 0
 
 
 def _policy(
@@ -242,14 +318,20 @@ def _policy(
 
     if not stack and not files:
         err.print("error: name a --stack or at least one file")
-        return 2
+        return EXIT_UNUSABLE
     try:
         config = _policy_config(config_file) if config_file else {}
-        sources = (
-            [(f"{project.name}/{stack}", EngineDocument(_offline_resources(project, stack)[0], True))]
-            if stack
-            else [(str(f), load_engine_document(f)) for f in files]
-        )
+        try:
+            check_config_keys(POLICIES, config)  # before the program runs
+        except PolicyConfigError as exc:
+            raise PolicyConfigError(f"{config_file}: {exc}") from None
+        if stack:
+            resources, stack_config = _offline_resources(project, stack)
+            # The stack's own config says which environment it is, whatever the stack is called.
+            env = env or stack_config.environment
+            sources = [(f"{project.name}/{stack}", EngineDocument(resources, True))]
+        else:
+            sources = [(str(f), load_engine_document(f)) for f in files]
         reports = [
             (label, run_policies(POLICIES, document.resources, config, env, document.complete))
             for label, document in sources
@@ -269,20 +351,24 @@ def _policy(
     else:
         for label, report in reports:
             _print_policy_report(PACK_NAME, label, report)
-    return 1 if any(report.mandatory_violations for _, report in reports) else 0
+    return EXIT_FINDINGS if any(report.mandatory_violations for _, report in reports) else 0
 
 
 def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fmt: str) -> int:
-    from llm_mesh.ops.artifacts import default_stores, sources, verify
+    from llm_mesh.ops.artifacts import StoreUnusable, default_stores, sources, verify
 
     try:
         config = config_from_pulumi(read_stack_settings(project, stack).config)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(Text(f"error: {_relative(project.stack_file(stack))}: {problem}", style="red"))
-        return 1
+        return EXIT_UNUSABLE
     versions = sources(config, stack)
-    results = verify(versions, default_stores(config.gcp.project, s3_endpoint_url))
+    try:
+        results = verify(versions, default_stores(config.gcp.project, s3_endpoint_url))
+    except StoreUnusable as exc:
+        err.print(Text(f"error: {exc}", style="red"))
+        return EXIT_UNUSABLE
     bad = [r for r in results if not r.ok]
     if fmt == "json":
         rows = [
@@ -291,7 +377,7 @@ def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fm
             for r in results
         ]  # fmt: skip
         print(json.dumps({"stack": stack, "files": rows, "problems": len(bad)}, indent=2))
-        return 1 if bad else 0
+        return EXIT_FINDINGS if bad else 0
     out.print(f"Model artifacts of {project.name}/{stack}: {len(versions)} versions, {len(results)} files")
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for column in ("model", "track", "version", "file", "status", "detail"):
@@ -304,7 +390,7 @@ def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fm
     out.print(table)
     summary = f"{len(results) - len(bad)} of {len(results)} files ok"
     out.print(summary + (f"; {len(bad)} missing or different" if bad else ""))
-    return 1 if bad else 0
+    return EXIT_FINDINGS if bad else 0
 
 
 def _policy_config(path: Path) -> dict[str, Any]:
@@ -379,6 +465,17 @@ def _print_plan(document: dict[str, Any]) -> None:
         out.print(f"GPU capacity: {capacity}")
 
 
+def outside_the_stack(config: StackConfig) -> list[str]:
+    """What the plan refers to but does not create: the user provides it before traffic can flow."""
+    needs = []
+    if config.gateway.tls_credential_name:
+        needs.append(
+            f"Secret {INGRESS_NAMESPACE}/{config.gateway.tls_credential_name} (kubernetes.io/tls for "
+            f"*.{config.gateway.domain}, gateway.tlsCredentialName), e.g. issued by cert-manager"
+        )
+    return needs
+
+
 def _tree(steps: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Each step with the box-drawing prefix of its place under its parent (steps come parents first)."""
     children: dict[str, list[dict[str, Any]]] = {}
@@ -418,7 +515,7 @@ def _push_models(
         # Nothing is uploaded or written when the edited stack would not validate.
         for problem in exc.problems:
             err.print(Text(f"error: {_relative(project.stack_file(stack))}: {problem}", style="red"))
-        return 2
+        return EXIT_UNUSABLE
     except PushError as exc:
         err.print(Text(f"error: {exc}", style="red"))
         return exc.code

@@ -1,45 +1,42 @@
-"""Fixtures: each stack's offline preview, run once per session through the real command."""
+"""Fixtures: each stack's offline preview, computed once per session through the real command, and the
+`llm-mesh` command run in this process (mocks are process-global: every in-process run is isolated)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pulumi
 import pytest
+from rich.console import Console
+
+import llm_mesh.cli
+from llm_mesh.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("dev", "staging", "prod")
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    """The llm-mesh command in its own process (the SDK's mocks are process-global)."""
+    """The llm-mesh command in its own process: for what only a process shows (packaging, exit status of the
+    interpreter). Everything else uses the `cli` fixture, which is as faithful and pays no interpreter start."""
     return subprocess.run(
         [sys.executable, "-m", "llm_mesh.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
 
 
-@pytest.fixture(scope="session")
-def previews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    folder = tmp_path_factory.mktemp("previews")
-    documents = {}
-    for stack in STACKS:
-        out = folder / f"{stack}.json"
-        result = run_cli("preview", "--stack", stack, "--json", str(out))
-        assert result.returncode == 0, result.stderr + result.stdout
-        documents[stack] = json.loads(out.read_text())
-    return documents
-
-
-@pytest.fixture
-def fresh_loop() -> Iterator[None]:
-    """A new event loop for an in-process recording, closed afterwards (mocks are process-global)."""
+@contextmanager
+def isolated_sdk() -> Iterator[None]:
+    """A new event loop for an in-process recording, closed afterwards; no root stack or config left behind."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -50,6 +47,69 @@ def fresh_loop() -> Iterator[None]:
         # Leave no recording's root stack or config behind for the next test.
         pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
         pulumi.runtime.set_all_config({}, [])
+
+
+@pytest.fixture
+def fresh_loop() -> Iterator[None]:
+    """A new event loop for an in-process recording, closed afterwards (mocks are process-global)."""
+    with isolated_sdk():
+        yield
+
+
+@dataclass
+class CliResult:
+    """What a finished `llm-mesh` run left: the fields of subprocess.CompletedProcess that tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Cli = Callable[..., CliResult]
+
+
+def piped_consoles(patch: pytest.MonkeyPatch, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
+    """The command's consoles as cli.py makes them when its output is piped, on these streams (default: whatever
+    sys.stdout and sys.stderr are when they print). Its own were made at import, when stdout may have been a
+    terminal (`pytest -s`): wrapped at its width, with colour codes."""
+    patch.setattr(llm_mesh.cli, "out", Console(file=stdout, highlight=False, width=160))
+    patch.setattr(llm_mesh.cli, "err", Console(file=stderr, stderr=True, highlight=False, soft_wrap=True))
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """`llm-mesh ARGS` in this process, run from a folder (default: the project), printing as into a pipe."""
+    piped_consoles(monkeypatch)  # capsys's streams
+
+    def run(*args: str, cwd: Path = ROOT) -> CliResult:
+        capsys.readouterr()  # what the test printed before is not the command's
+        with isolated_sdk(), monkeypatch.context() as here:
+            here.chdir(cwd)
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def previews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Each stack's `llm-mesh preview --stack X --json` document, written by the command in this process: the
+    SDK's imports are paid once, not once per stack (test_offline_preview compares one with a process's)."""
+    folder = tmp_path_factory.mktemp("previews")
+    documents = {}
+    for stack in STACKS:
+        out = folder / f"{stack}.json"
+        printed = io.StringIO()
+        with isolated_sdk(), pytest.MonkeyPatch.context() as here:
+            piped_consoles(here, printed, printed)
+            code = main(["--project", str(ROOT), "preview", "--stack", stack, "--json", str(out)])
+        assert code == 0, f"llm-mesh preview --stack {stack} exited {code}:\n{printed.getvalue()}"
+        documents[stack] = json.loads(out.read_text())
+    return documents
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, Cli
 
 
 @pytest.fixture
@@ -40,22 +40,25 @@ def broken_project(tmp_path: Path) -> Path:
         ),
     ],
 )
-def test_mistakes_are_one_line(broken_project: Path, args: list[str], message: str) -> None:
-    result = run_cli(
-        "--project", str(broken_project), *(a.format(dir=broken_project) for a in args), cwd=broken_project
-    )
+def test_mistakes_are_one_line(broken_project: Path, args: list[str], message: str, cli: Cli) -> None:
+    result = cli("--project", str(broken_project), *(a.format(dir=broken_project) for a in args), cwd=broken_project)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert message in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
 
 
-def test_no_project_here(tmp_path: Path) -> None:
-    result = run_cli("--project", str(tmp_path / "nowhere"), "preview", "--stack", "dev", cwd=tmp_path)
+def test_no_project_here(tmp_path: Path, cli: Cli) -> None:
+    result = cli("--project", str(tmp_path / "nowhere"), "preview", "--stack", "dev", cwd=tmp_path)
     assert result.returncode == 2 and "no Pulumi.yaml in" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_unwritable_json_path_leaves_no_half_output(tmp_path: Path) -> None:
-    result = run_cli("preview", "--stack", "dev", "--json", str(tmp_path / "no" / "dir" / "out.json"))
+def test_unwritable_json_path_leaves_no_half_output(tmp_path: Path, cli: Cli) -> None:
+    result = cli("preview", "--stack", "dev", "--json", str(tmp_path / "no" / "dir" / "out.json"))
     assert result.returncode == 2
-    assert result.stdout == "" and "No such file or directory" in result.stderr
+    # Said before the program runs: one line naming the path and the fix, nothing else printed.
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: --json {tmp_path / 'no' / 'dir' / 'out.json'}: folder {tmp_path / 'no' / 'dir'} does not exist; "
+        "create it or write elsewhere"
+    ]

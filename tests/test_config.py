@@ -132,23 +132,31 @@ def test_unknown_key_lists_the_known_ones() -> None:
     assert "known keys: name, regional, releaseChannel" in problem
 
 
-def test_prod_serves_https_only() -> None:
+def problems_of(config: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(config)
+    return caught.value.problems
+
+
+PINNED = "prod images must be pinned by digest: 'repo@sha256:<64 hex>'"
+
+
+def test_prod_serves_https_only_with_pinned_images_all_said_at_once() -> None:
     prod = with_change("environment", "prod")
-    assert only_problem(prod).startswith(
-        "llm-mesh:gateway.tlsCredentialName = None: prod serves HTTPS only; name the gateway's TLS secret"
-    )
+    assert problems_of(prod) == [
+        "llm-mesh:gateway.tlsCredentialName = None: prod serves HTTPS only; name the gateway's TLS secret",
+        f"llm-mesh:inference.image = 'vllm/vllm-openai:v0.27.1': {PINNED}",
+        f"llm-mesh:modelStore.serverImage = 'nginxinc/nginx-unprivileged:1.30.5-alpine': {PINNED}",
+    ]
 
 
 def test_prod_images_must_be_pinned_by_digest() -> None:
     prod = with_change("environment", "prod")
     prod["gateway"] = {"tlsCredentialName": "llm-tls"}
-    assert only_problem(prod).startswith(
-        "llm-mesh:inference.image = 'vllm/vllm-openai:v0.27.1': prod images must be pinned by digest"
-    )
     prod["inference"] = {"image": "vllm/vllm-openai" + DIGEST}
     prod["modelStore"] = {"serverImage": "nginxinc/nginx-unprivileged" + DIGEST}
     prod["models"][0]["canary"]["image"] = "vllm/vllm-openai:latest"
-    assert only_problem(prod).startswith("llm-mesh:models[0].canary.image = 'vllm/vllm-openai:latest'")
+    assert problems_of(prod) == [f"llm-mesh:models[0].canary.image = 'vllm/vllm-openai:latest': {PINNED}"]
     del prod["models"][0]["canary"]["image"]
     assert parse_stack_config(prod).environment == "prod"
 
@@ -173,9 +181,84 @@ def test_defaults_are_the_safe_ones() -> None:
 def test_several_mistakes_are_all_reported() -> None:
     config = with_change("gpuPools.0.machineType", "n2-standard-8")
     config["models"][0]["canaryWeight"] = 101
+    assert problems_of(config) == [
+        "llm-mesh:gpuPools[0].machineType = 'n2-standard-8': nvidia-l4 needs a g2-standard-* machine type "
+        "(g2-standard-4, g2-standard-8, g2-standard-12, g2-standard-16, g2-standard-24, g2-standard-32, "
+        "g2-standard-48, g2-standard-96)",
+        "llm-mesh:models[0].canaryWeight = 101: must be between 0 and 100 (percent of requests sent to the canary)",
+    ]
+
+
+def test_single_key_and_cross_key_mistakes_come_in_one_run() -> None:
+    """A dev copy switched to prod: every mistake at once, not one per run."""
+    config = with_change("environment", "prod")
+    config["routing"] = {"timeout": "ten minutes"}
+    config["gpuPools"].append({"name": "spare"})
+    config["models"][0]["contextLength"] = 131072
+    assert problems_of(config) == [
+        "llm-mesh:routing.timeout = 'ten minutes': 'ten minutes' is not a duration; write e.g. '30s', '1m30s' or "
+        "'250ms'",
+        "llm-mesh:gpuPools[1].name = 'spare': no model can run on this pool (pays for nodes nothing schedules on); "
+        "name it in a model's gpuPool or overflowPools, or remove the pool",
+        "llm-mesh:models[0].contextLength = 131072: one 131072-token sequence needs 16.0 GiB of KV cache per GPU "
+        "(128 KiB/token) but 1 × nvidia-l4 (tensor parallel 1) has 2.9 GiB after 15.0 GiB of weights per GPU; the "
+        "largest context that fits (keeping a 10% margin) is 21152 tokens (pool 'l4')",
+        "llm-mesh:gateway.tlsCredentialName = None: prod serves HTTPS only; name the gateway's TLS secret",
+        f"llm-mesh:inference.image = 'vllm/vllm-openai:v0.27.1': {PINNED}",
+        f"llm-mesh:modelStore.serverImage = 'nginxinc/nginx-unprivileged:1.30.5-alpine': {PINNED}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (
+            "gcp.project",
+            "My Project",
+            "llm-mesh:gcp.project = 'My Project': a GCP project id: 6-30 lowercase letters, digits and hyphens, "
+            "starting with a letter and not ending with a hyphen (the id, not the display name: see `gcloud "
+            "projects list`)",
+        ),
+        (
+            "cluster.kubernetesVersion",
+            1.3,
+            "llm-mesh:cluster.kubernetesVersion = 1.3: YAML read this as a number; write it in quotes, as text "
+            "('1.30', not 1.30, which is 1.3)",
+        ),
+        (
+            "models.0.stable.source",
+            "https://registry/m",
+            "llm-mesh:models[0].stable.source = 'https://registry/m': use gs://BUCKET/PREFIX or s3://BUCKET/PREFIX "
+            "(a lowercase bucket name, 3-63 characters)",
+        ),
+    ],
+)
+def test_pattern_and_type_mistakes_say_what_to_write(path: str, value: Any, expected: str) -> None:
+    assert problems_of(with_change(path, value)) == [expected]
+
+
+def test_unknown_config_namespace_is_a_typo_not_a_silent_drop() -> None:
+    bag = {"llm-mesh:environment": "dev", "llm-mesh:gcp": '{"project": "llm-mesh-test"}', "llm-mes:models": "[]"}
     with pytest.raises(ConfigError) as caught:
-        parse_stack_config(config)
-    assert len(caught.value.problems) == 2
+        config_from_pulumi(bag)
+    assert caught.value.problems == [
+        "llm-mes:models: unknown config namespace 'llm-mes', read by nothing; did you mean 'llm-mesh:models'? "
+        "(this program reads llm-mesh:*; providers read gcp, kubernetes, pulumi:*)"
+    ]
+
+
+def test_misspelled_stack_file_key_is_named(tmp_path: Path) -> None:
+    from llm_mesh.engine.stackfile import StackFileError
+
+    (tmp_path / "Pulumi.yaml").write_text("name: llm-mesh\nruntime: python\nstackConfigDir: stacks\n")
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text("confg:\n  llm-mesh:environment: dev\n")
+    with pytest.raises(StackFileError) as caught:
+        read_stack_settings(Project.find(tmp_path), "dev")
+    assert str(caught.value).endswith(
+        "Pulumi.dev.yaml: unknown top-level key 'confg': did you mean 'config'? (a stack file holds config, "
+        "encryptedkey, encryptionsalt, environment, secretsprovider)"
+    )
 
 
 def test_pulumi_config_bag_is_decoded() -> None:

@@ -540,6 +540,14 @@ def test_files_entry_lists_every_file_with_size_and_sha256(folder: Path) -> None
     ]
 
 
+def test_files_entry_leaves_out_hidden_tool_state(folder: Path) -> None:
+    listed = files_entry(folder)
+    (folder / ".cache" / "huggingface").mkdir(parents=True)
+    (folder / ".cache" / "huggingface" / "download.lock").write_bytes(b"x")
+    (folder / ".DS_Store").write_bytes(b"x")
+    assert files_entry(folder) == listed
+
+
 LOCAL = [{"path": "a.json", "size": 2, "sha256": "a" * 64}, {"path": "w.safetensors", "size": 9, "sha256": "b" * 64}]
 
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,7 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Cli, CliResult
 from tests.helpers import FIT
 
 CONFIG = b'{"architectures": ["LlamaForCausalLM"]}'
@@ -72,24 +69,27 @@ def files(*entries: tuple[str, bytes | None]) -> list[dict[str, Any]]:
     ]
 
 
-def verify(project: Path, endpoint: str, *extra: str) -> Any:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-
-    return subprocess.run(
-        [sys.executable, "-m", "llm_mesh.cli", "--project", str(project), "models", "verify", "--stack", "test", "--s3-endpoint-url", endpoint, *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )  # fmt: skip
+Verify = Callable[..., CliResult]
 
 
-def test_present_artifacts_pass(s3_endpoint: str, tmp_path: Path) -> None:
+@pytest.fixture
+def verify(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Verify:
+    """`llm-mesh --project PROJECT models verify --stack test --s3-endpoint-url ENDPOINT ...`, in this process."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # A process of its own would start without the credentials boto3's default session kept from earlier tests.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+    def run(project: Path, endpoint: str, *extra: str) -> CliResult:
+        return cli(
+            "--project", str(project), "models", "verify", "--stack", "test", "--s3-endpoint-url", endpoint, *extra
+        )
+
+    return run
+
+
+def test_present_artifacts_pass(s3_endpoint: str, tmp_path: Path, verify: Verify) -> None:
     stable = {
         "version": "v1",
         "source": "s3://registry/llama/v1/",
@@ -100,7 +100,7 @@ def test_present_artifacts_pass(s3_endpoint: str, tmp_path: Path) -> None:
     assert "3 of 3 files ok" in result.stdout
 
 
-def test_missing_truncated_and_wrong_checksum_are_each_named(s3_endpoint: str, tmp_path: Path) -> None:
+def test_missing_truncated_and_wrong_checksum_are_each_named(s3_endpoint: str, tmp_path: Path, verify: Verify) -> None:
     models = [
         {
             "name": "llama",
@@ -132,11 +132,15 @@ def test_missing_truncated_and_wrong_checksum_are_each_named(s3_endpoint: str, t
     assert "generation_config.json" in text.stdout and "missing" in text.stdout
 
 
-def test_unreachable_endpoint_is_reported_not_raised(tmp_path: Path) -> None:
+def test_unreachable_endpoint_is_one_line_not_a_table(tmp_path: Path, verify: Verify) -> None:
     stable = {"version": "v1", "source": "s3://registry/llama/v1/", "files": files(("model.safetensors", None))}
     result = verify(project_with(tmp_path, [{"name": "llama", "stable": stable}]), "http://127.0.0.1:9")
-    assert result.returncode == 1
-    assert "unreadable" in result.stdout
+    assert result.returncode == 2, "a store nothing can be read from is unusable input, not a finding per file"
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: s3://registry: cannot be reached (") and line.endswith(
+        "check the endpoint (--s3-endpoint-url) and the network"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +165,7 @@ def gcs_emulator() -> Iterator[str]:
 
 
 @pytest.mark.usefixtures("gcs_emulator")
-def test_default_source_is_the_model_store_bucket(tmp_path: Path) -> None:
+def test_default_source_is_the_model_store_bucket(tmp_path: Path, verify: Verify) -> None:
     stable = {"version": "v1", "files": files(("config.json", CONFIG), ("model.safetensors", None))}
     result = verify(
         project_with(tmp_path, [{"name": "llama", "stable": stable}]), "http://127.0.0.1:9", "--format", "json"

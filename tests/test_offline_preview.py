@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 import yaml
 
 from llm_mesh.engine.values import UNKNOWN
-from tests.conftest import ROOT, STACKS, run_cli
+from tests.conftest import ROOT, STACKS, Cli
 from tests.helpers import prop, resource, steps_of_type
 
 URN = re.compile(r"^urn:pulumi:(?P<stack>[a-z]+)::llm-mesh::(?P<types>[^:]+(:[^:$]+)*(\$[^$]+)*)::(?P<name>[^:]+)$")
@@ -125,7 +127,10 @@ def test_gpu_pools_follow_the_stack_config(
         assert prop(pool, "nodeConfig.shieldedInstanceConfig.enableSecureBoot") is True
         assert prop(pool, "nodeConfig.gvnic.enabled") is True
         assert prop(pool, "nodeConfig.gcfsConfig.enabled") is True
-        assert "taints" not in pool["inputs"]["nodeConfig"], "GKE owns the GPU taint"
+        # GKE owns the GPU taint; the only taint of ours is the compute class's, on pools a model overflows across.
+        assert [t["key"] for t in pool["inputs"]["nodeConfig"].get("taints", [])] == (
+            ["cloud.google.com/compute-class"] if stack == "prod" else []
+        )
         assert pool["customTimeouts"] == {"create": 3600, "update": 3600}
 
 
@@ -159,14 +164,31 @@ def test_steps_use_only_keys_the_engine_writes(previews: dict[str, dict[str, Any
         assert set(step["newState"]) <= real_state_keys, set(step["newState"]) - real_state_keys
 
 
-def test_same_program_gives_the_same_document(previews: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+def test_installed_command_writes_the_same_document_in_its_own_process(
+    previews: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The console script pip installed, in a process of its own, from the project folder: the packaging works,
+    its own consoles print the plan unwrapped into a pipe, and the session's in-process previews are what the
+    command writes (prod, previewed there after dev and staging in the same process: nothing leaks between runs)."""
+    command = Path(sys.executable).with_name("llm-mesh")
+    assert command.is_file(), f"{command} is missing: install the project (`pip install -e .`, as `make` does)"
     again = tmp_path / "prod.json"
-    assert run_cli("preview", "--stack", "prod", "--json", str(again)).returncode == 0
+    result = subprocess.run(
+        [str(command), "preview", "--stack", "prod", "--json", str(again)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
     assert json.loads(again.read_text()) == previews["prod"]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Previewing llm-mesh/prod offline (Pulumi SDK mock runtime: no cloud calls, no state)"
+    assert any("├─ gcp:container/cluster:Cluster" in line and "protected" in line for line in lines)
 
 
-def test_readable_plan_and_summary(previews: dict[str, dict[str, Any]]) -> None:
-    result = run_cli("preview", "--stack", "prod")
+def test_readable_plan_and_summary(previews: dict[str, dict[str, Any]], cli: Cli) -> None:
+    result = cli("preview", "--stack", "prod")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "Previewing llm-mesh/prod offline (Pulumi SDK mock runtime: no cloud calls, no state)"
@@ -178,7 +200,7 @@ def test_readable_plan_and_summary(previews: dict[str, dict[str, Any]]) -> None:
     assert "GPU capacity: 0–16 × nvidia-l4 (spot, pool gpu-l4-spot)" in result.stdout
 
 
-def test_config_error_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None:
+def test_config_error_exits_non_zero_and_writes_nothing(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     (tmp_path / "stacks").mkdir()
     broken = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text().replace("g2-standard-8", "n2-standard-8")
@@ -186,8 +208,8 @@ def test_config_error_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "__main__.py").write_text((ROOT / "__main__.py").read_text())
     (tmp_path / "components").symlink_to(ROOT / "components")
     out = tmp_path / "out.json"
-    result = run_cli("preview", "--stack", "dev", "--json", str(out), cwd=tmp_path)
-    assert result.returncode == 1
+    result = cli("preview", "--stack", "dev", "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 2, "a config mistake is unusable input"
     assert result.stdout == "", "a config error prints its lines and nothing else"
     assert result.stderr.strip().startswith(
         "error: stacks/Pulumi.dev.yaml: llm-mesh:gpuPools[0].machineType = 'n2-standard-8': "
@@ -196,8 +218,8 @@ def test_config_error_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_unknown_stack_is_named() -> None:
-    result = run_cli("preview", "--stack", "qa")
+def test_unknown_stack_is_named(cli: Cli) -> None:
+    result = cli("preview", "--stack", "qa")
     assert result.returncode == 2
     assert "Pulumi.qa.yaml: no such stack file (stacks here: dev, prod, staging)" in result.stderr
 

@@ -28,6 +28,8 @@ from llm_mesh.plan.inference import (
 
 WEIGHTS = b"\x01" * 4096
 WEIGHTS_SHA = hashlib.sha256(WEIGHTS).hexdigest()
+# How often a test server's loop looks for shutdown(): the default (0.5 s) is what each shutdown waits.
+POLL = 0.01
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):
@@ -44,7 +46,7 @@ def model_store(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     (version / "config.json").write_bytes(b"{}")
     (version / "sub" / "weights.bin").write_bytes(WEIGHTS)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Files(*a, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/models/m/v1", version, tmp_path / "local"
     server.shutdown()
@@ -230,7 +232,7 @@ def test_drain_command_runs_as_the_pre_stop_hook(tmp_path: Path) -> None:
     root.mkdir()
     (root / "metrics").write_text("vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Files(*a, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True).start()
     try:
         command = drain_command(RoutingConfig())
         assert command[:3] == ["python3", "-c", DRAIN_SOURCE] and command[3:] == ["8000", "10", "600"]

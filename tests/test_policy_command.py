@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import STACKS, run_cli
+from tests.conftest import STACKS, Cli
 
 Mutation = Callable[[dict[str, Any]], str]
 
@@ -53,8 +53,8 @@ def unprotected_cluster(doc: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_stack_passes_and_lists_the_rules(stack: str) -> None:
-    result = run_cli("policy", "--stack", stack)
+def test_every_stack_passes_and_lists_the_rules(stack: str, cli: Cli) -> None:
+    result = cli("policy", "--stack", stack)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"on llm-mesh/{stack} (environment {stack}): 13 rules" in result.stdout
     assert result.stdout.count(" mandatory ") == 13
@@ -72,13 +72,13 @@ def test_every_stack_passes_and_lists_the_rules(stack: str) -> None:
     ],
 )
 def test_weakened_prod_preview_is_caught(
-    previews: dict[str, Any], tmp_path: Path, mutation: Mutation, rule: str
+    previews: dict[str, Any], tmp_path: Path, mutation: Mutation, rule: str, cli: Cli
 ) -> None:
     document = copy.deepcopy(previews["prod"])
     urn = mutation(document)
     path = tmp_path / "preview.json"
     path.write_text(json.dumps(document))
-    result = run_cli("policy", str(path), "--format", "json")
+    result = cli("policy", str(path), "--format", "json")
     assert result.returncode == 1
     report = json.loads(result.stdout)["results"][0]
     assert report["environment"] == "prod"
@@ -149,28 +149,28 @@ def hand_written_preview() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def test_stack_export_file(tmp_path: Path) -> None:
+def test_stack_export_file(tmp_path: Path, cli: Cli) -> None:
     path = tmp_path / "export.json"
     path.write_text(json.dumps(hand_written_export()))
-    report = json.loads(run_cli("policy", str(path), "--format", "json").stdout)["results"][0]
+    report = json.loads(cli("policy", str(path), "--format", "json").stdout)["results"][0]
     found = {(v["policy"], v["urn"]) for v in report["violations"]}
     assert found == {("istio-peer-authentication-strict", PA_URN), ("istio-mesh-wide-strict-mtls", "")}
-    result = run_cli("policy", str(path))
+    result = cli("policy", str(path))
     assert result.returncode == 1
     assert "mtls.mode is PERMISSIVE; every PeerAuthentication must be STRICT" in result.stdout
 
 
-def test_preview_file_reads_new_states_and_skips_deletes(tmp_path: Path) -> None:
+def test_preview_file_reads_new_states_and_skips_deletes(tmp_path: Path, cli: Cli) -> None:
     path = tmp_path / "preview.json"
     path.write_text(json.dumps(hand_written_preview()))
-    result = run_cli("policy", str(path), "--format", "json")
+    result = cli("policy", str(path), "--format", "json")
     assert result.returncode == 1
     report = json.loads(result.stdout)["results"][0]
     assert [(v["policy"], v["urn"]) for v in report["violations"]] == [("gke-cluster-hardening", CLUSTER_URN)]
     assert report["violations"][0]["message"] == "legacy ABAC is on: set enableLegacyAbac: false"
 
 
-def test_env_override_and_several_files(tmp_path: Path, previews: dict[str, Any]) -> None:
+def test_env_override_and_several_files(tmp_path: Path, previews: dict[str, Any], cli: Cli) -> None:
     dev = copy.deepcopy(previews["dev"])
     image = state(dev, ":Deployment", "model-llama-31-8b-stable")["inputs"]["spec"]["template"]["spec"]["containers"][
         0
@@ -178,8 +178,8 @@ def test_env_override_and_several_files(tmp_path: Path, previews: dict[str, Any]
     assert ":" in image and "@sha256:" not in image, "dev runs a tag: fine in dev, not in prod"
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(dev))
-    assert run_cli("policy", str(path)).returncode == 0
-    result = run_cli("policy", str(path), str(path), "--env", "prod", "--format", "json")
+    assert cli("policy", str(path)).returncode == 0
+    result = cli("policy", str(path), str(path), "--env", "prod", "--format", "json")
     assert result.returncode == 1
     results = json.loads(result.stdout)["results"]
     assert len(results) == 2 and results[0]["environment"] == "prod"
@@ -189,29 +189,29 @@ def test_env_override_and_several_files(tmp_path: Path, previews: dict[str, Any]
     }
 
 
-def test_advisory_config_is_refused_outside_dev(tmp_path: Path) -> None:
+def test_advisory_config_is_refused_outside_dev(tmp_path: Path, cli: Cli) -> None:
     config = tmp_path / "policy-config.json"
     config.write_text(json.dumps({"istio-destination-rule-tls": "advisory"}))
-    result = run_cli("policy", "--stack", "prod", "--config", str(config))
+    result = cli("policy", "--stack", "prod", "--config", str(config))
     assert result.returncode == 2
     assert "istio-destination-rule-tls: advisory is allowed in dev only" in result.stderr
-    lowered = run_cli("policy", "--stack", "dev", "--config", str(config))
+    lowered = cli("policy", "--stack", "dev", "--config", str(config))
     assert lowered.returncode == 0 and "istio-destination-rule-tls               advisory" in lowered.stdout
 
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
-def test_not_evaluated_says_why(tmp_path: Path) -> None:
+def test_not_evaluated_says_why(tmp_path: Path, cli: Cli) -> None:
     document = hand_written_export()
     cluster = document["deployment"]["resources"][1]
     cluster["inputs"]["workloadIdentityConfig"]["workloadPool"] = UNKNOWN
     path = tmp_path / "export.json"
     path.write_text(json.dumps(document))
     why = "string value at .workloadIdentityConfig.workloadPool can't be known during preview"
-    report = json.loads(run_cli("policy", str(path), "--format", "json").stdout)["results"][0]
+    report = json.loads(cli("policy", str(path), "--format", "json").stdout)["results"][0]
     assert report["notEvaluated"] == [{"policy": "gke-cluster-hardening", "urn": CLUSTER_URN, "reason": why}]
-    text = run_cli("policy", str(path)).stdout.splitlines()
+    text = cli("policy", str(path)).stdout.splitlines()
     assert f"  not evaluated: gke-cluster-hardening on {CLUSTER_URN}: {why}" in text
 
 
@@ -244,8 +244,10 @@ def gpu_export(request: Any, limit: Any) -> dict[str, Any]:
         (1, "2", ["container server: nvidia.com/gpu request 1 differs from its limit 2"]),
     ],
 )
-def test_gpu_quantities_compare_as_amounts(tmp_path: Path, request_: Any, limit: Any, expected: list[str]) -> None:
+def test_gpu_quantities_compare_as_amounts(
+    tmp_path: Path, request_: Any, limit: Any, expected: list[str], cli: Cli
+) -> None:
     path = tmp_path / "export.json"
     path.write_text(json.dumps(gpu_export(request_, limit)))
-    report = json.loads(run_cli("policy", str(path), "--format", "json").stdout)["results"][0]
+    report = json.loads(cli("policy", str(path), "--format", "json").stdout)["results"][0]
     assert [v["message"] for v in report["violations"] if v["policy"] == "gpu-workload-limits"] == expected

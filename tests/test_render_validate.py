@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from llm_mesh.checks.analysis import analyze, inventory
-from llm_mesh.checks.kube_objects import helm_releases, kube_objects
+from llm_mesh.checks.kube_objects import OWNER_MARK, helm_releases, kube_objects
 from llm_mesh.checks.schemas import schema_findings
 from llm_mesh.engine.readers import read_document
-from tests.conftest import STACKS, run_cli
+from tests.conftest import STACKS, Cli
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -141,18 +141,20 @@ def test_real_stacks_have_no_findings(previews: dict[str, Any], stack: str) -> N
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_validate_command_is_clean(stack: str) -> None:
-    result = run_cli("validate", "--stack", stack)
+def test_validate_command_is_clean(stack: str, cli: Cli) -> None:
+    result = cli("validate", "--stack", stack)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 errors, 0 warnings" in result.stdout
 
 
-def test_validate_command_reads_a_preview_file_and_fails_on_errors(previews: dict[str, Any], tmp_path: Path) -> None:
+def test_validate_command_reads_a_preview_file_and_fails_on_errors(
+    previews: dict[str, Any], tmp_path: Path, cli: Cli
+) -> None:
     broken = copy.deepcopy(previews["prod"])
     tls_disabled(broken)
     path = tmp_path / "preview.json"
     path.write_text(json.dumps(broken))
-    result = run_cli("validate", str(path))
+    result = cli("validate", str(path))
     assert result.returncode == 1
     assert "error LM0105 DestinationRule/inference/llama-31-8b: TLS mode DISABLE" in result.stdout
     assert "(fix: use ISTIO_MUTUAL" in result.stdout
@@ -160,10 +162,10 @@ def test_validate_command_reads_a_preview_file_and_fails_on_errors(previews: dic
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_render_writes_one_file_per_object_and_kustomize_builds_it(
-    previews: dict[str, Any], stack: str, tmp_path: Path
+    previews: dict[str, Any], stack: str, tmp_path: Path, cli: Cli
 ) -> None:
     out = tmp_path / stack
-    result = run_cli("render", "--stack", stack, "--out", str(out))
+    result = cli("render", "--stack", stack, "--out", str(out))
     assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in out.glob("*.yaml") if p.name != "kustomization.yaml")
     kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
@@ -187,12 +189,12 @@ def test_ambient_namespaces_count_as_in_the_mesh(previews: dict[str, Any]) -> No
     assert "LM0107" not in findings_of(document)
 
 
-def test_render_replaces_its_own_files_only(tmp_path: Path) -> None:
+def test_render_replaces_its_own_files_only(tmp_path: Path, cli: Cli) -> None:
     mine = tmp_path / "001-notes.yaml"
     mine.write_text("kept: true\n")
     stale = tmp_path / "999-deployment-old.yaml"
     stale.write_text("kind: Deployment\n")
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [stale.name]}))
-    assert run_cli("render", "--stack", "dev", "--out", str(tmp_path)).returncode == 0
+    (tmp_path / "kustomization.yaml").write_text(OWNER_MARK + "\n" + yaml.safe_dump({"resources": [stale.name]}))
+    assert cli("render", "--stack", "dev", "--out", str(tmp_path)).returncode == 0
     assert mine.read_text() == "kept: true\n", "a file render did not write survives"
     assert not stale.exists(), "a file the last render listed and this one does not is gone"

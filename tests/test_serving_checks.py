@@ -110,7 +110,7 @@ def test_the_fit_finding_names_the_largest_context(previews: dict[str, Any]) -> 
     _too_long(resources)
     (finding,) = serving_findings(resources, "prod")
     assert finding.severity == "error"
-    assert "the largest context that fits is 31024 tokens" in finding.message
+    assert "the largest context that fits (keeping a 10% margin) is 21152 tokens" in finding.message
 
 
 def test_anonymous_exposure_is_an_error_in_prod_only(previews: dict[str, Any]) -> None:

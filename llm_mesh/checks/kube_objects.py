@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from llm_mesh.engine.readers import EngineResource
+from llm_mesh.engine.values import UNKNOWN
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 _HEAD = ("apiVersion", "kind", "metadata")
@@ -76,12 +77,39 @@ def file_name(index: int, obj: KubeObject) -> str:
     return f"{index:03d}-{slug}.yaml"
 
 
-def render(objects: list[KubeObject], out: Path) -> list[Path]:
-    """One file per object (namespaces first) and a kustomization.yaml listing them; returns the files."""
+# The first line of every kustomization render writes: what marks a folder as render's own to rewrite.
+OWNER_MARK = "# Written by `llm-mesh render`: rewritten (files listed here replaced) on every render."
+
+
+class FolderNotOurs(ValueError):
+    """The output folder holds files render did not write."""
+
+
+def render_check(out: Path, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, a folder holding files of someone else's (unless asked)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FolderNotOurs(f"{out}: not a folder; name a new or empty folder for --out")
+    kustomization = out / "kustomization.yaml"
+    ours = kustomization.is_file() and kustomization.read_text().startswith(OWNER_MARK)
+    if not ours and any(out.iterdir()) and not overwrite:
+        raise FolderNotOurs(
+            f"{out}: holds files `llm-mesh render` did not write; name a new or empty folder for --out, or pass "
+            "--overwrite to write into it (its other files are kept, kustomization.yaml is replaced)"
+        )
+
+
+def render(objects: list[KubeObject], out: Path, overwrite: bool = False) -> list[Path]:
+    """One file per object (namespaces first) and a kustomization.yaml listing them; returns the files.
+
+    Files a previous render listed go (objects the stack no longer has); nothing else in the folder is touched,
+    and a folder render did not write is refused unless `overwrite`.
+    """
+    render_check(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    # Files a previous render listed go (objects the stack no longer has); nothing else in the folder is touched.
     previous = out / "kustomization.yaml"
-    if previous.is_file():
+    if previous.is_file() and previous.read_text().startswith(OWNER_MARK):
         listed = (yaml.safe_load(previous.read_text()) or {}).get("resources") or []
         for name in listed:
             stale = out / str(name)
@@ -98,5 +126,39 @@ def render(objects: list[KubeObject], out: Path) -> list[Path]:
         "kind": "Kustomization",
         "resources": [p.name for p in written],
     }
-    (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    (out / "kustomization.yaml").write_text(OWNER_MARK + "\n" + yaml.safe_dump(kustomization, sort_keys=False))
     return written
+
+
+def unknown_paths(value: Any, path: str = "") -> list[str]:
+    """Dotted paths of every value only a deployment knows (Pulumi's unknown sentinel)."""
+    if value == UNKNOWN:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in unknown_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in unknown_paths(v, f"{path}[{i}]")]
+    return []
+
+
+def without_unknowns(value: Any) -> Any:
+    """The manifest with every unknown value left out: never written as if it were one."""
+    if isinstance(value, dict):
+        return {k: without_unknowns(v) for k, v in value.items() if v != UNKNOWN}
+    if isinstance(value, list):
+        return [without_unknowns(v) for v in value if v != UNKNOWN]
+    return value
+
+
+def filled_from(objects: list[KubeObject], deployed: list[EngineResource]) -> list[KubeObject]:
+    """Objects whose unknown values a real `pulumi stack export` knows: each taken from the deployed resource
+    with the same URN (its inputs, resolved by the engine). Objects the export lacks stay as they are."""
+    by_urn = {r.urn: r for r in deployed}
+    filled = []
+    for obj in objects:
+        match = by_urn.get(obj.urn)
+        if match is not None and unknown_paths(obj.manifest) and "apiVersion" in match.inputs:
+            filled.append(KubeObject(obj.urn, match.inputs))
+        else:
+            filled.append(obj)
+    return filled

@@ -7,6 +7,7 @@ reported as not evaluated, as `pulumi preview` reports it. Stack rules say which
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,7 @@ def enforcement_levels(policies: list[Policy], config: Mapping[str, Any], enviro
 
     Lowering a rule below mandatory is for dev stacks only: elsewhere the config is refused.
     """
+    check_config_keys(policies, config)
     levels = {}
     for policy in policies:
         level = (policy.enforcement_level or EnforcementLevel.MANDATORY).value
@@ -101,6 +103,27 @@ def enforcement_levels(policies: list[Policy], config: Mapping[str, Any], enviro
             raise PolicyConfigError(f"{policy.name}: {level} is allowed in dev only; {environment} keeps it mandatory")
         levels[policy.name] = level
     return levels
+
+
+def check_config_keys(policies: list[Policy], config: Mapping[str, Any]) -> None:
+    """A misspelled rule or setting would be ignored by the engine, and the rule run as if unconfigured: refused."""
+    by_name = {policy.name: policy for policy in policies}
+    for key, entry in config.items():
+        if key != "all" and key not in by_name:
+            close = difflib.get_close_matches(key, list(by_name), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise PolicyConfigError(f"{key}: no rule of that name; {hint}(rules: all, {', '.join(by_name)})")
+        if not isinstance(entry, Mapping):
+            continue
+        schema = getattr(by_name.get(key), "config_schema", None)
+        known = {"enforcementLevel", *((getattr(schema, "properties", None) or {}) if key != "all" else {})}
+        for setting in entry:
+            if setting not in known:
+                close = difflib.get_close_matches(str(setting), sorted(known), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise PolicyConfigError(
+                    f"{key}.{setting}: not a setting of this rule; {hint}(settings: {', '.join(sorted(known))})"
+                )
 
 
 def run_policies(

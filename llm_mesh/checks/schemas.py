@@ -34,6 +34,22 @@ def unchecked(objects: list[KubeObject]) -> list[KubeObject]:
     return [o for o in objects if not o.is_istio and not is_core(o)]
 
 
+class UnsupportedVersion(ValueError):
+    """No Kubernetes schemas for the asked minor are installed here."""
+
+
+def check_version(kubernetes_version: str) -> None:
+    """Refuse, before any object is checked, a minor kubernetes-validate ships no schemas for."""
+    from kubernetes_validate.utils import all_versions
+
+    minors = sorted({".".join(v.split(".")[:2]) for v in all_versions()}, key=lambda v: tuple(map(int, v.split("."))))
+    if kubernetes_version not in minors:
+        raise UnsupportedVersion(
+            f"Kubernetes {kubernetes_version}: no schemas installed for it (kubernetes-validate has {minors[0]} to "
+            f"{minors[-1]}); pass --kubernetes-version {minors[-1]}, or upgrade kubernetes-validate"
+        )
+
+
 def schema_findings(objects: list[KubeObject], kubernetes_version: str) -> list[Finding]:
     findings = []
     skipped = {id(o) for o in unchecked(objects)}

@@ -51,15 +51,29 @@ def read_engine_document(data: dict[str, Any]) -> EngineDocument:
     """Resources of a preview (`steps[].newState`; deletes are left out) or of an export (version 3)."""
     if isinstance(data.get("steps"), list):
         steps = data["steps"]
-        states = [step["newState"] for step in steps if step.get("newState") and step.get("op") != "delete"]
+        for i, step in enumerate(steps):
+            _expect_object(step, f"steps[{i}]", "an object with `op` and `newState`")
+        states = [
+            (f"steps[{i}].newState", step["newState"])
+            for i, step in enumerate(steps)
+            if step.get("newState") and step.get("op") != "delete"
+        ]
         ops = {step.get("op") for step in steps}
         # A new stack's preview creates everything; otherwise only `same` steps show unchanged ones are listed.
-        return EngineDocument([_resource(s) for s in states], ops <= {"create"} or "same" in ops)
+        return EngineDocument([_resource(s, where) for where, s in states], ops <= {"create"} or "same" in ops)
     if isinstance(data.get("deployment"), dict):
         if data.get("version") != 3:
             raise DocumentError(f"stack export version {data.get('version')!r}; this reader knows version 3")
-        return EngineDocument([_resource(s) for s in data["deployment"].get("resources") or []], True)
+        resources = data["deployment"].get("resources") or []
+        if not isinstance(resources, list):
+            raise DocumentError("deployment.resources is not a list")
+        return EngineDocument([_resource(s, f"deployment.resources[{i}]") for i, s in enumerate(resources)], True)
     raise DocumentError("neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])")
+
+
+def _expect_object(value: Any, where: str, what: str) -> None:
+    if not isinstance(value, dict):
+        raise DocumentError(f"{where} is {type(value).__name__} {value!r:.40}; {what} was expected")
 
 
 def read_document(data: dict[str, Any]) -> list[EngineResource]:
@@ -83,7 +97,13 @@ def load_document(path: Path) -> list[EngineResource]:
     return load_engine_document(path).resources
 
 
-def _resource(state: dict[str, Any]) -> EngineResource:
+def _resource(state: Any, where: str = "resource") -> EngineResource:
+    _expect_object(state, where, "a resource state with `urn`, `type` and `inputs`")
+    for key in ("urn", "type"):
+        if not isinstance(state.get(key), str):
+            raise DocumentError(f"{where}.{key} is missing or not text; a resource state names its {key}")
+    if not isinstance(state.get("inputs") or {}, dict):
+        raise DocumentError(f"{where}.inputs is not an object")
     inputs = display({k: v for k, v in (state.get("inputs") or {}).items() if k != "__defaults"})
     return EngineResource(
         urn=state["urn"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,10 @@ import yaml
 
 # What the offline engine passes for a `secure:` value it cannot decrypt (no passphrase or cloud KMS here).
 UNDECRYPTED_SECRET = "[secret]"
+
+
+# What the Pulumi CLI reads from a stack file; anything else is ignored by it, so a typo (`confg:`) loses the config.
+STACK_FILE_KEYS = frozenset({"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"})
 
 
 class StackFileError(ValueError):
@@ -68,7 +73,15 @@ def read_stack_settings(project: Project, stack: str) -> StackSettings:
     if not path.is_file():
         known = ", ".join(project.stacks()) or "none"
         raise FileNotFoundError(f"{path}: no such stack file (stacks here: {known})")
-    section = _load_yaml(path).get("config") or {}
+    document = _load_yaml(path)
+    for key in document:
+        if key not in STACK_FILE_KEYS:
+            close = difflib.get_close_matches(str(key), sorted(STACK_FILE_KEYS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise StackFileError(
+                f"{path}: unknown top-level key {key!r}: {hint}(a stack file holds {', '.join(sorted(STACK_FILE_KEYS))})"
+            )
+    section = document.get("config") or {}
     if not isinstance(section, dict):
         raise StackFileError(f"{path}: `config` must be a mapping of keys to values")
     config: dict[str, str] = {}

@@ -87,7 +87,12 @@ def _check(store: ObjectStore, source: VersionSource, artifact: ArtifactFile) ->
                 return FileCheck(
                     source, artifact, "sha256 differs", f"{digest.hexdigest()}, config says {artifact.sha256}"
                 )
-    except Exception as error:  # any client failure (credentials, network) is a finding, not a crash
+    except Exception as error:
+        # No credentials, or a store that does not answer, concern every file: one line for the user, not a table.
+        problem = store_problem(error)
+        if problem:
+            raise StoreUnusable(f"{source.location.scheme}://{source.location.bucket}: {problem}") from None
+        # Anything else (access to one object denied, say) is that file's finding.
         return FileCheck(source, artifact, "unreadable", f"{type(error).__name__}: {error}")
     return FileCheck(source, artifact, "ok", f"{size} bytes")
 
@@ -137,6 +142,26 @@ class GcsStore:
             yield from iter(lambda: stream.read(CHUNK), b"")
 
 
+class StoreUnusable(Exception):
+    """A store no file can be read from (no credentials, no answer); the message says what to do."""
+
+
+def store_problem(error: Exception) -> str | None:
+    """What to do about a client failure that concerns the whole store, or None for one about a single object."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+    from google.auth.exceptions import DefaultCredentialsError
+
+    if isinstance(error, DefaultCredentialsError):
+        return (
+            "no Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        )
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    if isinstance(error, (EndpointConnectionError, ConnectionError)) or "ConnectionError" in type(error).__name__:
+        return f"cannot be reached ({error}); check the endpoint (--s3-endpoint-url) and the network"
+    return None
+
+
 def default_stores(project: str, s3_endpoint_url: str | None) -> Callable[[VersionSource], ObjectStore]:
     """One client per bucket, made on first use."""
     stores: dict[tuple[str, str], ObjectStore] = {}
@@ -145,9 +170,15 @@ def default_stores(project: str, s3_endpoint_url: str | None) -> Callable[[Versi
         where = source.location
         key = (where.scheme, where.bucket)
         if key not in stores:
-            stores[key] = (
-                S3Store(where.bucket, s3_endpoint_url) if where.scheme == "s3" else GcsStore(where.bucket, project)
-            )
+            try:
+                stores[key] = (
+                    S3Store(where.bucket, s3_endpoint_url) if where.scheme == "s3" else GcsStore(where.bucket, project)
+                )
+            except Exception as error:
+                problem = store_problem(error)
+                if problem is None:
+                    raise
+                raise StoreUnusable(f"{where.scheme}://{where.bucket}: {problem}") from None
         return stores[key]
 
     return store_for

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from llm_mesh.engine.stackfile import Project, read_stack_settings
-from llm_mesh.ops.artifacts import CHUNK, GcsStore, S3Store
+from llm_mesh.ops.artifacts import CHUNK, GcsStore, S3Store, store_problem
 from llm_mesh.ops.stack_edit import StackFileEdit
 from llm_mesh.plan.config import NAMESPACE, ConfigError, StackConfig, config_from_pulumi
 from llm_mesh.plan.object_urls import ObjectUrl
@@ -149,9 +149,12 @@ def files_entry(folder: Path) -> list[dict[str, Any]]:
     entries = []
     # Links are followed: a Hugging Face snapshot is a folder of links into its blob store.
     for root, folders, names in os.walk(folder, onerror=unreadable, followlinks=True):
-        folders.sort()
+        # Hidden entries are tools' state, not the model: `.cache/huggingface` (huggingface-cli download
+        # --local-dir), `.git`, `.DS_Store`.
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
         for name in names:
-            entries.append(_entry(folder, Path(root, name)))
+            if not name.startswith("."):
+                entries.append(_entry(folder, Path(root, name)))
     if not entries:
         raise PushError(f"DIR {folder}: holds no files; {_DO}")
     return sorted(entries, key=lambda e: e["path"])
@@ -482,16 +485,9 @@ def _reach(
 
 
 def _unreachable(error: Exception) -> str:
-    from botocore.exceptions import NoCredentialsError
-    from google.auth.exceptions import DefaultCredentialsError
-
-    if isinstance(error, DefaultCredentialsError):
-        return (
-            "no Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
-        )
-    if isinstance(error, NoCredentialsError):
-        return "no AWS credentials; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-    return f"cannot be reached ({_one_line(error)}); check the name, the network and your access"
+    return (
+        store_problem(error) or f"cannot be reached ({_one_line(error)}); check the name, the network and your access"
+    )
 
 
 def _one_line(error: Exception) -> str:

@@ -8,11 +8,12 @@ the program declares a single resource.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, Literal
 
 from pulumi import RunError
@@ -126,7 +127,7 @@ class _Model(BaseModel):
 
 
 class GcpConfig(_Model):
-    project: str = Field(min_length=6, max_length=30)
+    project: str = Field(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
     region: str = "us-central1"
     # Zones for GPU pools; empty means the zones GKE picks in the region.
     zones: list[str] = []
@@ -424,12 +425,32 @@ class ServedModel(_Model):
 
     @field_validator("canary_weight")
     @classmethod
-    def _weight_needs_canary(cls, weight: int, info: ValidationInfo) -> int:
+    def _weight_is_a_percentage(cls, weight: int) -> int:
         if not 0 <= weight <= 100:
             raise ValueError("must be between 0 and 100 (percent of requests sent to the canary)")
-        if weight > 0 and info.data.get("canary") is None:
-            raise ValueError("a canary weight needs a canary version; add canary: {version: ...} or set 0")
         return weight
+
+    @model_validator(mode="after")
+    def _weight_needs_canary_and_memory_fits(self) -> ServedModel:
+        # After the fields: a canary whose own keys are wrong is reported there, not as a missing canary.
+        if self.canary_weight > 0 and self.canary is None:
+            raise _FieldError(
+                "canaryWeight",
+                self.canary_weight,
+                "a canary weight needs a canary version; add canary: {version: ...} or set 0",
+            )
+        shm, memory = _bytes(self.shm_size), _bytes(self.memory)
+        if memory < 8 * 1024**3:
+            raise _FieldError(
+                "memory", self.memory, "vLLM needs several GiB of host memory to load weights and run: at least 8Gi"
+            )
+        if shm >= memory:
+            raise _FieldError(
+                "shmSize",
+                self.shm_size,
+                f"a memory-backed /dev/shm counts against the container's memory ({self.memory}): keep it well below",
+            )
+        return self
 
     @field_validator("max_replicas")
     @classmethod
@@ -442,7 +463,7 @@ class InferenceConfig(_Model):
     image: Image = "vllm/vllm-openai:v0.27.1"
     namespace: Name = "inference"
     # Serves managed-Prometheus series to the autoscalers (deployed when a model autoscales).
-    metrics_adapter_image: Image = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"
+    metrics_adapter_image: Image = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.2-gke.1"
 
 
 class S3Import(_Model):
@@ -589,79 +610,108 @@ class StackConfig(_Model):
     observability: ObservabilityConfig = ObservabilityConfig()
 
     @model_validator(mode="after")
-    def _names_unique_and_pools_fit(self) -> StackConfig:
-        _reject_duplicates("gpuPools", [p.name for p in self.gpu_pools])
-        _reject_duplicates("models", [m.name for m in self.models])
+    def _cross_field_rules(self) -> StackConfig:
+        """Every rule that spans keys, each reporting all its problems, so that one run shows every mistake."""
+        problems = list(self._names_and_pools())
+        problems += self._models_fit_their_gpus()
+        problems += self._not_anonymous_in_prod()
+        problems += self._s3_sources_need_access()
+        problems += self._prod_hardened()
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def _names_and_pools(self) -> Iterator[_KeyError]:
+        yield from _duplicates("gpuPools", [p.name for p in self.gpu_pools])
+        yield from _duplicates("models", [m.name for m in self.models])
         pools = {p.name: p for p in self.gpu_pools}
         for i, model in enumerate(self.models):
             if model.gpu_pool is not None and model.gpu_pool not in pools:
-                raise _KeyError(
+                yield _KeyError(
                     f"models[{i}].gpuPool", model.gpu_pool, f"names no GPU pool; use one of {sorted(pools)}"
                 )
+                continue
+            own = self.pool_for(model)
             for j, name in enumerate(model.overflow_pools):
-                if name not in pools:
-                    raise _KeyError(
-                        f"models[{i}].overflowPools[{j}]", name, f"names no GPU pool; use one of {sorted(pools)}"
-                    )
-                own = self.pool_for(model)
-                if name == own.name:
-                    raise _KeyError(f"models[{i}].overflowPools[{j}]", name, "is the model's own gpuPool already")
-                other = pools[name]
-                if (other.accelerator, other.mig_partition_size, other.sharing) != (
+                key = f"models[{i}].overflowPools[{j}]"
+                other = pools.get(name)
+                if other is None:
+                    yield _KeyError(key, name, f"names no GPU pool; use one of {sorted(pools)}")
+                elif name == own.name:
+                    yield _KeyError(key, name, "is the model's own gpuPool already")
+                elif (other.accelerator, other.mig_partition_size, other.sharing) != (
                     own.accelerator,
                     own.mig_partition_size,
                     own.sharing,
                 ):
-                    raise _KeyError(
-                        f"models[{i}].overflowPools[{j}]",
+                    yield _KeyError(
+                        key,
                         name,
                         f"carries other GPUs than pool {own.name!r} (accelerator, MIG partition or sharing); the "
                         "server's flags are decided once, so an overflow pool must carry the same GPU",
                     )
             for pool in self.pools_for(model):
                 if model.gpus_per_replica is not None and model.gpus_per_replica > pool.gpu_count:
-                    raise _KeyError(
+                    yield _KeyError(
                         f"models[{i}].gpusPerReplica",
                         model.gpus_per_replica,
                         f"a {pool.machine_type} node in pool {pool.name!r} has {pool.gpu_count} GPU(s)",
                     )
+        # A pool in a compute class is tainted for it: every model on that pool must use the same class.
+        classes: dict[str, tuple[str, ...]] = {}
+        for i, model in enumerate(self.models):
+            if model.gpu_pool is not None and model.gpu_pool not in pools:
+                continue
+            order = tuple(p.name for p in self.pools_for(model))
+            for pool_name in order:
+                taken = classes.setdefault(pool_name, order)
+                if taken != order:
+                    yield _KeyError(
+                        f"models[{i}].overflowPools" if model.overflow_pools else f"models[{i}].gpuPool",
+                        list(order[1:]) if model.overflow_pools else order[0],
+                        f"pool {pool_name!r} is already used in the order {list(taken)} by another model; models "
+                        "sharing a pool must list the same pools in the same order (GKE places them by one "
+                        "compute class per pool)",
+                    )
+                    break
         if self.models:
             used = {pool.name for model in self.models for pool in self.pools_for(model)}
             for i, pool in enumerate(self.gpu_pools):
                 if pool.name not in used:
-                    raise _KeyError(
+                    yield _KeyError(
                         f"gpuPools[{i}].name",
                         pool.name,
                         "no model can run on this pool (pays for nodes nothing schedules on); name it in a model's "
                         "gpuPool or overflowPools, or remove the pool",
                     )
-        return self
 
-    @model_validator(mode="after")
-    def _models_fit_their_gpus(self) -> StackConfig:
+    def _models_fit_their_gpus(self) -> Iterator[_KeyError]:
+        names = {p.name for p in self.gpu_pools}
         for i, model in enumerate(self.models):
+            if not {model.gpu_pool or self.gpu_pools[0].name, *model.overflow_pools} <= names:
+                continue  # the fit reads the pools a model names: a wrong name is reported already
             shape = model.shape.resolve()
             if model.gpus_per_replica is not None:
                 problem = gpu_fit.tensor_parallel_problem(shape, model.gpus_per_replica)
                 if problem:
-                    raise _KeyError(f"models[{i}].gpusPerReplica", model.gpus_per_replica, problem)
+                    yield _KeyError(f"models[{i}].gpusPerReplica", model.gpus_per_replica, problem)
+                    continue
             fit = self.fit_for(model)
             pool = self.pool_for(model)
             problem = fit.problem()
             if problem:
                 key = "contextLength" if fit.kv_budget_per_gpu > 0 else "gpuPool"
                 value = model.context_length if key == "contextLength" else pool.name
-                raise _KeyError(f"models[{i}].{key}", value, f"{problem} (pool {pool.name!r})")
+                yield _KeyError(f"models[{i}].{key}", value, f"{problem} (pool {pool.name!r})")
             for j, name in enumerate(model.overflow_pools):
                 other = next(p for p in self.gpu_pools if p.name == name)
                 if other.gpu_count < fit.tensor_parallel:
-                    raise _KeyError(
+                    yield _KeyError(
                         f"models[{i}].overflowPools[{j}]",
                         name,
                         f"its {other.machine_type} nodes have {other.gpu_count} GPU(s); a replica needs "
                         f"{fit.tensor_parallel}",
                     )
-        return self
 
     def pools_for(self, model: ServedModel) -> list[GpuPool]:
         """The pools a model may run on: its own first, then its overflow pools."""
@@ -684,8 +734,7 @@ class StackConfig(_Model):
         """The fit the servers run with: decided on the model's own pool (overflow pools are checked to hold it)."""
         return self._fit_on(model, self.pool_for(model))
 
-    @model_validator(mode="after")
-    def _not_anonymous_in_prod(self) -> StackConfig:
+    def _not_anonymous_in_prod(self) -> Iterator[_KeyError]:
         gateway = self.gateway
         if (
             self.environment == "prod"
@@ -694,22 +743,27 @@ class StackConfig(_Model):
             and not gateway.source_ranges
             and self.security.jwt is None
         ):
-            raise _KeyError(
+            yield _KeyError(
                 "gateway.exposure",
                 "public",
                 "prod would serve inference to anyone on the internet; set security.jwt (end-user tokens checked "
                 "at the gateway), gateway.sourceRanges (client networks), or exposure: internal",
             )
-        return self
+        jwt = self.security.jwt
+        if self.environment == "prod" and gateway.exposure == "public" and jwt is not None and not jwt.audiences:
+            yield _KeyError(
+                "security.jwt.audiences",
+                [],
+                "without an audience any token of the issuer is accepted, also one minted for another application; "
+                "name the audience your identity provider puts in tokens for this API",
+            )
 
-    @model_validator(mode="after")
-    def _s3_sources_need_access(self) -> StackConfig:
+    def _s3_sources_need_access(self) -> Iterator[_KeyError]:
         for path, version in self.versions():
             if version.source and version.source.startswith("s3://") and self.model_store.s3 is None:
-                raise _KeyError(
+                yield _KeyError(
                     f"{path}.source", version.source, "s3:// sources need modelStore.s3 (roleArn or access keys)"
                 )
-        return self
 
     def versions(self) -> Iterable[tuple[str, ModelVersion]]:
         """Every model version the stack serves, with its config key."""
@@ -720,17 +774,14 @@ class StackConfig(_Model):
     def bucket_name(self, stack: str) -> str:
         return self.model_store.bucket_name or f"{self.gcp.project}-{stack}-models"
 
-    @model_validator(mode="after")
-    def _prod_images_pinned(self) -> StackConfig:
+    def _prod_hardened(self) -> Iterator[_KeyError]:
         if self.environment != "prod":
-            return self
+            return
         if self.gateway.tls_credential_name is None:
-            raise _KeyError("gateway.tlsCredentialName", None, "prod serves HTTPS only; name the gateway's TLS secret")
-        unpinned = [(path, image) for path, image in self.images() if not image_pinned(image)]
-        if unpinned:
-            path, image = unpinned[0]
-            raise _KeyError(path, image, "prod images must be pinned by digest: 'repo@sha256:<64 hex>'")
-        return self
+            yield _KeyError("gateway.tlsCredentialName", None, "prod serves HTTPS only; name the gateway's TLS secret")
+        for path, image in self.images():
+            if not image_pinned(image):
+                yield _KeyError(path, image, "prod images must be pinned by digest: 'repo@sha256:<64 hex>'")
 
     def images(self) -> Iterable[tuple[str, str]]:
         """Every container image the stack runs, with the config key that chooses it."""
@@ -750,6 +801,19 @@ class StackConfig(_Model):
         return next((p for p in self.gpu_pools if p.name == model.gpu_pool), self.gpu_pools[0])
 
 
+def _bytes(quantity: str) -> int:
+    """'32Gi' or '512Mi' (the forms the fields accept) in bytes."""
+    return int(quantity[:-2]) * (1024**3 if quantity.endswith("Gi") else 1024**2)
+
+
+class _FieldError(ValueError):
+    """A rule of a nested model that blames one of its own keys (named relative to the model)."""
+
+    def __init__(self, field: str, value: object, message: str):
+        self.field, self.value = field, value
+        super().__init__(message)
+
+
 class _KeyError(ValueError):
     """A model-level rule that blames one key (pydantic would only name the model)."""
 
@@ -758,28 +822,92 @@ class _KeyError(ValueError):
         super().__init__(message)
 
 
-def _reject_duplicates(key: str, names: list[str]) -> None:
+class _Problems(ValueError):
+    """Several cross-field mistakes, reported together."""
+
+    def __init__(self, problems: list[_KeyError]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def _duplicates(key: str, names: list[str]) -> Iterator[_KeyError]:
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise _KeyError(f"{key}[{i}].name", name, "is used twice; names must be unique")
+            yield _KeyError(f"{key}[{i}].name", name, "is used twice; names must be unique")
 
 
 def parse_stack_config(values: Mapping[str, Any]) -> StackConfig:
-    """Validate the `llm-mesh:*` values of a stack (keys without the namespace) or raise ConfigError."""
+    """Validate the `llm-mesh:*` values of a stack (keys without the namespace) or raise ConfigError.
+
+    Every mistake is reported in one run: pydantic checks the rules that span keys only once each key is
+    valid, so after single-key mistakes the rules run again on a copy without the bad keys, and what they
+    find about the other keys is reported too.
+    """
     try:
         return StackConfig.model_validate(dict(values))
     except ValidationError as exc:
-        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+        errors = exc.errors()
+    problems = [line for error in errors for line in _describe(error)]
+    attempt: Any = copy.deepcopy(dict(values))
+    for _ in range(3):
+        single = [e for e in errors if not _is_cross_field(e)]
+        if not single:
+            break
+        for error in single:
+            _delete(attempt, tuple(error["loc"]))
+        try:
+            StackConfig.model_validate(attempt)
+            break
+        except ValidationError as again:
+            errors = again.errors()
+        problems += [line for e in errors if _is_cross_field(e) for line in _describe(e) if line not in problems]
+    raise ConfigError(problems)
+
+
+def _is_cross_field(error: Any) -> bool:
+    return isinstance((error.get("ctx") or {}).get("error"), (_KeyError, _Problems))
+
+
+def _delete(values: Any, loc: tuple[str | int, ...]) -> None:
+    """Remove the value at a pydantic error location, so that the rest can be checked without it."""
+    node = values
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(node, dict):
+        node.pop(loc[-1], None)
+
+
+# Config namespaces a stack may hold besides ours: the providers' own settings (gcp:project, kubernetes:...).
+PROVIDER_NAMESPACES = frozenset({"gcp", "kubernetes", "pulumi"})
 
 
 def config_from_pulumi(raw: Mapping[str, Any]) -> StackConfig:
-    """Validate the config bag Pulumi hands a program (`"llm-mesh:key": value-or-JSON-string`)."""
+    """Validate the config bag Pulumi hands a program (`"llm-mesh:key": value-or-JSON-string`).
+
+    A key in a namespace nothing reads (`llm-mes:models`) is a typo whose value would silently vanish: refused.
+    """
     values: dict[str, Any] = {}
     prefix = NAMESPACE + ":"
+    foreign = []
     for key, value in raw.items():
         if key.startswith(prefix):
             values[key[len(prefix) :]] = _decode(value)
-    return parse_stack_config(values)
+        elif key.split(":", 1)[0] not in PROVIDER_NAMESPACES:
+            namespace, _, rest = key.partition(":")
+            foreign.append(
+                f"{key}: unknown config namespace {namespace!r}, read by nothing; did you mean '{prefix}{rest}'? "
+                f"(this program reads {prefix}*; providers read {', '.join(sorted(PROVIDER_NAMESPACES))}:*)"
+            )
+    try:
+        config = parse_stack_config(values)
+    except ConfigError as exc:
+        raise ConfigError(foreign + exc.problems) from None
+    if foreign:
+        raise ConfigError(foreign)
+    return config
 
 
 def load_stack_config() -> StackConfig:
@@ -798,13 +926,38 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any) -> list[str]:
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Problems):
+        return [_blame(p) for p in cause.problems]
+    if isinstance(cause, _KeyError):
+        return [_blame(cause)]
+    return [_describe_one(error)]
+
+
+def _blame(problem: _KeyError) -> str:
+    return f"{NAMESPACE}:{problem.path} = {problem.value!r}: {problem}"
+
+
+def _describe_one(error: Any) -> str:
     loc: tuple[str | int, ...] = tuple(error["loc"])
     ctx = error.get("ctx") or {}
     cause = ctx.get("error")
-    if isinstance(cause, _KeyError):
-        return f"{NAMESPACE}:{cause.path} = {cause.value!r}: {cause}"
+    if isinstance(cause, _FieldError):
+        return f"{_key_path((*loc, cause.field))} = {cause.value!r}: {cause}"
+    if error["type"] == "int_parsing":
+        return f"{_key_path(loc)} = {error['input']!r}: write a whole number, e.g. 8192"
+    if error["type"] == "too_short" and isinstance(error["input"], list):
+        return f"{_key_path(loc)} = []: list at least {ctx.get('min_length', 1)} entry"
     message = str(cause) if cause is not None else error["msg"]
+    if error["type"] == "string_pattern_mismatch" and str(loc[-1]) in PATTERN_HINTS:
+        message = PATTERN_HINTS[str(loc[-1])]
+    if (
+        error["type"] == "string_type"
+        and isinstance(error["input"], (int, float))
+        and not isinstance(error["input"], bool)
+    ):
+        message = "YAML read this as a number; write it in quotes, as text ('1.30', not 1.30, which is 1.3)"
     if error["type"] == "extra_forbidden":
         return f"{_key_path(loc)}: unknown key{_suggestion(loc)}"
     if error["type"] == "missing":
@@ -816,6 +969,31 @@ def _describe(error: Any) -> str:
         return f"{_key_path(loc)}: {message}"
     return f"{_key_path(loc)} = {value!r}: {message}"
 
+
+# What a value that does not match its pattern should look like (pydantic would print the regular expression).
+PATTERN_HINTS = {
+    "project": (
+        "a GCP project id: 6-30 lowercase letters, digits and hyphens, starting with a letter and not ending with a "
+        "hyphen (the id, not the display name: see `gcloud projects list`)"
+    ),
+    "source": "use gs://BUCKET/PREFIX or s3://BUCKET/PREFIX (a lowercase bucket name, 3-63 characters)",
+    "cidrBlock": "a CIDR block such as 203.0.113.0/24",
+    "masterIpv4CidrBlock": "a /28 private range such as 172.16.0.0/28",
+    "kubernetesVersion": "a Kubernetes minor such as '1.34', quoted",
+    "bucketName": "a Cloud Storage bucket name: 3-63 lowercase letters, digits, '-', '_' and '.'",
+    "kmsKeyName": "projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY",
+    "roleArn": "arn:aws:iam::<12-digit account>:role/<name>",
+    "cpu": "a CPU quantity such as '4' or '500m'",
+    "memory": "a memory quantity such as '32Gi' or '512Mi'",
+    "cacheSize": "a size such as '100Gi'",
+    "shmSize": "a size such as '16Gi'",
+    "version": "a version such as '1.31.1'",
+    "previousVersion": "a version such as '1.30.5'",
+    "domain": "a DNS domain such as llm.example.com (lowercase)",
+    "canaryHeader": "an HTTP header name in lowercase, such as x-llm-mesh-canary",
+    "path": "a path relative to the version's folder, such as model-00001-of-00004.safetensors (no spaces)",
+    "sha256": "64 lowercase hexadecimal digits",
+}
 
 MISSING_HINTS = {
     "files": (

@@ -22,19 +22,25 @@ WeightDtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
 KvCacheDtype = Literal["auto", "fp8"]
 WEIGHT_BYTES: dict[str, float] = {"bfloat16": 2, "float16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
 
-# Memory each GPU reports to CUDA (nvidia-smi "Total"); an L4 sold as 24 GB shows about 22.5 GiB.
-GPU_MEMORY_MIB: dict[str, int] = {
-    "nvidia-l4": 23034,
-    "nvidia-tesla-a100": 40960,
-    "nvidia-a100-80gb": 81920,
-    "nvidia-h100-80gb": 81559,
-    "nvidia-h100-mega-80gb": 81559,
-    "nvidia-h200-141gb": 143771,
+# Total memory as CUDA reports it (torch.cuda.mem_get_info, which vLLM multiplies by its utilization): less than
+# nvidia-smi's total by what the driver keeps. An L4 sold as 24 GB shows 22.03 GiB, as its OOM messages say.
+GPU_MEMORY_GIB: dict[str, float] = {
+    "nvidia-l4": 22.03,
+    "nvidia-tesla-a100": 39.39,
+    "nvidia-a100-80gb": 79.15,
+    "nvidia-h100-80gb": 79.11,
+    "nvidia-h100-mega-80gb": 79.11,
+    "nvidia-h200-141gb": 139.8,
 }
 # vLLM's own default: the rest is headroom for the CUDA context and other processes.
 EXCLUSIVE_UTILIZATION = 0.90
-# Activation peak of vLLM's profiling run plus CUDA graphs, per GPU (about 1 GiB for 7-9B models; rounded up).
-ACTIVATION_RESERVE_BYTES = int(1.5 * GiB)
+# What vLLM takes besides weights and KV cache, per GPU: the activation peak of its profiling run (at the default
+# --max-num-batched-tokens), the CUDA graphs it captures (estimated and counted since v0.21) and non-torch
+# allocations (NCCL, cuBLAS workspaces). About 2 GiB for 7-9B models.
+ACTIVATION_RESERVE_BYTES = 2 * GiB
+# Profiling varies between releases and drivers: only 90% of the computed cache is counted on, so that a context
+# called "fits" here does not fail there by a few hundred MiB.
+CACHE_MARGIN = 0.90
 # The KV cache is allocated in blocks of 16 tokens: a usable context is a multiple of it.
 BLOCK_TOKENS = 16
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
@@ -83,7 +89,7 @@ class Gpu:
 
     @classmethod
     def of(cls, accelerator: str, mig_partition_size: str | None = None, shared_clients: int = 1) -> Gpu:
-        memory = GPU_MEMORY_MIB[accelerator] * MiB
+        memory = int(GPU_MEMORY_GIB[accelerator] * GiB)
         if mig_partition_size is not None:
             match = _MIG_MEMORY.match(mig_partition_size)
             if match:
@@ -128,7 +134,7 @@ class Fit:
         """Tokens the KV cache holds across all running sequences."""
         if self.kv_budget_per_gpu <= 0:
             return 0
-        tokens = int(self.kv_budget_per_gpu // self.kv_bytes_per_token_per_gpu)
+        tokens = int(self.kv_budget_per_gpu * CACHE_MARGIN // self.kv_bytes_per_token_per_gpu)
         return tokens - tokens % BLOCK_TOKENS
 
     @property
@@ -161,8 +167,8 @@ class Fit:
         return (
             f"one {self.context}-token sequence needs {gib(needed)} of KV cache per GPU "
             f"({kib(self.kv_bytes_per_token)}/token) but {where} has {gib(self.kv_budget_per_gpu)} after "
-            f"{gib(self.weights_per_gpu)} of weights per GPU; the largest context that fits is "
-            f"{self.largest_context} tokens"
+            f"{gib(self.weights_per_gpu)} of weights per GPU; the largest context that fits (keeping a "
+            f"{1 - CACHE_MARGIN:.0%} margin) is {self.largest_context} tokens"
         )
 
     def summary(self) -> str:
