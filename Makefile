@@ -2,16 +2,22 @@
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# `make preview` installs only what the preview needs (requirements-preview.txt); `make test` the rest.
+PREVIEW_STAMP := $(VENV)/.installed-preview
 # Checkov's pins conflict with the program's (requirements-checkov.txt says which): a venv of its own, inside .venv.
 CHECKOV_STAMP := $(VENV)/checkov/.installed
 STACK  ?= dev
 
 .PHONY: preview test lint typecheck unit bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(PREVIEW_STAMP): requirements.txt requirements-preview.txt pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-preview.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(STAMP): $(PREVIEW_STAMP) requirements-dev.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 $(CHECKOV_STAMP): requirements-checkov.txt
@@ -19,7 +25,7 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
-preview: $(STAMP)
+preview: $(PREVIEW_STAMP)
 	$(VENV)/bin/llm-mesh preview --stack $(STACK)
 
 test: lint typecheck unit

@@ -12,7 +12,7 @@ from components.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from llm_mesh.plan.authz import security_objects
 from llm_mesh.plan.config import load_stack_config
 from llm_mesh.plan.gcp_names import cluster_name
-from llm_mesh.plan.inference import version_of
+from llm_mesh.plan.inference import SERVER_PORT, version_of
 from llm_mesh.plan.topology import model_names
 
 # Validated before anything is declared: a bad stack file stops here with the key, the value and the fix.
@@ -37,7 +37,7 @@ if config.autoscaled_models():
 serving = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh, store, *adapters])
 for names in model_names(config):
     InferenceService(f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names), serving)
-    MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh)
+    MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh, config.security.allow_gateway)
 
 pulumi.export("environment", config.environment)
 pulumi.export("clusterName", cluster.cluster_name)
@@ -45,7 +45,16 @@ pulumi.export("clusterEndpoint", cluster.endpoint)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("istioRevision", config.istio.revision)
 scheme = "https" if config.gateway.tls_credential_name else "http"
-pulumi.export("inferenceEndpoints", {n.model.name: f"{scheme}://{n.external_host}/v1" for n in model_names(config)})
+# Each model's OpenAI base URL: through the gateway, or inside the mesh when the gateway may not call it.
+pulumi.export(
+    "inferenceEndpoints",
+    {
+        n.model.name: f"{scheme}://{n.external_host}/v1"
+        if config.security.allow_gateway
+        else f"http://{n.host}:{SERVER_PORT}/v1"
+        for n in model_names(config)
+    },
+)
 pulumi.export("modelBucket", store.bucket.name)
 pulumi.export(
     "modelVersions",

@@ -15,12 +15,19 @@ class MeshRouting(pulumi.ComponentResource):
     """One model's DestinationRule (subsets, mTLS, pools, outlier detection) and weighted VirtualService."""
 
     def __init__(
-        self, name: str, names: ModelNames, routing: RoutingConfig, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        names: ModelNames,
+        routing: RoutingConfig,
+        opts: pulumi.ResourceOptions | None = None,
+        through_gateway: bool = True,
     ):
         super().__init__("llm-mesh:mesh:MeshRouting", name, None, opts)
         rule = declare(destination_rule(names, routing), pulumi.ResourceOptions(parent=self))
         # A VirtualService that names subsets before its DestinationRule exists sends 503s: declare it after.
-        declare(virtual_service(names, routing), pulumi.ResourceOptions(parent=self, depends_on=[rule]))
+        declare(
+            virtual_service(names, routing, through_gateway), pulumi.ResourceOptions(parent=self, depends_on=[rule])
+        )
         self.register_outputs({"host": names.host, "externalHost": names.external_host})
 
 

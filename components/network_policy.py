@@ -22,7 +22,7 @@ from components.inference import MERGED_METRICS_PORT, WEIGHTS_GATE_LABELS
 from components.model_store import SERVER_LABELS as STORE_LABELS
 from components.model_store import SERVER_PORT as STORE_PORT
 from llm_mesh.plan import inference
-from llm_mesh.plan.authz import callers
+from llm_mesh.plan.authz import in_mesh_callers
 from llm_mesh.plan.config import StackConfig
 from llm_mesh.plan.topology import GATEWAY_SELECTOR, INGRESS_NAMESPACE, application_namespaces, model_names
 
@@ -61,13 +61,16 @@ class PodIngress:
 def caller_namespaces(config: StackConfig) -> list[str]:
     """Namespaces of the in-mesh callers besides the gateway (whose pods are named on their own)."""
     # A principal is validated as cluster.local/ns/<namespace>/sa/<account>.
-    return list(dict.fromkeys(principal.split("/")[2] for principal in callers(config)[1:]))
+    return list(dict.fromkeys(principal.split("/")[2] for principal in in_mesh_callers(config)))
 
 
 def application_ingress(config: StackConfig) -> list[PodIngress]:
     """The connections the plan makes to the application namespaces, and nothing else."""
     gateway = Peer(INGRESS_NAMESPACE, GATEWAY_SELECTOR)
-    api_callers = [gateway, *(Peer(ns) for ns in caller_namespaces(config))]
+    api_callers = [
+        *([gateway] if config.security.allow_gateway else []),
+        *(Peer(ns) for ns in caller_namespaces(config)),
+    ]
     scrapers = [Peer(MANAGED_PROMETHEUS_NAMESPACE)]
     rules = [
         PodIngress(

@@ -14,11 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from llm_mesh.checks.policy_runner import PolicyReport
     from llm_mesh.engine.run import Recording
 
-from llm_mesh.checks.analysis import analyze, inventory
 from llm_mesh.checks.kube_objects import (
-    FolderNotOurs,
     KubeObject,
     filled_from,
     helm_releases,
@@ -28,19 +27,17 @@ from llm_mesh.checks.kube_objects import (
     unknown_paths,
     without_unknowns,
 )
-from llm_mesh.checks.policy_runner import PolicyConfigError, PolicyReport, check_config_keys, run_policies
-from llm_mesh.checks.schemas import UnsupportedVersion, check_version, schema_findings, unchecked
 from llm_mesh.checks.serving import serving_findings
 from llm_mesh.engine.readers import (
-    DocumentError,
     EngineDocument,
     EngineResource,
     load_document,
     load_engine_document,
     read_document,
 )
-from llm_mesh.engine.stackfile import Project, StackFileError, StackSettings, read_stack_settings
+from llm_mesh.engine.stackfile import Project, StackSettings, read_stack_settings
 from llm_mesh.engine.summary import gpu_capacity
+from llm_mesh.errors import InputError, read_problem
 from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi
 from llm_mesh.plan.topology import INGRESS_NAMESPACE
 
@@ -52,6 +49,12 @@ EXIT_PROGRAM_FAILED = 3  # the Pulumi program raised on a valid config: a bug to
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _one_line() -> bool:
+    """Long lines stay whole where there is room or output is piped (CI logs, PR comments), and are wrapped at
+    word boundaries on a narrow terminal."""
+    return out.width >= WIDE_PLAN_COLUMNS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,15 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (
-        StackFileError,
-        PolicyConfigError,
-        DocumentError,
-        UnsupportedVersion,
-        FolderNotOurs,
-        OutputPathError,
-        OSError,
-    ) as exc:
+    except ModuleNotFoundError as exc:
+        # `make preview` installs only what the preview needs; the other commands need requirements-dev.txt.
+        err.print(
+            Text(
+                f"error: `llm-mesh {args.command}` needs {exc.name}, which `make preview` does not install; run "
+                "`make test` once, or `.venv/bin/pip install -r requirements-dev.txt`",
+                style="red",
+            )
+        )
+        return EXIT_UNUSABLE
+    except (InputError, OSError) as exc:
         # A user's mistake (a file that is missing, unreadable or malformed): one line, no traceback.
         err.print(Text(f"error: {exc}", style="red"))
         return EXIT_UNUSABLE
@@ -180,15 +185,15 @@ def _preview(project: Project, stack: str, json_path: Path | None) -> int:
     out.print(f"Previewing {project.name}/{stack} offline (Pulumi SDK mock runtime: no cloud calls, no state)\n")
     _print_plan(document)
     for model in config.models:
-        out.print(f"Model {model.name}: {config.fit_for(model).summary()}", soft_wrap=True)
+        out.print(f"Model {model.name}: {config.fit_for(model).summary()}", soft_wrap=_one_line())
     for need in outside_the_stack(config):
-        out.print(f"Needed before traffic, not created by the stack: {need}", soft_wrap=True)
+        out.print(f"Needed before traffic, not created by the stack: {need}", soft_wrap=_one_line())
     if json_path is not None:
         out.print(f"Wrote {_relative(json_path)}")
     return EXIT_FINDINGS if any(d["severity"] == "error" for d in document["diagnostics"]) else 0
 
 
-class OutputPathError(ValueError):
+class OutputPathError(InputError):
     """An output path the command cannot write to."""
 
 
@@ -244,12 +249,12 @@ def _render(project: Project, stack: str, out_dir: Path, deployed: Path | None, 
             f"  not rendered: Helm release {inputs.get('name')} (chart {inputs.get('chart')} {inputs.get('version')}), installed by pulumi up"
         )
     for obj, path in unknown:
-        out.print(f"  left out, known only after deployment: {obj.key} {path}", soft_wrap=True)
+        out.print(f"  left out, known only after deployment: {obj.key} {path}", soft_wrap=_one_line())
     if unknown:
         out.print(
             f"{len(unknown)} values are known only after `pulumi up`: render with --from a `pulumi stack export` "
             "of the deployed stack to write them",
-            soft_wrap=True,
+            soft_wrap=_one_line(),
         )
     return 0
 
@@ -262,6 +267,10 @@ WHOLE_PLAN_CODES = frozenset(
 
 
 def _validate(project: Project, stack: str | None, file: Path | None, kubernetes_version: str | None) -> int:
+    # Imported here: the schemas and the policy pack's helpers are for checking, not for `make preview`.
+    from llm_mesh.checks.analysis import analyze, inventory
+    from llm_mesh.checks.schemas import check_version, schema_findings, unchecked
+
     config: StackConfig | None = None
     if kubernetes_version:
         check_version(kubernetes_version)  # before the program runs: a wrong version wastes nothing
@@ -292,21 +301,23 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
         out.print(
             f"not judged (a preview that lists only what changes): {', '.join(sorted(WHOLE_PLAN_CODES))}; write it "
             "with `pulumi preview --json --show-sames`, or use `pulumi stack export`",
-            soft_wrap=True,
+            soft_wrap=_one_line(),
         )
     for finding in findings:
         style = "red" if finding.severity == "error" else "yellow"
-        out.print(Text(finding.line(), style=style), soft_wrap=True)
+        out.print(Text(finding.line(), style=style), soft_wrap=_one_line())
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
     others = unchecked(objects)
     if others:
         kinds = ", ".join(sorted({f"{o.api_version} {o.kind}" for o in others}))
-        out.print(f"not schema-checked (no published schema here): {len(others)} objects of {kinds}", soft_wrap=True)
+        out.print(
+            f"not schema-checked (no published schema here): {len(others)} objects of {kinds}", soft_wrap=_one_line()
+        )
     out.print(
         f"{len(objects)} objects checked (Kubernetes {version} schemas, Istio CRD schemas, mesh analysis): "
         f"{errors} errors, {warnings} warnings",
-        soft_wrap=True,
+        soft_wrap=_one_line(),
     )
     return EXIT_FINDINGS if errors else 0
 
@@ -315,6 +326,8 @@ def _policy(
     project: Project, stack: str | None, files: list[Path], env: str | None, config_file: Path | None, fmt: str
 ) -> int:
     from llm_mesh_policies import PACK_NAME, POLICIES
+
+    from llm_mesh.checks.policy_runner import PolicyConfigError, check_config_keys, run_policies
 
     if not stack and not files:
         err.print("error: name a --stack or at least one file")
@@ -396,10 +409,10 @@ def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fm
 def _policy_config(path: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
-    except ValueError as exc:
-        raise PolicyConfigError(f"{path}: not valid JSON: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise read_problem("policy config", path, exc) from None
     if not isinstance(config, dict):
-        raise PolicyConfigError(f"{path}: a JSON object of rule names was expected")
+        raise InputError(f"policy config {path}: a JSON object of rule names was expected")
     return config
 
 
@@ -412,12 +425,12 @@ def _print_policy_report(pack: str, label: str, report: PolicyReport) -> None:
             if not found
             else Text("  ✗ ", style="red" if level == "mandatory" else "yellow")
         )
-        out.print(mark + Text(f"{name:<40} {level:<10} {len(found) or ''}"), soft_wrap=True)
+        out.print(mark + Text(f"{name:<40} {level:<10} {len(found) or ''}"), soft_wrap=_one_line())
         for violation in found:
-            out.print(f"      {violation.urn}", soft_wrap=True)
-            out.print(f"        {violation.message}", soft_wrap=True)
+            out.print(f"      {violation.urn}", soft_wrap=_one_line())
+            out.print(f"        {violation.message}", soft_wrap=_one_line())
     for name, urn, why in report.not_evaluated:
-        out.print(f"  not evaluated: {name} on {urn or 'the stack'}: {why}", soft_wrap=True)
+        out.print(f"  not evaluated: {name} on {urn or 'the stack'}: {why}", soft_wrap=_one_line())
     mandatory = len(report.mandatory_violations)
     out.print(f"Summary: {len(report.violations)} violations ({mandatory} mandatory) of {len(report.levels)} rules\n")
 
@@ -439,19 +452,38 @@ def _config_for(project: Project, resources: list[EngineResource]) -> StackConfi
         return None
 
 
+# Below this width the full type tokens do not fit beside the names: the plan shows each kind by its last part.
+WIDE_PLAN_COLUMNS = 140
+
+
 def _print_plan(document: dict[str, Any]) -> None:
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
-    table.add_column(" ", width=3)
-    table.add_column("Type")
-    table.add_column("Name")
-    table.add_column("Plan")
-    table.add_column("Info", style="yellow")
-    for prefix, step in _tree(document["steps"]):
-        state = step["newState"]
-        info = "protected" if state.get("protect") else ""
-        table.add_row(
-            Text(" +", style="green"), prefix + state["type"], step["urn"].rsplit("::", 1)[-1], "create", info
-        )
+    table.add_column(" ", width=2, min_width=2, no_wrap=True)
+    rows = _tree(document["steps"])
+    if out.width >= WIDE_PLAN_COLUMNS:
+        table.add_column("Type")
+        table.add_column("Name")
+        table.add_column("Plan")
+        table.add_column("Info", style="yellow")
+        for prefix, step in rows:
+            state = step["newState"]
+            info = "protected" if state.get("protect") else ""
+            table.add_row(
+                Text(" +", style="green"), prefix + state["type"], step["urn"].rsplit("::", 1)[-1], "create", info
+            )
+    else:
+        # A narrow terminal (80 columns): the tree by name, each with its kind; every step is a create.
+        # Fixed widths for the rest, so that only a long name is shortened (rich would squeeze every column).
+        kind_width, info_width, gaps = 18, 9, 6
+        name_width = max(20, out.width - 2 - kind_width - info_width - gaps)
+        table.add_column("Name (all: create)", no_wrap=True, overflow="ellipsis", max_width=name_width)
+        table.add_column("Kind", no_wrap=True, overflow="ellipsis", max_width=kind_width)
+        table.add_column("Info", style="yellow", no_wrap=True, width=9)
+        for prefix, step in rows:
+            state = step["newState"]
+            kind = state["type"].rsplit(":", 1)[-1]
+            info = "protected" if state.get("protect") else ""
+            table.add_row(Text(" +", style="green"), prefix + step["urn"].rsplit("::", 1)[-1], kind, info)
     out.print(table)
     for diagnostic in document["diagnostics"]:
         out.print(f"{diagnostic['severity']}: {diagnostic['message']}")
@@ -460,7 +492,7 @@ def _print_plan(document: dict[str, Any]) -> None:
     unknown = document["offline"]["knownAfterDeploy"]
     if unknown:
         shown = ", ".join(unknown[:6]) + (", ..." if len(unknown) > 6 else "")
-        out.print(f"Known only after deployment: {len(unknown)} values ({shown})", soft_wrap=True)
+        out.print(f"Known only after deployment: {len(unknown)} values ({shown})", soft_wrap=_one_line())
     for capacity in gpu_capacity(document):
         out.print(f"GPU capacity: {capacity}")
 
@@ -509,8 +541,8 @@ def _push_models(
     try:
         plan = plan_push(project, stack, model, version, folder, to, s3_endpoint_url)
         for note in plan.notes:
-            out.print(Text(note, style="yellow"), soft_wrap=True)
-        push(plan, lambda line: out.print(Text(line), soft_wrap=True))
+            out.print(Text(note, style="yellow"), soft_wrap=_one_line())
+        push(plan, lambda line: out.print(Text(line), soft_wrap=_one_line()))
     except ConfigError as exc:
         # Nothing is uploaded or written when the edited stack would not validate.
         for problem in exc.problems:

@@ -32,8 +32,8 @@ def broken_project(tmp_path: Path) -> Path:
             ["models", "verify", "--stack", "nosuch"],
             "Pulumi.nosuch.yaml: no such stack file (stacks here: listconfig, scalar, unclosed)",
         ),
-        (["validate", "{dir}/not-json.json"], "not-json.json: Expecting property name"),
-        (["policy", "{dir}/missing.json"], "missing.json: [Errno 2] No such file or directory"),
+        (["validate", "{dir}/not-json.json"], "not-json.json: not JSON (Expecting property name"),
+        (["policy", "{dir}/missing.json"], "missing.json: no such file; check the path"),
         (
             ["policy", "--stack", "scalar", "--config", "{dir}/list-config.json"],
             "list-config.json: a JSON object of rule names was expected",

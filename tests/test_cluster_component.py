@@ -198,3 +198,21 @@ def test_helm_values_from_config_merge_over_the_defaults() -> None:
     pilot = istiod["values"]["pilot"]
     assert pilot["autoscaleMin"] == 3 and pilot["resources"] == {"requests": {"cpu": "1"}}
     assert pilot["cni"] == {"enabled": True}, "keys the override does not name keep llm-mesh's values"
+
+
+def test_models_served_inside_the_mesh_only_take_no_gateway_traffic() -> None:
+    from llm_mesh.plan.routing import virtual_service
+    from llm_mesh.plan.topology import model_names
+
+    caller = "cluster.local/ns/apps/sa/chat"
+    config = stack_config(models=[served_model()], security={"callers": [caller], "allowGateway": False})
+    policy = next(o for o in security_objects(config) if o.key == "AuthorizationPolicy/inference/llama-callers")
+    assert [r["from"] for r in policy.manifest()["spec"]["rules"]] == [[{"source": {"principals": [caller]}}]] * 2
+    spec = virtual_service(model_names(config)[0], config.routing, through_gateway=False).manifest()["spec"]
+    assert spec["gateways"] == ["mesh"] and spec["hosts"] == ["llama.inference.svc.cluster.local"]
+    with pytest.raises(ConfigError) as caught:
+        stack_config(models=[served_model()], security={"allowGateway": False})
+    assert caught.value.problems == [
+        "llm-mesh:security.allowGateway = False: with the gateway not allowed and no security.callers, nothing "
+        "could call the models; name the in-mesh callers, or allow the gateway"
+    ]

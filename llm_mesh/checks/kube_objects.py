@@ -11,6 +11,7 @@ import yaml
 
 from llm_mesh.engine.readers import EngineResource
 from llm_mesh.engine.values import UNKNOWN
+from llm_mesh.errors import InputError
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 _HEAD = ("apiVersion", "kind", "metadata")
@@ -81,7 +82,7 @@ def file_name(index: int, obj: KubeObject) -> str:
 OWNER_MARK = "# Written by `llm-mesh render`: rewritten (files listed here replaced) on every render."
 
 
-class FolderNotOurs(ValueError):
+class FolderNotOurs(InputError):
     """The output folder holds files render did not write."""
 
 

@@ -29,12 +29,13 @@ from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from llm_mesh.engine.readers import EngineResource
+from llm_mesh.errors import InputError
 
 LEVELS = {level.value: level for level in EnforcementLevel}
 PARTIAL = "the document lists only changed resources; use `pulumi preview --json --show-sames` or `pulumi stack export`"
 
 
-class PolicyConfigError(ValueError):
+class PolicyConfigError(InputError):
     """The policy config asks for something this stack may not have."""
 
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from llm_mesh.checks.findings import Finding
 from llm_mesh.checks.kube_objects import KubeObject
+from llm_mesh.errors import InputError
 
 _ISTIO_GROUPS = {
     "networking.istio.io": "networking",
@@ -34,7 +35,7 @@ def unchecked(objects: list[KubeObject]) -> list[KubeObject]:
     return [o for o in objects if not o.is_istio and not is_core(o)]
 
 
-class UnsupportedVersion(ValueError):
+class UnsupportedVersion(InputError):
     """No Kubernetes schemas for the asked minor are installed here."""
 
 

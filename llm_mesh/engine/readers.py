@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_mesh.engine.values import display
+from llm_mesh.errors import InputError, read_problem
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class EngineResource:
         return self.urn.split("::", 1)[0].rsplit(":", 1)[-1]
 
 
-class DocumentError(ValueError):
+class DocumentError(InputError):
     """Not a document this project can read, and why."""
 
 
@@ -84,7 +85,7 @@ def load_engine_document(path: Path) -> EngineDocument:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DocumentError(f"{path}: {exc}") from None
+        raise DocumentError(str(read_problem("engine document", path, exc))) from None
     if not isinstance(data, dict):
         raise DocumentError(f"{path}: a JSON object was expected")
     try:

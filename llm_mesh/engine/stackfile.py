@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from llm_mesh.errors import InputError
+
 # What the offline engine passes for a `secure:` value it cannot decrypt (no passphrase or cloud KMS here).
 UNDECRYPTED_SECRET = "[secret]"
 
@@ -18,7 +20,7 @@ UNDECRYPTED_SECRET = "[secret]"
 STACK_FILE_KEYS = frozenset({"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"})
 
 
-class StackFileError(ValueError):
+class StackFileError(InputError):
     """A project or stack file that cannot be read as Pulumi reads it; the message names the file."""
 
 

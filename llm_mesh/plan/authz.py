@@ -56,19 +56,26 @@ def allow_nothing(namespace: str) -> AuthorizationPolicy:
     )
 
 
+def in_mesh_callers(config: StackConfig) -> list[str]:
+    """The configured callers other than the gateway."""
+    return [c for c in config.security.callers if c != GATEWAY_PRINCIPAL]
+
+
 def callers(config: StackConfig) -> list[str]:
-    """In-mesh callers: the ingress gateway (every external request comes through it) and the configured ones."""
-    return [GATEWAY_PRINCIPAL, *(c for c in config.security.callers if c != GATEWAY_PRINCIPAL)]
+    """Who may call the models: the ingress gateway (every external request comes through it) unless the models
+    are served inside the mesh only, and the configured in-mesh callers."""
+    gateway = [GATEWAY_PRINCIPAL] if config.security.allow_gateway else []
+    return [*gateway, *in_mesh_callers(config)]
 
 
 def caller_sources(config: StackConfig) -> list[RuleFrom]:
     """With end-user authentication, requests through the gateway must also carry a token of the issuer
     (checked again at the pod, so a compromised gateway alone cannot call); in-mesh callers need only mTLS."""
     jwt = config.security.jwt
-    if jwt is None:
+    if jwt is None or not config.security.allow_gateway:
         return [RuleFrom(source=Source(principals=callers(config)))]
     sources = [RuleFrom(source=Source(principals=[GATEWAY_PRINCIPAL], request_principals=[f"{jwt.issuer}/*"]))]
-    others = callers(config)[1:]
+    others = in_mesh_callers(config)
     if others:
         sources.append(RuleFrom(source=Source(principals=others)))
     return sources

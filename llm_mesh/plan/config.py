@@ -581,8 +581,10 @@ def _principal(value: str) -> str:
 
 
 class SecurityConfig(_Model):
-    # Principals allowed to call the inference API; empty means the ingress gateway alone.
+    # In-mesh principals allowed to call the inference API, besides the ingress gateway.
     callers: list[Annotated[str, AfterValidator(_principal)]] = []
+    # false: the models are served inside the mesh only (to `callers`), not routed through the ingress gateway.
+    allow_gateway: bool = True
     # Requests through the gateway must carry a JWT from this issuer.
     jwt: JwtConfig | None = None
 
@@ -736,6 +738,15 @@ class StackConfig(_Model):
 
     def _not_anonymous_in_prod(self) -> Iterator[_KeyError]:
         gateway = self.gateway
+        if self.models and not self.security.allow_gateway and not self.security.callers:
+            yield _KeyError(
+                "security.allowGateway",
+                False,
+                "with the gateway not allowed and no security.callers, nothing could call the models; name the "
+                "in-mesh callers, or allow the gateway",
+            )
+        if not self.security.allow_gateway:
+            return  # nothing reaches the models from outside the mesh
         if (
             self.environment == "prod"
             and self.models

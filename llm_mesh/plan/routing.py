@@ -59,7 +59,7 @@ def destination_rule(names: ModelNames, routing: RoutingConfig) -> DestinationRu
     )
 
 
-def virtual_service(names: ModelNames, routing: RoutingConfig) -> VirtualService:
+def virtual_service(names: ModelNames, routing: RoutingConfig, through_gateway: bool = True) -> VirtualService:
     model = names.model
     retries = HTTPRetry(attempts=routing.retry_attempts, retry_on=routing.retry_on, per_try_timeout=routing.timeout)
     mirror = Destination(host=names.host, subset="mirror") if model.mirror else None
@@ -92,5 +92,10 @@ def virtual_service(names: ModelNames, routing: RoutingConfig) -> VirtualService
         routes.append(route("stable", {"stable": 100}))
     return VirtualService(
         metadata=ObjectMeta(name=names.service, namespace=names.namespace),
-        spec=VirtualServiceSpec(hosts=[names.external_host, names.host], gateways=[gateway_ref(), "mesh"], http=routes),
+        # Bound to the ingress gateway (at <model>.<domain>) unless the models are served inside the mesh only.
+        spec=VirtualServiceSpec(
+            hosts=[names.external_host, names.host] if through_gateway else [names.host],
+            gateways=[gateway_ref(), "mesh"] if through_gateway else ["mesh"],
+            http=routes,
+        ),
     )

@@ -1,0 +1,24 @@
+"""The one kind of error a command reports as a single line: an input it cannot use (exit code 2)."""
+
+
+class InputError(ValueError):
+    """A file, path, version, setting or endpoint the command cannot use; the message names it and the fix."""
+
+
+def read_problem(what: str, path: object, error: Exception) -> InputError:
+    """One line for a file that cannot be read or parsed, naming which input it is and what to do."""
+    if isinstance(error, FileNotFoundError):
+        return InputError(f"{what} {path}: no such file; check the path")
+    if isinstance(error, IsADirectoryError):
+        return InputError(f"{what} {path}: is a folder; name the file in it")
+    if isinstance(error, PermissionError):
+        return InputError(f"{what} {path}: cannot be read (permission denied)")
+    if isinstance(error, ValueError):  # json.JSONDecodeError
+        return InputError(f"{what} {path}: not JSON ({error}); {JSON_HINTS.get(what, 'write it as a JSON object')}")
+    return InputError(f"{what} {path}: {error}")
+
+
+JSON_HINTS = {
+    "engine document": "write it with `pulumi preview --json`, `pulumi stack export` or `llm-mesh preview --json`",
+    "policy config": 'write it as for `pulumi preview --policy-pack-config`, e.g. {"rule-name": "mandatory"}',
+}

@@ -1,0 +1,166 @@
+"""Every subcommand against every class of bad input: a non-zero exit, one line naming the input and the fix, no
+traceback, and no file touched that the command did not write."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Cli
+
+STACK = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project (program, components, stack files) with some inputs a careless user would make."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", root)
+    shutil.copy(ROOT / "__main__.py", root)
+    (root / "components").symlink_to(ROOT / "components")
+    stacks = root / "stacks"
+    stacks.mkdir()
+    (stacks / "Pulumi.dev.yaml").write_text(STACK)
+    (stacks / "Pulumi.empty.yaml").write_text("")
+    (stacks / "Pulumi.scalar.yaml").write_text("just text\n")
+    (stacks / "Pulumi.unclosed.yaml").write_text("config:\n  llm-mesh:gcp: [unclosed\n")
+    (stacks / "Pulumi.typo.yaml").write_text(STACK.replace("llm-mesh:models:", "llm-mes:models:"))
+    (stacks / "Pulumi.confg.yaml").write_text(STACK.replace("config:", "confg:", 1))
+    (stacks / "Pulumi.newer.yaml").write_text(
+        STACK.replace("llm-mesh:cluster:\n", "llm-mesh:cluster:\n    kubernetesVersion: '1.40'\n")
+    )
+    (root / "empty.json").write_text("")
+    (root / "shape.json").write_text(json.dumps({"steps": [1, 2]}))
+    (root / "yaml.json").write_text("steps:\n  - op: create\n")
+    (root / "policy-typo.json").write_text(json.dumps({"istio-namespace-injecton": "mandatory"}))
+    (root / "mine").mkdir()
+    (root / "mine" / "kustomization.yaml").write_text("resources:\n- app.yaml\n")
+    (root / "mine" / "app.yaml").write_text("kind: ConfigMap\n")
+    (root / "a-file").write_text("not a folder\n")
+    return root
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under the project with its sha256 (what must not change)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "components" not in p.parts
+    }
+
+
+CASES = [
+    # (case, arguments, what the one line says)
+    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: confg, dev, empty, newer, scalar, typo, unclosed)"),
+    ("wrong shape stack file", ["preview", "--stack", "scalar"], "Pulumi.scalar.yaml: a YAML mapping was expected, found str"),
+    ("unparseable stack file", ["render", "--stack", "unclosed", "--out", "out"], "Pulumi.unclosed.yaml:3:1: not valid YAML"),
+    ("empty stack file", ["preview", "--stack", "empty"], "llm-mesh:gcp: required key is missing"),
+    ("misspelled namespace", ["preview", "--stack", "typo"], "llm-mes:models: unknown config namespace 'llm-mes'"),
+    ("misspelled stack-file key", ["validate", "--stack", "confg"], "unknown top-level key 'confg': did you mean 'config'?"),
+    ("output folder missing", ["preview", "--stack", "dev", "--json", "no/such/folder/out.json"], "folder no/such/folder does not exist"),
+    ("output folder holds other files", ["render", "--stack", "dev", "--out", "mine"], "mine: holds files `llm-mesh render` did not write"),
+    ("output is a file", ["render", "--stack", "dev", "--out", "a-file"], "a-file: not a folder"),
+    ("export file missing", ["render", "--stack", "dev", "--out", "out", "--from", "missing.json"], "engine document missing.json: no such file; check the path"),
+    ("document missing", ["validate", "missing.json"], "engine document missing.json: no such file; check the path"),
+    ("document empty", ["policy", "empty.json"], "engine document empty.json: not JSON (Expecting value: line 1 column 1 (char 0)); write it with `pulumi preview --json`"),
+    ("document of the wrong shape", ["validate", "shape.json"], "shape.json: steps[0] is int 1; an object with `op` and `newState` was expected"),
+    ("document of the wrong shape", ["policy", "shape.json"], "shape.json: steps[0] is int 1; an object with `op` and `newState` was expected"),
+    ("YAML where JSON is expected", ["validate", "yaml.json"], "engine document yaml.json: not JSON (Expecting value: line 1 column 1 (char 0))"),
+    ("unsupported version", ["validate", "--stack", "dev", "--kubernetes-version", "1.40"], "Kubernetes 1.40: no schemas installed for it"),
+    ("unsupported version from config", ["validate", "--stack", "newer"], "Kubernetes 1.40: no schemas installed for it"),
+    ("misspelled policy config", ["policy", "--stack", "dev", "--config", "policy-typo.json"], "istio-namespace-injecton: no rule of that name; did you mean 'istio-namespace-injection'?"),
+    ("policy config missing", ["policy", "--stack", "dev", "--config", "nope.json"], "policy config nope.json: no such file; check the path"),
+    ("models: missing stack", ["models", "verify", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file"),
+    ("push: missing folder", ["models", "push", "--stack", "dev", "--model", "llama-31-8b", "--version", "v1", "no-such-dir"], "no-such-dir: no such folder"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "args", "says"), CASES, ids=[f"{c[0]}: {c[1][0]}" for c in CASES])
+def test_bad_input_is_one_line_and_touches_nothing(
+    project: Path, cli: Cli, case: str, args: list[str], says: str
+) -> None:
+    before = tree(project)
+    result = cli("--project", str(project), *args, cwd=project)
+    assert result.returncode == 2, f"{case}: exit {result.returncode}\n{result.stderr}"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"{case}: {result.stderr}"
+    assert says in lines[0], f"{case}: {lines[0]}"
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stdout == "", f"{case}: a refusal prints nothing else"
+    assert tree(project) == before, f"{case}: a file changed"
+
+
+def test_no_credentials_is_one_line(project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Google application default credentials: one line saying how to get them, before any file is read."""
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # not on a GCE VM: do not wait for its metadata server
+    result = cli("--project", str(project), "models", "verify", "--stack", "dev", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: gs://llm-mesh-dev-dev-models: no Google credentials; run `gcloud auth application-default login` "
+        "or set GOOGLE_APPLICATION_CREDENTIALS"
+    ]
+
+
+def test_a_config_mistake_names_every_key_and_exits_2(project: Path, cli: Cli) -> None:
+    stacks = project / "stacks"
+    broken = STACK.replace("g2-standard-8", "n2-standard-8").replace("contextLength: 8192", "contextLength: 8k")
+    (stacks / "Pulumi.broken.yaml").write_text(broken)
+    result = cli("--project", str(project), "preview", "--stack", "broken", cwd=project)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: stacks/Pulumi.broken.yaml: llm-mesh:gpuPools[0].machineType = 'n2-standard-8': nvidia-l4 needs a "
+        "g2-standard-* machine type (g2-standard-4, g2-standard-8, g2-standard-12, g2-standard-16, g2-standard-24, "
+        "g2-standard-32, g2-standard-48, g2-standard-96)",
+        "error: stacks/Pulumi.broken.yaml: llm-mesh:models[0].contextLength = '8k': write a whole number, e.g. 8192",
+    ]
+
+
+def test_validate_on_a_partial_preview_says_what_it_cannot_judge(previews: dict, cli: Cli, tmp_path: Path) -> None:
+    """`pulumi preview --json` without --show-sames lists what changes: whole-plan codes are not judged on it."""
+    changed = [dict(step, op="update") for step in previews["prod"]["steps"] if "VirtualService" in step["urn"]]
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"steps": changed}))
+    result = cli("validate", str(partial))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "not judged (a preview that lists only what changes): LM0101, LM0102, LM0103, LM0106, LM0107, LM0110, "
+        "LM0113, LM0114, LM0115, LM0116, LM0118; write it with `pulumi preview --json --show-sames`, or use "
+        "`pulumi stack export`"
+    )
+    assert lines[-1].endswith("0 errors, 0 warnings")
+
+
+def test_render_from_an_export_writes_the_values_only_a_deployment_knows(
+    previews: dict, cli: Cli, tmp_path: Path
+) -> None:
+    prod = previews["prod"]
+    email = "llm-mesh-prod-prod-m-read-c3ff@llm-mesh-prod.iam.gserviceaccount.com"
+    resources = []
+    for step in prod["steps"]:
+        state = json.loads(json.dumps(step["newState"]))
+        if step["urn"].endswith("ServiceAccount::models-ksa"):
+            state["inputs"]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] = email
+        resources.append(state)
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"version": 3, "deployment": {"resources": resources}}))
+    plain = cli("render", "--stack", "prod", "--out", str(tmp_path / "plain"))
+    assert (
+        "  left out, known only after deployment: ServiceAccount/model-store/model-store "
+        "metadata.annotations.iam.gke.io/gcp-service-account"
+    ) in plain.stdout.splitlines()
+    rendered = (tmp_path / "plain").glob("*serviceaccount-model-store-model-store.yaml")
+    text = next(rendered).read_text()
+    assert "04da6b54" not in text and "iam.gke.io/gcp-service-account" not in text
+    filled = cli("render", "--stack", "prod", "--out", str(tmp_path / "filled"), "--from", str(export))
+    assert filled.returncode == 0, filled.stderr
+    text = next((tmp_path / "filled").glob("*serviceaccount-model-store-model-store.yaml")).read_text()
+    assert f"iam.gke.io/gcp-service-account: {email}" in text
