@@ -32,12 +32,15 @@ def synthetic_stack(folder: Path) -> None:
         {"name": f"l4-{i}", "machineType": "g2-standard-8", "maxNodes": 2, "spot": True}
         for i in range(SYNTHETIC_MODELS)
     ]
+    files = [{"path": "config.json"}, {"path": "model.safetensors"}]
     models = [
         {
             "name": f"model-{i}",
+            "shape": {"preset": "llama-3.1-8b"},
+            "contextLength": 8192,
             "gpuPool": f"l4-{i}",
-            "stable": {"version": "v1"},
-            "canary": {"version": "v2"},
+            "stable": {"version": "v1", "files": files},
+            "canary": {"version": "v2", "files": files},
             "canaryWeight": 10,
         }
         for i in range(SYNTHETIC_MODELS)
@@ -148,6 +151,42 @@ def main() -> None:
             )
         print("cold: first run in a fresh process, SDK modules imported on the way; warm: a second run in it")
         print("floor: as many resources registered with the stock MockMonitor and no program")
+    review_seconds = [measure_review() for _ in range(options.runs)]
+    print(
+        f"review of dev + staging + prod at two refs (a commit that moves the canary weight): "
+        f"median {statistics.median(review_seconds):.1f} s of {options.runs} runs (target: under 15 s on 2 cores)"
+    )
+
+
+def measure_review() -> float:
+    """`llm-mesh review --base HEAD~1` in a throwaway clone whose last commit moves prod's canary weight."""
+    import shutil
+
+    with tempfile.TemporaryDirectory() as folder:
+        repo = Path(folder) / "repo"
+        repo.mkdir()
+        for name in ("Pulumi.yaml", "__main__.py"):
+            shutil.copy(ROOT / name, repo / name)
+        for sub in ("components", "stacks", "llm_mesh"):
+            shutil.copytree(ROOT / sub, repo / sub, ignore=shutil.ignore_patterns("__pycache__"))
+        who = ["-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+
+        def git(*args: str) -> None:
+            subprocess.run(["git", "-C", str(repo), *who, *args], check=True, capture_output=True)
+
+        git("init", "--quiet")
+        git("add", ".")
+        git("commit", "--quiet", "-m", "base")
+        prod = repo / "stacks" / "Pulumi.prod.yaml"
+        prod.write_text(prod.read_text().replace("canaryWeight: 10", "canaryWeight: 20"))
+        git("commit", "--quiet", "-am", "canary")
+        started = time.perf_counter()
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "llm-mesh"), "--project", str(repo), "review", "--base", "HEAD~1"],
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - started
 
 
 if __name__ == "__main__":

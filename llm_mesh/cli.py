@@ -29,6 +29,7 @@ from llm_mesh.checks.kube_objects import (
 )
 from llm_mesh.checks.serving import serving_findings
 from llm_mesh.engine.readers import (
+    DocumentError,
     EngineDocument,
     EngineResource,
     load_document,
@@ -101,6 +102,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     policy.add_argument("--config", type=Path, help="policy pack config, as for `pulumi preview --policy-pack-config`")
     policy.add_argument("--format", choices=["text", "json"], default="text")
+    compare = commands.add_parser(
+        "diff", help="what changes between two engine documents (offline previews, pulumi preview --json, stack export)"
+    )
+    compare.add_argument("base", type=Path, help="the document before")
+    compare.add_argument("head", type=Path, help="the document after")
+    compare.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    compare.add_argument(
+        "--prices", type=Path, metavar="FILE", help="GPU node prices (default: the dated table shipped)"
+    )
+    review = commands.add_parser(
+        "review", help="preview each stack at a git ref and at the working tree; a Markdown report for a pull request"
+    )
+    review.add_argument("--base", required=True, metavar="REF", help="the git ref to compare with (e.g. origin/main)")
+    review.add_argument("--stack", action="append", metavar="ENV", help="a stack to review (default: every stack)")
+    review.add_argument("--out", type=Path, metavar="FILE", help="also write the report to FILE")
+    review.add_argument(
+        "--prices", type=Path, metavar="FILE", help="GPU node prices (default: the dated table shipped)"
+    )
     models = commands.add_parser("models", help="operate on the model artifacts the stack serves")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     verify = model_commands.add_parser(
@@ -152,6 +171,10 @@ def _run(args: argparse.Namespace) -> int:
         return _policy(project, args.stack, args.files, args.env, args.config, args.format)
     if args.command == "models" and args.models_command == "push":
         return _push_models(project, args.stack, args.model, args.version, args.folder, args.to, args.s3_endpoint_url)
+    if args.command == "diff":
+        return _diff(args.base, args.head, args.format, args.prices)
+    if args.command == "review":
+        return _review(project, args.base, args.stack, args.out, args.prices)
     if args.command == "models":
         return _verify_models(project, args.stack, args.s3_endpoint_url, args.format)
     return _preview(project, args.stack, args.json)
@@ -365,6 +388,66 @@ def _policy(
         for label, report in reports:
             _print_policy_report(PACK_NAME, label, report)
     return EXIT_FINDINGS if any(report.mandatory_violations for _, report in reports) else 0
+
+
+def _diff(base_path: Path, head_path: Path, fmt: str, prices_path: Path | None) -> int:
+    from llm_mesh.ops.capacity import Capacity, Prices, as_json, capacity_line
+    from llm_mesh.ops.diff import diff, json_report, states, text_report
+
+    prices = Prices.load(prices_path)
+    sides = []
+    for path in (base_path, head_path):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise read_problem("engine document", path, exc) from None
+        try:
+            sides.append(states(document))
+        except DocumentError as exc:
+            raise DocumentError(f"engine document {path}: {exc}") from None
+    base, head = sides
+    result = diff(base, head)
+    if fmt == "json":
+        report = json_report(result)
+        report["capacity"] = {"before": as_json(Capacity.of(base), prices), "after": as_json(Capacity.of(head), prices)}
+        print(json.dumps(report, indent=2))
+        return 0
+    print(text_report(result, base, head, markdown=fmt == "markdown"))
+    print(capacity_line(Capacity.of(base), Capacity.of(head), prices))
+    return 0
+
+
+def _review(
+    project: Project, base_ref: str, stacks: list[str] | None, out_path: Path | None, prices_path: Path | None
+) -> int:
+    import subprocess
+
+    from llm_mesh_policies import POLICIES
+
+    from llm_mesh.checks.policy_runner import run_policies
+    from llm_mesh.ops.capacity import Prices
+    from llm_mesh.ops.review import failed, markdown, preview_both, review_stack
+
+    prices = Prices.load(prices_path)
+    if out_path is not None and not out_path.parent.is_dir():
+        raise OutputPathError(
+            f"--out {out_path}: folder {out_path.parent} does not exist; create it or write elsewhere"
+        )
+    top = subprocess.run(
+        ["git", "-C", str(project.root), "rev-parse", "--show-toplevel"], capture_output=True, text=True
+    )
+    if top.returncode != 0:
+        raise InputError(f"{project.root}: not in a git repository; review compares git refs")
+    chosen = stacks or project.stacks()
+    for stack in chosen:
+        read_stack_settings(project, stack)  # a missing or malformed stack file is said before anything runs
+    base, head = preview_both(Path(top.stdout.strip()), project.root, base_ref, chosen)
+    reviews = [review_stack(stack, base, head, prices, POLICIES, run_policies) for stack in chosen]
+    report = markdown(reviews, base_ref)
+    if out_path is not None:
+        out_path.write_text(report)
+    print(report, end="")
+    return EXIT_FINDINGS if failed(reviews) else 0
 
 
 def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fmt: str) -> int:

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from llm_mesh.engine.run import STACK_TYPE, Recording, Registration
-from llm_mesh.engine.values import computed_refs, display
+from llm_mesh.engine.values import computed_refs, display, secret_fingerprints
 from llm_mesh.mesh.base import duration_seconds
 
 
@@ -25,6 +25,10 @@ def preview_document(recording: Recording) -> dict[str, Any]:
             "engine": "llm-mesh offline preview (Pulumi SDK mock runtime)",
             "stack": recording.stack,
             "knownAfterDeploy": sorted(known_after_deploy(recording)),
+            # Secrets are written [secret]; these say, without showing them, which changed between two previews.
+            "secretFingerprints": {
+                r.urn: found for r in recording.resources if (found := secret_fingerprints(r.inputs))
+            },
         },
     }
 

@@ -8,8 +8,15 @@ can know, and write them as the engine writes unknowns, never as invented values
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 import re
+import secrets
 from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 # Pulumi's wire-level constants (pulumi.runtime.rpc): the unknown sentinel and the special-value signatures.
@@ -66,3 +73,40 @@ def display(value: Any) -> Any:
         # The engine's JSON writes whole numbers without a fraction, as Go's encoder does.
         return int(value)
     return value
+
+
+def secret_fingerprints(value: Any, path: str = "") -> dict[str, str]:
+    """A fingerprint of each secret in `value`, by its dotted path: equal values, equal fingerprints.
+
+    It tells a reviewer that a secret changed between two previews without showing it: an HMAC under a key of
+    this machine (`LLM_MESH_FINGERPRINT_KEY`, else a random key made once in ~/.cache/llm-mesh), so a
+    fingerprint cannot be checked against guessed values by anyone without that key.
+    """
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            plain = json.dumps(value.get("value", value.get("ciphertext")), sort_keys=True).encode()
+            return {path: hmac.new(_fingerprint_key(), plain, hashlib.sha256).hexdigest()[:16]}
+        found: dict[str, str] = {}
+        for key, item in value.items():
+            found.update(secret_fingerprints(item, f"{path}.{key}" if path else str(key)))
+        return found
+    if isinstance(value, list):
+        found = {}
+        for i, item in enumerate(value):
+            found.update(secret_fingerprints(item, f"{path}[{i}]"))
+        return found
+    return {}
+
+
+@cache
+def _fingerprint_key() -> bytes:
+    configured = os.environ.get("LLM_MESH_FINGERPRINT_KEY")
+    if configured:
+        return configured.encode()
+    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm-mesh" / "secret-fingerprint.key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,188 @@
+"""`llm-mesh diff` and `llm-mesh review`: each kind of change appears once, with its property path."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_mesh.ops.diff import diff, states, text_report
+from tests.conftest import ROOT, Cli
+
+SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
+VS = "urn:pulumi:prod::llm-mesh::llm-mesh:mesh:MeshRouting$kubernetes:networking.istio.io/v1:VirtualService::inference-llama-31-8b"
+
+
+def step(document: dict[str, Any], urn_end: str) -> dict[str, Any]:
+    (found,) = [s for s in document["steps"] if s["urn"].endswith(urn_end)]
+    return found
+
+
+def changes(base: dict[str, Any], head: dict[str, Any]) -> list[tuple[str, str, list[tuple[str, Any, Any, bool]]]]:
+    result = diff(states(base), states(head))
+    return [
+        (c.kind, c.state.urn.rsplit("::", 1)[1], [(p.path, p.old, p.new, p.replaces) for p in c.properties])
+        for c in result.changes
+    ]
+
+
+def test_identical_previews_differ_in_nothing(previews: dict[str, Any]) -> None:
+    result = diff(states(previews["prod"]), states(previews["prod"]))
+    assert result.changes == [] and result.summary() == f"Resources: {result.unchanged} unchanged"
+
+
+def test_a_canary_weight_change_is_one_update_with_its_paths(previews: dict[str, Any]) -> None:
+    head = copy.deepcopy(previews["prod"])
+    routes = step(head, "VirtualService::inference-llama-31-8b")["newState"]["inputs"]["spec"]["http"][1]["route"]
+    routes[0]["weight"], routes[1]["weight"] = 80, 20
+    assert changes(previews["prod"], head) == [
+        (
+            "update",
+            "inference-llama-31-8b",
+            [("spec.http[1].route[0].weight", 90, 80, False), ("spec.http[1].route[1].weight", 10, 20, False)],
+        )
+    ]
+
+
+def test_a_changed_image_and_a_changed_selector(previews: dict[str, Any]) -> None:
+    head = copy.deepcopy(previews["prod"])
+    pod = step(head, "Deployment::model-llama-31-8b-canary")["newState"]["inputs"]["spec"]
+    pod["template"]["spec"]["containers"][0]["image"] = "vllm/vllm-openai:v0.28.0"
+    pod["selector"]["matchLabels"]["version"] = "canary-2"
+    ((kind, name, properties),) = changes(previews["prod"], head)
+    assert (kind, name) == ("replace", "model-llama-31-8b-canary"), "a Deployment's selector cannot change in place"
+    assert [(p[0], p[3]) for p in properties] == [
+        ("spec.selector.matchLabels.version", True),
+        ("spec.template.spec.containers[0].image", False),
+    ]
+
+
+def test_a_node_pool_machine_type_forces_a_new_pool(previews: dict[str, Any]) -> None:
+    head = copy.deepcopy(previews["prod"])
+    step(head, "NodePool::gpu-l4-spot")["newState"]["inputs"]["nodeConfig"]["machineType"] = "g2-standard-48"
+    assert changes(previews["prod"], head) == [
+        ("replace", "gpu-l4-spot", [("nodeConfig.machineType", "g2-standard-24", "g2-standard-48", True)])
+    ]
+
+
+def test_a_new_model_and_a_removed_pool(previews: dict[str, Any]) -> None:
+    head = copy.deepcopy(previews["prod"])
+    head["steps"] = [s for s in head["steps"] if not s["urn"].endswith("NodePool::gpu-l4-spot")]
+    extra = copy.deepcopy(step(head, "ServiceAccount::model-llama-31-8b-sa"))
+    extra["urn"] = extra["urn"].replace("model-llama-31-8b-sa", "model-qwen-sa")
+    extra["newState"]["urn"] = extra["urn"]
+    head["steps"].append(extra)
+    assert [(k, n) for k, n, _ in changes(previews["prod"], head)] == [
+        ("delete", "gpu-l4-spot"),
+        ("create", "model-qwen-sa"),
+    ]
+
+
+def test_a_changed_secret_is_said_to_change_without_showing_it(previews: dict[str, Any]) -> None:
+    base = copy.deepcopy(previews["prod"])
+    head = copy.deepcopy(base)
+    ((urn, fingerprints),) = head["offline"]["secretFingerprints"].items()
+    head["offline"]["secretFingerprints"][urn] = {path: "0" * 16 for path in fingerprints}
+    assert changes(base, head) == [("update", "gpu-k8s", [("kubeconfig", "[secret]", "[secret]", False)])]
+
+
+def test_engine_keys_are_never_shown() -> None:
+    def export(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"version": 3, "deployment": {"resources": [{"urn": "urn:pulumi:s::p::t:m:R::r", "type": "t:m:R", "inputs": inputs}]}}  # fmt: skip
+
+    base = export({"a": 1, "__defaults": ["a"]})
+    head = export({"a": 2, "__defaults": [], "__meta": "x"})
+    assert changes(base, head) == [("update", "r", [("a", 1, 2, False)])]
+
+
+def test_markdown_report_snapshot() -> None:
+    def doc(weight: int, image: str) -> dict[str, Any]:
+        vs = {"urn": VS, "type": "kubernetes:networking.istio.io/v1:VirtualService", "parent": "urn:pulumi:prod::llm-mesh::llm-mesh:mesh:MeshRouting::route-llama-31-8b",
+              "inputs": {"spec": {"http": [{"route": [{"weight": 100 - weight}, {"weight": weight}]}]}}}  # fmt: skip
+        deployment = {"urn": "urn:pulumi:prod::llm-mesh::kubernetes:apps/v1:Deployment::web", "type": "kubernetes:apps/v1:Deployment",
+                      "inputs": {"spec": {"template": {"spec": {"containers": [{"image": image}]}}}}}  # fmt: skip
+        return {"steps": [{"op": "create", "urn": s["urn"], "newState": s} for s in (vs, deployment)]}
+
+    base, head = states(doc(10, "app:1")), states(doc(20, "app:2"))
+    assert text_report(diff(base, head), base, head, markdown=True) == (
+        "### (stack)\n"
+        "- ~ kubernetes:apps/v1:Deployment web (update)\n"
+        "    - `spec.template.spec.containers[0].image: app:1 → app:2`\n"
+        "\n"
+        "### llm-mesh:mesh:MeshRouting route-llama-31-8b\n"
+        "- ~ kubernetes:networking.istio.io/v1:VirtualService inference-llama-31-8b (update)\n"
+        "    - `spec.http[0].route[0].weight: 90 → 80`\n"
+        "    - `spec.http[0].route[1].weight: 10 → 20`\n"
+        "\n"
+        "Resources: ~ 2 to update, 0 unchanged"
+    )
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared samples of real engine output are beside the checkout")
+def test_real_engine_output_export_against_preview(cli: Cli) -> None:
+    result = cli("diff", str(SAMPLES / "sample-export.json"), str(SAMPLES / "sample-preview-update.json"))
+    assert result.returncode == 0, result.stderr
+    assert "  ~ aws:lambda/function:Function docsHandler (update)" in result.stdout.splitlines()
+    assert any(line.strip().startswith("code.hash: ") for line in result.stdout.splitlines())
+    assert "Resources: ~ 1 to update, 14 unchanged" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("{nope", "engine document {}: not JSON"),
+        ('{"steps": [1]}', "engine document {}: steps[0] is int"),
+        ('{"hello": "world"}', "engine document {}: neither `pulumi preview --json`"),
+        ("[1, 2]", "engine document {}: a JSON object was expected, found list"),
+    ],
+)
+def test_malformed_or_foreign_documents_are_one_line(cli: Cli, tmp_path: Path, content: str, says: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    result = cli("diff", str(bad), str(bad))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.splitlines()[0]] and result.stderr.startswith(
+        "error: " + says.format(bad)
+    )
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_review_of_a_canary_weight_change(cli: Cli, tmp_path: Path) -> None:
+    """A clone whose last commit moves the canary from 10% to 20%: prod's VirtualService and nothing else."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, repo / name)
+    for folder in ("components", "stacks", "llm_mesh"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "--quiet", "-m", "base")
+    prod = repo / "stacks" / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("canaryWeight: 10", "canaryWeight: 20"))
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "--quiet", "-am", "canary to 20%")
+    result = cli("--project", str(repo), "review", "--base", "HEAD~1", "--out", str(tmp_path / "review.md"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = (tmp_path / "review.md").read_text()
+    assert report == result.stdout
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "stack" not in line]
+    assert [row.split("|")[1:7] for row in rows] == [
+        [" dev ", " 0 ", " 0 ", " 0 ", " 0 ", " 77 "],
+        [" prod ", " 0 ", " 1 ", " 0 ", " 0 ", " 92 "],
+        [" staging ", " 0 ", " 0 ", " 0 ", " 0 ", " 82 "],
+    ]
+    assert "    - `spec.http[1].route[0].weight: 90 → 80`" in report.splitlines()
+    assert "    - `spec.http[1].route[1].weight: 10 → 20`" in report.splitlines()
+    assert "GPUs 4–28 at min–max scale; GPU nodes at list price $4.00–$17.75/h" in report
+    assert report.count("Policy: 13 rules, no violation.") == 3
+    listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    assert len(listed.splitlines()) == 1, "the temporary worktree is gone"
+    assert json.loads(json.dumps(report))  # plain text, no object leaked
