@@ -8,7 +8,7 @@ PREVIEW_STAMP := $(VENV)/.installed-preview
 CHECKOV_STAMP := $(VENV)/checkov/.installed
 STACK  ?= dev
 
-.PHONY: preview test lint typecheck unit bench clean
+.PHONY: preview test lint typecheck unit bench mutate clean
 
 $(PREVIEW_STAMP): requirements.txt requirements-preview.txt pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -44,5 +44,12 @@ unit: $(STAMP) $(CHECKOV_STAMP)
 bench: $(STAMP)
 	$(PYTHON) benchmarks/offline_preview.py
 
+# Mutation testing (mutmut) of the decision modules and the policy rules: killed / total, survivors by module and
+# function, what each survivor changed in .mutmut/survivors.diff. Slow (each mutant runs the tests that reach it).
+# Some files only: make mutate MUTATE="policies/llm_mesh_policies/mesh.py llm_mesh/plan/config.py"
+MUTATE ?=
+mutate: $(STAMP) $(CHECKOV_STAMP)
+	$(PYTHON) tools/mutate.py $(MUTATE)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .mutmut

@@ -9,6 +9,7 @@ from components.mesh_policy import MeshRouting, MeshSecurity
 from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.model_store import ModelStore, ModelStoreArgs
 from components.network_policy import NetworkPolicies, NetworkPoliciesArgs
+from components.observability import Observability, ObservabilityArgs
 from llm_mesh.plan.authz import security_objects
 from llm_mesh.plan.config import load_stack_config
 from llm_mesh.plan.gcp_names import cluster_name
@@ -38,6 +39,10 @@ serving = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh,
 for names in model_names(config):
     InferenceService(f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names), serving)
     MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh, config.security.allow_gateway)
+# Traces (the collector the mesh and the servers export to), the gateway's metrics, the dashboard, alerts and SLOs.
+observability = Observability(
+    "observability", ObservabilityArgs.from_config(config, stack, cluster_name(config, stack)), in_mesh
+)
 
 pulumi.export("environment", config.environment)
 pulumi.export("clusterName", cluster.cluster_name)
@@ -56,6 +61,7 @@ pulumi.export(
     },
 )
 pulumi.export("modelBucket", store.bucket.name)
+pulumi.export("dashboards", {"inference": observability.dashboard_url})
 pulumi.export(
     "modelVersions",
     {

@@ -21,6 +21,7 @@ from components.pods import (
 from llm_mesh.plan import inference
 from llm_mesh.plan.config import GpuPool, ModelVersion, RoutingConfig, StackConfig
 from llm_mesh.plan.gpu_fit import Fit
+from llm_mesh.plan.observability import otlp_endpoint, trace_identity
 from llm_mesh.plan.placement import COMPUTE_CLASS_LABEL, class_for
 from llm_mesh.plan.topology import POOL_LABEL, SHAPE_ANNOTATION, TRACK_LABEL, ModelNames
 
@@ -39,6 +40,7 @@ MODEL_LABEL = "llm_mesh_model"
 TRACK_METRIC_LABEL = "llm_mesh_track"
 MERGED_METRICS_PORT = 15020  # istio-proxy's agent serves app and proxy metrics here, outside mTLS
 WEIGHTS_GATE_LABELS = {"llm-mesh/role": "weights-gate"}
+PROXY_CONFIG = "proxy.istio.io/config"
 # The server writes caches under its home (vLLM, Triton, CUDA, FlashInfer) and sockets under /tmp: both are
 # emptyDirs, so that the image's root file system stays read-only.
 SERVER_HOME = "/home/vllm"
@@ -65,6 +67,10 @@ class InferenceServiceArgs:
     routing: RoutingConfig
     # With overflow pools: the GKE ComputeClass that grows them in order (llm_mesh.plan.placement).
     compute_class: str | None = None
+    # Where the server sends its spans, whether with vLLM's detailed timings, and the environment it reports.
+    otlp_endpoint: str | None = None
+    detailed_traces: bool = False
+    environment: str = "prod"
 
     @classmethod
     def for_model(cls, config: StackConfig, names: ModelNames) -> InferenceServiceArgs:
@@ -78,6 +84,9 @@ class InferenceServiceArgs:
             config.model_store.server_image,
             config.routing,
             plan.name if (plan := class_for(config, model)) else None,
+            otlp_endpoint(config.observability),
+            config.observability.detailed_traces,
+            config.environment,
         )
 
 
@@ -298,12 +307,16 @@ def _deployment(
         name="server",
         image=image,
         image_pull_policy=pull_policy(image),
-        args=inference.server_args(model, version, fit),
+        args=inference.server_args(model, version, fit, args.otlp_endpoint, args.detailed_traces),
         ports=[core.ContainerPortArgs(name="http", container_port=inference.SERVER_PORT)],
         env=[
             core.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
             core.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
             core.EnvVarArgs(name="HOME", value=SERVER_HOME),
+            *(
+                core.EnvVarArgs(name=key, value=value)
+                for key, value in inference.tracing_env(names, track, version, args.environment).items()
+            ),
         ],
         resources=core.ResourceRequirementsArgs(
             requests={"cpu": model.cpu, "memory": model.memory, GPU: gpus},
@@ -366,12 +379,17 @@ def _deployment(
         termination_grace_period_seconds=inference.grace_period_seconds(args.routing),
         topology_spread_constraints=zone_spread(names.labels(track)),
     )
+    mesh = mesh_pod_annotations(drain_seconds=inference.grace_period_seconds(args.routing))
+    # The proxy's span tags and access log lines read the model, track and version from its environment.
+    mesh[PROXY_CONFIG] = inference.with_proxy_env(
+        mesh[PROXY_CONFIG], trace_identity(model.name, track, version.version)
+    )
     annotations = {
         # Istio merges these into the sidecar's metrics endpoint (15020), which scrapes work on under STRICT mTLS.
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(inference.SERVER_PORT),
         "prometheus.io/path": "/metrics",
-        **mesh_pod_annotations(drain_seconds=inference.grace_period_seconds(args.routing)),
+        **mesh,
         SHAPE_ANNOTATION: json.dumps(dataclasses.asdict(fit.shape), sort_keys=True),
     }
     return k8s.apps.v1.Deployment(

@@ -15,6 +15,7 @@ from llm_mesh.mesh.networking import Gateway, GatewaySpec, Port, Server, ServerT
 from llm_mesh.mesh.telemetry import AccessLogging, ProviderRef, Telemetry, TelemetrySpec, Tracing
 from llm_mesh.plan import inference
 from llm_mesh.plan.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
+from llm_mesh.plan.observability import access_log_format, span_tags
 from llm_mesh.plan.topology import (
     GATEWAY_NAME,
     GATEWAY_RELEASE,
@@ -35,23 +36,31 @@ class IstioMeshArgs:
     istio: IstioConfig
     gateway: GatewayConfig
     observability: ObservabilityConfig
+    # The namespaces that get sidecars: the applications' and the trace collector's.
     application_namespaces: list[str]
     # How long a request through the gateway may still be running when a gateway pod is told to stop.
     drain_seconds: int
+    # The project whose Cloud Trace each access log line links to, and the environment every span names.
+    project: str
+    environment: str
 
     @classmethod
     def from_config(cls, config: StackConfig) -> IstioMeshArgs:
+        namespaces = [*application_namespaces(config), config.observability.collector_namespace]
         return cls(
             config.istio,
             config.gateway,
             config.observability,
-            application_namespaces(config),
+            list(dict.fromkeys(namespaces)),
             inference.grace_period_seconds(config.routing),
+            config.gcp.project,
+            config.environment,
         )
 
 
-def mesh_config(observability: ObservabilityConfig) -> dict[str, Any]:
-    """istiod's meshConfig: logs to stdout, OpenTelemetry traces, proxies up before apps, registry-only egress."""
+def mesh_config(observability: ObservabilityConfig, project: str) -> dict[str, Any]:
+    """istiod's meshConfig: JSON access logs to stdout, OpenTelemetry traces to the stack's collector, proxies up
+    before apps, registry-only egress."""
     config: dict[str, Any] = {
         "defaultConfig": {"holdApplicationUntilProxyStarts": True},
         # Best effort, not a security boundary: a workload can still reach IPs it resolves itself.
@@ -69,7 +78,11 @@ def mesh_config(observability: ObservabilityConfig) -> dict[str, Any]:
         ],
     }
     if observability.access_logs:
+        # One JSON object per line: GKE's logging agent stores it as the entry's jsonPayload, which log queries,
+        # log-based metrics and the trace link read field by field.
         config["accessLogFile"] = "/dev/stdout"
+        config["accessLogEncoding"] = "JSON"
+        config["accessLogFormat"] = json.dumps(access_log_format(project))
     return config
 
 
@@ -77,7 +90,7 @@ def mesh_config(observability: ObservabilityConfig) -> dict[str, Any]:
 INTERNAL_LB_ANNOTATION = "networking.gke.io/load-balancer-type"
 
 
-def istiod_values(revision: str, observability: ObservabilityConfig) -> dict[str, Any]:
+def istiod_values(revision: str, observability: ObservabilityConfig, project: str) -> dict[str, Any]:
     return {
         "revision": revision,
         "global": {"platform": "gke"},
@@ -87,7 +100,7 @@ def istiod_values(revision: str, observability: ObservabilityConfig) -> dict[str
             # Native sidecars (GKE 1.29+): the proxy starts before init containers such as the GCS FUSE mount.
             "env": {"ENABLE_NATIVE_SIDECARS": "true"},
         },
-        "meshConfig": mesh_config(observability),
+        "meshConfig": mesh_config(observability, project),
         **WEBHOOK_VALUES,
     }
 
@@ -153,7 +166,7 @@ def gateway_object(gateway: GatewayConfig) -> Gateway:
     )
 
 
-def telemetry_object(observability: ObservabilityConfig) -> Telemetry:
+def telemetry_object(observability: ObservabilityConfig, environment: str) -> Telemetry:
     return Telemetry(
         metadata=ObjectMeta(name="mesh-default", namespace=ISTIO_NAMESPACE),
         spec=TelemetrySpec(
@@ -161,6 +174,7 @@ def telemetry_object(observability: ObservabilityConfig) -> Telemetry:
                 Tracing(
                     providers=[ProviderRef(name=TRACING_PROVIDER)],
                     random_sampling_percentage=observability.tracing_sampling_percent,
+                    custom_tags=span_tags(environment),
                 )
             ],
             access_logging=[
@@ -227,11 +241,15 @@ class IstioMesh(pulumi.ComponentResource):
             "istio-cni", "cni", ISTIO_NAMESPACE, {"revision": revision, "global": {"platform": "gke"}}, [base]
         )
         self.istiod = release(
-            f"istiod-{revision}", "istiod", ISTIO_NAMESPACE, istiod_values(revision, args.observability), [base, cni]
+            f"istiod-{revision}",
+            "istiod",
+            ISTIO_NAMESPACE,
+            istiod_values(revision, args.observability, args.project),
+            [base, cni],
         )
         if istio.previous_version and istio.previous_revision:
             previous = istio.previous_revision
-            values = istiod_values(previous, args.observability)
+            values = istiod_values(previous, args.observability, args.project)
             release(f"istiod-{previous}", "istiod", ISTIO_NAMESPACE, values, [base, cni], istio.previous_version)
         self.gateway_release = release(
             GATEWAY_RELEASE,
@@ -243,5 +261,5 @@ class IstioMesh(pulumi.ComponentResource):
         # Istio's objects are validated by istiod's webhook: declare them once it runs.
         after_istiod = pulumi.ResourceOptions(parent=self, depends_on=[self.istiod])
         declare(gateway_object(args.gateway), after_istiod)
-        declare(telemetry_object(args.observability), after_istiod)
+        declare(telemetry_object(args.observability, args.environment), after_istiod)
         self.register_outputs({"revision": revision})

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.iam import service_account_member
+from components.iam import service_account_member, workload_identity
 from components.network_policy import Admit, PodIngress, admit_ingress, deny_ingress
 from components.pods import image_skips, pod_security, pull_policy, restricted, scanner_skips
 from llm_mesh.plan.config import StackConfig
@@ -72,13 +72,7 @@ class MetricsAdapter(pulumi.ComponentResource):
             member=service_account_member(account.email),
             opts=child,
         )
-        gcp.serviceaccount.IAMMember(
-            f"{name}-workload-identity",
-            service_account_id=account.name,
-            role="roles/iam.workloadIdentityUser",
-            member=f"serviceAccount:{args.project}.svc.id.goog[{NAMESPACE}/{NAME}]",
-            opts=child,
-        )
+        workload_identity(f"{name}-workload-identity", args.project, account, NAMESPACE, NAME, child)
         namespace = core.Namespace(
             f"{name}-ns",
             metadata=meta.ObjectMetaArgs(name=NAMESPACE, labels={"istio-injection": "disabled"}),

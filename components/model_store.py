@@ -8,7 +8,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.iam import service_account_member
+from components.iam import service_account_member, workload_identity
 from components.manifests import declare
 from components.pods import (
     image_skips,
@@ -58,7 +58,6 @@ class ModelStoreArgs:
     project: str
     bucket_name: str
     location: str
-    workload_pool: str
     store: ModelStoreConfig
     imports: list[ImportSource]
     # Prod keeps the bucket through a bad `up` or a `destroy`: protected, and retained if ever deleted.
@@ -83,7 +82,6 @@ class ModelStoreArgs:
             project=config.gcp.project,
             bucket_name=config.bucket_name(stack),
             location=config.model_store.location or config.gcp.region,
-            workload_pool=f"{config.gcp.project}.svc.id.goog",
             store=config.model_store,
             imports=imports,
             protect=config.environment == "prod",
@@ -136,13 +134,7 @@ class ModelStore(pulumi.ComponentResource):
             member=service_account_member(reader.email),
             opts=child,
         )
-        gcp.serviceaccount.IAMMember(
-            f"{name}-reader-workload-identity",
-            service_account_id=reader.name,
-            role="roles/iam.workloadIdentityUser",
-            member=f"serviceAccount:{args.workload_pool}[{store.namespace}/{MODEL_STORE}]",
-            opts=child,
-        )
+        workload_identity(f"{name}-reader-workload-identity", args.project, reader, store.namespace, MODEL_STORE, child)
         if args.imports:
             _imports(name, args, self.bucket, child)
         k8s_opts = pulumi.ResourceOptions(parent=self)

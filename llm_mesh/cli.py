@@ -120,6 +120,27 @@ def main(argv: list[str] | None = None) -> int:
     review.add_argument(
         "--prices", type=Path, metavar="FILE", help="GPU node prices (default: the dated table shipped)"
     )
+    canary = commands.add_parser(
+        "canary", help="move a canary step by step: each step a stack-file edit and a pulumi up"
+    )
+    canary_commands = canary.add_subparsers(dest="canary_command", required=True)
+    for verb, text in (
+        ("status", "weights, versions, replicas and the last analysis"),
+        ("advance", "raise the canary weight by a step (capped by canary.maxWeight)"),
+        ("promote", "make the canary version stable, then remove the canary"),
+        ("rollback", "set the canary weight to 0 at once"),
+        ("run", "the whole progression: verify, then check and step until promoted or rolled back"),
+    ):
+        sub = canary_commands.add_parser(verb, help=text)
+        sub.add_argument("--stack", required=True)
+        sub.add_argument("--model", required=True)
+        if verb == "advance":
+            sub.add_argument("--step", type=int, help="percent to add (default: canary.step)")
+        if verb in ("advance", "promote", "rollback"):
+            sub.add_argument("--dry-run", action="store_true", help="show the offline diff instead of applying")
+        if verb == "run":
+            sub.add_argument("--prometheus-url", help="Prometheus query API (default: canary.prometheusUrl)")
+            sub.add_argument("--max-checks", type=int, default=100, help="stop undecided after this many checks")
     models = commands.add_parser("models", help="operate on the model artifacts the stack serves")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     verify = model_commands.add_parser(
@@ -175,6 +196,8 @@ def _run(args: argparse.Namespace) -> int:
         return _diff(args.base, args.head, args.format, args.prices)
     if args.command == "review":
         return _review(project, args.base, args.stack, args.out, args.prices)
+    if args.command == "canary":
+        return _canary(project, args)
     if args.command == "models":
         return _verify_models(project, args.stack, args.s3_endpoint_url, args.format)
     return _preview(project, args.stack, args.json)
@@ -448,6 +471,116 @@ def _review(
         out_path.write_text(report)
     print(report, end="")
     return EXIT_FINDINGS if failed(reviews) else 0
+
+
+def _canary(project: Project, args: argparse.Namespace) -> int:
+    from llm_mesh.ops import canary
+    from llm_mesh.plan.inference import replicas
+
+    stack, model = args.stack, args.model
+
+    def load() -> StackConfig:
+        try:
+            return config_from_pulumi(read_stack_settings(project, stack).config)
+        except ConfigError as exc:
+            raise InputError(f"{_relative(project.stack_file(stack))}: {exc.problems[0]}") from None
+
+    config = load()
+    split = canary.split_of(config, model)
+    log = lambda line: out.print(Text(line), soft_wrap=_one_line())  # noqa: E731
+    verb = args.canary_command
+    if verb == "status":
+        served = next(m for m in config.models if m.name == model)
+        out.print(f"{model} in {stack}: stable {split.stable}, canary {split.canary or '(none)'} at {split.weight}%")
+        out.print(
+            f"replicas: stable {served.min_replicas}–{served.max_replicas} (autoscaled), canary "
+            f"{replicas(served, 'canary') if split.canary else 0}"
+        )
+        last = canary.load_status(project, stack, model)
+        out.print(f"last analysis: {json.dumps(last) if last else 'none'}", soft_wrap=_one_line())
+        return 0
+    if split.canary is None:
+        raise InputError(f"--model {model}: no canary version in {_relative(project.stack_file(stack))}; add one first")
+    if getattr(args, "dry_run", False):
+        return _canary_dry_run(project, stack, model, verb, args, config)
+    deployer = canary.AutomationDeployer(project, log)
+    progression = canary.Progression(project, stack, model, load, deployer, canary.PrometheusApi(""), log)
+    if verb == "advance":
+        step = args.step or config.canary.step
+        progression.step_to(min(split.weight + step, config.canary.max_weight))
+        return 0
+    if verb == "rollback":
+        progression.rollback()
+        return 0
+    if verb == "promote":
+        progression.promote()
+        return 0
+    # run: the canary's artifacts first; then the progression.
+    problems = _canary_artifacts(config, stack, model)
+    if problems:
+        for line in problems:
+            err.print(Text(f"error: {line}", style="red"))
+        return EXIT_FINDINGS
+    progression.source = canary.PrometheusApi(args.prometheus_url or config.canary.prometheus_url)
+    progression.max_checks = args.max_checks
+    outcome = progression.run()
+    canary.save_status(project, stack, model, outcome)
+    out.print(f"{outcome.result}: canary {model} at {outcome.weight}%")
+    return 0 if outcome.result == "promoted" else EXIT_FINDINGS
+
+
+def _canary_artifacts(config: StackConfig, stack: str, model: str) -> list[str]:
+    """`models verify` for the canary version alone: no step on weights that are not there."""
+    from llm_mesh.ops.artifacts import StoreUnusable, default_stores, sources, verify
+
+    wanted = [s for s in sources(config, stack) if s.model == model and s.track == "canary"]
+    try:
+        results = verify(wanted, default_stores(config.gcp.project, None))
+    except StoreUnusable as exc:
+        return [str(exc)]
+    return [f"canary artifact {r.file.path}: {r.status} ({r.detail})" for r in results if not r.ok]
+
+
+def _canary_dry_run(
+    project: Project, stack: str, model: str, verb: str, args: argparse.Namespace, config: StackConfig
+) -> int:
+    """The step made on a copy of the stack file, and both previewed offline: what `pulumi up` would change."""
+    import shutil
+    import tempfile
+
+    from llm_mesh.ops import canary
+    from llm_mesh.ops.diff import diff, states, text_report
+    from llm_mesh.ops.review import collect, start_previews
+
+    with tempfile.TemporaryDirectory(prefix="llm-mesh-canary-") as scratch:
+        copy_root = Path(scratch) / "project"
+        copy_root.mkdir()
+        for entry in project.root.iterdir():
+            if entry.name in (".git", ".venv", project.stack_config_dir.name):
+                continue
+            (copy_root / entry.name).symlink_to(entry)
+        shutil.copytree(project.stack_config_dir, copy_root / project.stack_config_dir.relative_to(project.root))
+        copy = Project(copy_root, project.name, copy_root / project.stack_config_dir.relative_to(project.root))
+        split = canary.split_of(config, model)
+        if verb == "advance":
+            canary.set_weight(
+                copy, stack, model, min(split.weight + (args.step or config.canary.step), config.canary.max_weight)
+            )
+        elif verb == "rollback":
+            canary.set_weight(copy, stack, model, 0)
+        else:
+            canary.make_canary_stable(copy, stack, model)
+            canary.remove_canary(copy, stack, model)
+        before = start_previews(project.root, [stack], Path(scratch) / "before")
+        after = start_previews(copy_root, [stack], Path(scratch) / "after")
+        sides = collect(before, Path(scratch) / "before", [stack]), collect(after, Path(scratch) / "after", [stack])
+    for side in sides:
+        if stack in side.errors:
+            raise InputError(f"the dry run's preview failed: {side.errors[stack][0]}")
+    base, head = states(sides[0].documents[stack]), states(sides[1].documents[stack])
+    out.print(f"canary {verb} of {model} in {stack} (dry run, nothing applied):")
+    print(text_report(diff(base, head), base, head))
+    return 0
 
 
 def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fmt: str) -> int:

@@ -16,6 +16,28 @@ def resource(document: dict[str, Any], type_token: str, name: str) -> dict[str, 
     return found[0]
 
 
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def kube_object_keys(document: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(kind, namespace, name) of every Kubernetes object the document declares, sorted: each step of a
+    `kubernetes:` type but Helm releases (providers are `pulumi:providers:kubernetes`), read from its inputs;
+    cluster-scoped objects have namespace ""."""
+    keys = []
+    for step in document["steps"]:
+        state = step["newState"]
+        if state["type"].startswith("kubernetes:") and state["type"] != HELM_RELEASE:
+            metadata = state["inputs"]["metadata"]
+            keys.append((state["inputs"]["kind"], metadata.get("namespace", ""), metadata["name"]))
+    return sorted(keys)
+
+
+def manifest_key(manifest: dict[str, Any]) -> tuple[str, str, str]:
+    """(kind, namespace, name) of a written manifest, as `kube_object_keys` reads a declared one."""
+    metadata = manifest["metadata"]
+    return manifest["kind"], metadata.get("namespace", ""), metadata["name"]
+
+
 def prop(state: dict[str, Any], path: str) -> Any:
     """A nested input by dotted path; list items by index (`guestAccelerators.0.type`)."""
     value: Any = state["inputs"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ AP = "kubernetes:security.istio.io/v1:AuthorizationPolicy"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 HOST = "llama-31-8b.inference.svc.cluster.local"
 GATEWAY_PRINCIPAL = "cluster.local/ns/istio-ingress/sa/istio-ingressgateway"
+DOMAIN = {"dev": "llm.internal", "staging": "llm.internal", "prod": "llm.example.com"}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -23,12 +25,9 @@ def test_destination_rule_has_subsets_mtls_pool_and_outlier_detection(previews: 
     rule = resource(previews[stack], DR, "inference-llama-31-8b")
     assert prop(rule, "spec.host") == HOST
     assert prop(rule, "spec.trafficPolicy.tls.mode") == "ISTIO_MUTUAL"
-    pool = prop(rule, "spec.trafficPolicy.connectionPool")
-    assert pool["tcp"]["maxConnections"] == 1024
-    assert pool["http"] == {
-        "h2UpgradePolicy": "DO_NOT_UPGRADE",
-        "http1MaxPendingRequests": 256,
-        "maxRequestsPerConnection": 1000,
+    assert prop(rule, "spec.trafficPolicy.connectionPool") == {
+        "tcp": {"connectTimeout": "10s", "maxConnections": 1024},
+        "http": {"h2UpgradePolicy": "DO_NOT_UPGRADE", "http1MaxPendingRequests": 256, "maxRequestsPerConnection": 1000},
     }
     assert prop(rule, "spec.trafficPolicy.outlierDetection") == {
         "consecutive5xxErrors": 5,
@@ -45,7 +44,8 @@ def test_destination_rule_has_subsets_mtls_pool_and_outlier_detection(previews: 
 def test_virtual_service_routes(previews: dict[str, Any], stack: str, weights: list[int] | None) -> None:
     vs = resource(previews[stack], VS, "inference-llama-31-8b")
     assert prop(vs, "spec.gateways") == ["istio-ingress/llm-gateway", "mesh"]
-    assert HOST in prop(vs, "spec.hosts")
+    assert prop(vs, "spec.hosts") == [f"llama-31-8b.{DOMAIN[stack]}", HOST]
+    names = [r["name"] for r in prop(vs, "spec.http")]
     routes = {r["name"]: r for r in prop(vs, "spec.http")}
     for r in routes.values():
         assert r["timeout"] == "600s"
@@ -53,10 +53,10 @@ def test_virtual_service_routes(previews: dict[str, Any], stack: str, weights: l
             "LLM calls retry on connection failures only"
         )
     if weights is None:
-        assert list(routes) == ["stable"]
+        assert names == ["stable"]
         assert routes["stable"]["route"] == [{"destination": {"host": HOST, "subset": "stable"}}]
         return
-    assert list(routes) == ["canary-pinned", "weighted"], "the header route must come first"
+    assert names == ["canary-pinned", "weighted"], "the header route must come first"
     assert routes["canary-pinned"]["match"][0]["headers"] == {"x-llm-mesh-canary": {"exact": "true"}}
     assert [d["weight"] for d in routes["weighted"]["route"]] == weights
     assert [d["destination"]["subset"] for d in routes["weighted"]["route"]] == ["stable", "canary"]
@@ -74,41 +74,112 @@ def test_prod_mirrors_five_percent_to_the_shadow_version(previews: dict[str, Any
 def test_virtual_service_waits_for_its_destination_rule(previews: dict[str, Any], stack: str) -> None:
     vs = resource(previews[stack], VS, "inference-llama-31-8b")
     rule = resource(previews[stack], DR, "inference-llama-31-8b")
-    assert rule["urn"] in vs["dependencies"]
+    assert vs["dependencies"] == [rule["urn"]]
+
+
+def peer_authentications(document: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(namespace, name, spec) of every PeerAuthentication, of any API version, sorted by namespace and name."""
+    found = []
+    for step in document["steps"]:
+        inputs = step["newState"].get("inputs") or {}
+        if step["newState"]["type"].startswith("kubernetes:") and inputs.get("kind") == "PeerAuthentication":
+            found.append((inputs["metadata"]["namespace"], inputs["metadata"]["name"], inputs["spec"]))
+    return sorted(found, key=lambda policy: policy[:2])
+
+
+STRICT = {"mtls": {"mode": "STRICT"}}
+# One namespace-wide default in each namespace with workloads and in the root namespace (mesh-wide), each STRICT:
+# no selector, no port exceptions, and no second policy that could relax it.
+STRICT_EVERYWHERE = [
+    ("inference", "default", STRICT),
+    ("istio-system", "default", STRICT),
+    ("model-store", "default", STRICT),
+    ("observability", "default", STRICT),
+]
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_strict_mtls_everywhere(previews: dict[str, Any], stack: str) -> None:
-    policies = {
-        s["newState"]["inputs"]["metadata"]["namespace"]: s["newState"] for s in steps_of_type(previews[stack], PA)
-    }
-    assert set(policies) == {"istio-system", "inference", "model-store"}
-    for policy in policies.values():
-        assert prop(policy, "spec") == {"mtls": {"mode": "STRICT"}}, "no selector, no port exceptions"
+    assert peer_authentications(previews[stack]) == STRICT_EVERYWHERE
+
+
+def test_a_second_permissive_peer_authentication_fails_the_check(previews: dict[str, Any]) -> None:
+    document = copy.deepcopy(previews["prod"])
+    steps = document["steps"]
+    index, step = next(
+        (i, s) for i, s in enumerate(steps) if s["urn"] == resource(document, PA, "inference-default")["urn"]
+    )
+    relaxed = copy.deepcopy(step)
+    relaxed["urn"] = relaxed["newState"]["urn"] = step["urn"].replace("::inference-default", "::inference-relaxed")
+    relaxed["newState"]["inputs"]["metadata"]["name"] = "relaxed"
+    relaxed["newState"]["inputs"]["spec"] = {"mtls": {"mode": "PERMISSIVE"}}
+    steps.insert(index, relaxed)  # before the STRICT one: a reader keyed by namespace would keep only the STRICT
+    found = peer_authentications(document)
+    assert found == [
+        STRICT_EVERYWHERE[0],
+        ("inference", "relaxed", {"mtls": {"mode": "PERMISSIVE"}}),
+        *STRICT_EVERYWHERE[1:],
+    ]
+    assert found != STRICT_EVERYWHERE
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_default_deny_and_least_privilege_allow(previews: dict[str, Any], stack: str) -> None:
     document = previews[stack]
-    for namespace in ("inference", "model-store"):
+    names = sorted(s["urn"].split("::")[-1] for s in steps_of_type(document, AP))
+    # prod's public gateway also refuses every request without an end-user token.
+    jwt = ["istio-ingress-gateway-require-jwt"] if stack == "prod" else []
+    assert names == sorted(
+        [
+            "inference-allow-nothing",
+            "inference-llama-31-8b-callers",
+            "model-store-allow-nothing",
+            "model-store-model-store-readers",
+            "observability-allow-nothing",
+            "observability-opentelemetry-collector-senders",
+            *jwt,
+        ]
+    )
+    if jwt:
+        assert prop(resource(document, AP, jwt[0]), "spec") == {
+            "action": "DENY",
+            "selector": {"matchLabels": {"istio": "ingressgateway"}},
+            "rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}],
+        }
+    for namespace in ("inference", "model-store", "observability"):
         assert prop(resource(document, AP, f"{namespace}-allow-nothing"), "spec") == {}
-    callers = resource(document, AP, "inference-llama-31-8b-callers")
-    assert prop(callers, "spec.action") == "ALLOW"
-    rules = prop(callers, "spec.rules")
-    assert rules[0]["from"][0]["source"]["principals"] == [GATEWAY_PRINCIPAL]
-    assert rules[0]["to"][0]["operation"] == {"methods": ["POST"], "paths": ["/v1/completions", "/v1/chat/completions"]}
-    assert rules[1]["to"][0]["operation"] == {"methods": ["GET"], "paths": ["/v1/models"]}
-    readers = resource(document, AP, "model-store-model-store-readers")
-    assert prop(readers, "spec.rules.0.from.0.source.principals") == ["cluster.local/ns/inference/sa/llama-31-8b"]
-    assert prop(readers, "spec.rules.0.to.0.operation.methods") == ["GET", "HEAD"]
+    # In prod a request through the gateway must also carry a token of the issuer (https://auth.example.com/, any
+    # subject: "<issuer>/*").
+    tokens = {"requestPrincipals": ["https://auth.example.com//*"]} if stack == "prod" else {}
+    gateway = [{"source": {"principals": [GATEWAY_PRINCIPAL], **tokens}}]
+    assert prop(resource(document, AP, "inference-llama-31-8b-callers"), "spec") == {
+        "action": "ALLOW",
+        "selector": {"matchLabels": {"app.kubernetes.io/part-of": "llm-mesh", "app.kubernetes.io/name": "llama-31-8b"}},
+        "rules": [
+            {
+                "from": gateway,
+                "to": [{"operation": {"methods": ["POST"], "paths": ["/v1/completions", "/v1/chat/completions"]}}],
+            },
+            {"from": gateway, "to": [{"operation": {"methods": ["GET"], "paths": ["/v1/models"]}}]},
+        ],
+    }
+    assert prop(resource(document, AP, "model-store-model-store-readers"), "spec") == {
+        "action": "ALLOW",
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "model-store"}},
+        "rules": [
+            {
+                "from": [{"source": {"principals": ["cluster.local/ns/inference/sa/llama-31-8b"]}}],
+                "to": [{"operation": {"methods": ["GET", "HEAD"], "paths": ["/models/*"]}}],
+            }
+        ],
+    }
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_istio_from_pinned_charts_by_revision(previews: dict[str, Any], stack: str) -> None:
-    releases = {
-        s["newState"]["inputs"]["name"]: s["newState"]["inputs"] for s in steps_of_type(previews[stack], RELEASE)
-    }
-    assert set(releases) == {"istio-base", "istio-cni", "istiod-1-31", "istio-ingressgateway"}
+    installed = [s["newState"]["inputs"] for s in steps_of_type(previews[stack], RELEASE)]
+    assert sorted(r["name"] for r in installed) == ["istio-base", "istio-cni", "istio-ingressgateway", "istiod-1-31"]
+    releases = {r["name"]: r for r in installed}
     for release in releases.values():
         assert release["version"] == "1.31.1"
         assert release["repositoryOpts"] == {"repo": "https://blob.istio.io/istio-release/charts"}
@@ -119,7 +190,12 @@ def test_istio_from_pinned_charts_by_revision(previews: dict[str, Any], stack: s
     assert mesh["accessLogFile"] == "/dev/stdout"
     assert mesh["defaultConfig"]["holdApplicationUntilProxyStarts"] is True
     assert mesh["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
-    assert mesh["extensionProviders"][0]["opentelemetry"]["port"] == 4317
+    assert mesh["extensionProviders"] == [
+        {
+            "name": "otel-tracing",
+            "opentelemetry": {"port": 4317, "service": "opentelemetry-collector.observability.svc.cluster.local"},
+        }
+    ]
     assert releases["istio-base"]["values"]["defaultRevision"] == "1-31"
     assert releases["istio-cni"]["values"]["global"] == {"platform": "gke"}
     gateway = releases["istio-ingressgateway"]
@@ -137,7 +213,21 @@ def test_application_namespaces_are_injected_by_revision(previews: dict[str, Any
 
 def test_prod_gateway_serves_https_only(previews: dict[str, Any]) -> None:
     gateway = resource(previews["prod"], "kubernetes:networking.istio.io/v1:Gateway", "istio-ingress-llm-gateway")
-    servers = {s["name"]: s for s in prop(gateway, "spec.servers")}
-    assert servers["https"]["tls"] == {"mode": "SIMPLE", "credentialName": "llm-gateway-tls"}
-    assert servers["http-redirect"]["tls"] == {"httpsRedirect": True}
-    assert prop(gateway, "spec.selector") == {"istio": "ingressgateway"}
+    hosts = ["*.llm.example.com"]
+    assert prop(gateway, "spec") == {
+        "selector": {"istio": "ingressgateway"},
+        "servers": [
+            {
+                "name": "https",
+                "hosts": hosts,
+                "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                "tls": {"mode": "SIMPLE", "credentialName": "llm-gateway-tls"},
+            },
+            {
+                "name": "http-redirect",
+                "hosts": hosts,
+                "port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                "tls": {"httpsRedirect": True},
+            },
+        ],
+    }

@@ -31,6 +31,8 @@ def test_vllm_serve_gets_the_model_positionally_and_the_decided_fit(previews: di
         "8192",
         "--gpu-memory-utilization",
         "0.9",
+        "--otlp-traces-endpoint",
+        "grpc://opentelemetry-collector.observability.svc.cluster.local:4317",
     ]
     assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
 

@@ -76,7 +76,7 @@ def test_canary_replicas_follow_the_weight() -> None:
             {"environment": "dev", "gcp": {"project": "llm-mesh-test"}, "models": [config]}
         ).models[0]
 
-    assert replicas(model(0), "canary") == 0, "a canary with no traffic is scaled to zero"
+    assert replicas(model(0), "canary") == 1, "a canary with no traffic stays warm: the first step finds a pod"
     assert replicas(model(10), "canary") == 1
     assert replicas(model(50), "canary") == 2
     assert replicas(model(10), "stable") is None

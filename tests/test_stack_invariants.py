@@ -45,6 +45,7 @@ PHYSICAL_NAMES = {
         "gpu-nodes": "llm-mesh-dev-nodes-8b0a",
         "models-reader": "llm-mesh-dev-dev-mod-read-e7f5",
         "metrics-adapter-gsa": "llm-mesh-dev-metrics-243d",
+        "observability-collector-gsa": "llm-mesh-dev-otel-8b06",
     },
     "staging": {
         "gpu-gke": "llm-mesh-staging",
@@ -52,6 +53,7 @@ PHYSICAL_NAMES = {
         "gpu-nodes": "llm-mesh-staging-nodes-98b1",
         "models-reader": "llm-mesh-staging-sta-read-5036",
         "metrics-adapter-gsa": "llm-mesh-staging-metrics-7f7a",
+        "observability-collector-gsa": "llm-mesh-staging-otel-a6fc",
     },
     "prod": {
         "gpu-gke": "llm-mesh-prod",
@@ -59,6 +61,7 @@ PHYSICAL_NAMES = {
         "gpu-nodes": "llm-mesh-prod-nodes-2652",
         "models-reader": "llm-mesh-prod-prod-m-read-c3ff",
         "metrics-adapter-gsa": "llm-mesh-prod-metrics-6bbb",
+        "observability-collector-gsa": "llm-mesh-prod-otel-a05f",
     },
 }
 NAME_INPUT = {

@@ -6,6 +6,7 @@ weights serves nothing, an autoscaler without a metrics adapter never scales. Co
   LM0112 a track fetches no weights                          LM0116 a GPU pool no workload can be scheduled on
   LM0113 inference exposed to the internet anonymously       LM0117 `--model` given to `vllm serve` (deprecated)
   LM0114 an autoscaler reads metrics nobody serves           LM0118 servers that may start before their weights exist
+and, as the mesh analysis's LM0103, spans sent to a host no Service serves (llm_mesh.checks.telemetry).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from llm_mesh.checks.findings import Finding
 from llm_mesh.checks.kube_objects import HELM_RELEASE
+from llm_mesh.checks.telemetry import telemetry_findings
 from llm_mesh.engine.readers import EngineResource
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.plan.config import WEIGHT_SUFFIXES
@@ -112,6 +114,7 @@ def serving_findings(resources: list[EngineResource], environment: str) -> list[
     findings += _unused_pools(workloads, resources)
     findings += _metrics_served(resources)
     findings += _anonymous(resources, environment)
+    findings += telemetry_findings(resources)
     return findings
 
 

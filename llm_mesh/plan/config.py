@@ -66,6 +66,8 @@ DECIDED_FLAGS = {
     "--max-model-len": "set contextLength",
     "--gpu-memory-utilization": "decided from the pool's GPU (and its sharing)",
     "--kv-cache-dtype": "set kvCacheDtype",
+    "--otlp-traces-endpoint": "the stack points it at its own collector (observability.otelCollectorHost)",
+    "--collect-detailed-traces": "set observability.detailedTraces",
 }
 _PRINCIPAL = re.compile(r"^[a-z0-9.-]+/ns/[a-z0-9]([-a-z0-9]*[a-z0-9])?/sa/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -589,12 +591,106 @@ class SecurityConfig(_Model):
     jwt: JwtConfig | None = None
 
 
+_IN_CLUSTER_HOST = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc\.cluster\.local$"
+)
+_NOTIFICATION_CHANNEL = re.compile(r"^projects/[^/\s]+/notificationChannels/[0-9]+$")
+
+
+def _notification_channel(name: str) -> str:
+    if not _NOTIFICATION_CHANNEL.match(name):
+        raise ValueError(
+            "a channel's resource name: projects/PROJECT/notificationChannels/ID "
+            "(`gcloud beta monitoring channels list` prints them)"
+        )
+    return name
+
+
+def _between(low: float, high: float, what: str, low_open: bool = False) -> AfterValidator:
+    """A number in [low, high] (or (low, high]), refused with what it measures and the range."""
+
+    def check(value: float) -> float:
+        if value < low or value > high or (low_open and value == low):
+            bound = f"above {low:g}" if low_open else f"at least {low:g}"
+            raise ValueError(f"{what}: {bound} and at most {high:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+class AlertsConfig(_Model):
+    """Thresholds of the alert policies (one per model and track, one for the GPUs) and who is told."""
+
+    # Cloud Monitoring notification channels by resource name; none: incidents open in the console only.
+    notification_channels: list[Annotated[str, AfterValidator(_notification_channel)]] = []
+    # Share of a track's requests answered 5xx over 5 minutes.
+    error_rate: Annotated[float, _between(0, 1, "a share of requests", low_open=True)] = 0.05
+    # A track's P99 request latency at its sidecar: a whole (streamed) generation, so minutes are not unusual.
+    latency_p99_seconds: Annotated[float, _between(0, 3600, "seconds", low_open=True)] = 120.0
+    # Requests waiting for a GPU slot, summed over a track's replicas (the autoscaler aims at 10 per replica).
+    queue_depth: Annotated[int, _between(1, 100_000, "requests waiting")] = 50
+    # A node's GPUs busy this share of the time (DCGM), for 15 minutes: no headroom left for a burst.
+    gpu_utilization_percent: Annotated[float, _between(0, 100, "a percentage", low_open=True)] = 95.0
+
+
 class ObservabilityConfig(_Model):
-    tracing_sampling_percent: float = Field(default=1.0, ge=0, le=100)
+    # Percent of requests traced (Istio's sampling at the first proxy; vLLM follows the proxy's decision).
+    tracing_sampling_percent: Annotated[float, _between(0, 100, "a percentage of requests")] = 1.0
     access_logs: bool = True
-    # OTLP/gRPC endpoint that receives the mesh's traces.
+    # Where the stack deploys the OpenTelemetry Collector that receives the mesh's and vLLM's traces (OTLP/gRPC):
+    # `<service>.<namespace>.svc.cluster.local`, so that nothing sends spans to a host the stack does not run.
     otel_collector_host: str = "opentelemetry-collector.observability.svc.cluster.local"
     otel_collector_port: int = Field(default=4317, ge=1, le=65535)
+    # The collector's image (contrib: it carries the googlecloud exporter), pinned by digest in every environment:
+    # the multi-arch index of the 0.157.0 release (re-check with `crane digest` when moving the tag).
+    collector_image: Image = (
+        "otel/opentelemetry-collector-contrib:0.157.0"
+        "@sha256:f2f01157055a9b2aab9df7118e1f1c9abf345e99b23bc7a2bc791db374a7d0f6"
+    )
+    # vLLM's `--collect-detailed-traces all`: model and worker timings, at a cost on every request (vLLM's words:
+    # "possibly costly and or blocking operations"), so off unless a stack asks for it.
+    detailed_traces: bool = False
+    # Share of each model's requests not answered 5xx over a rolling 28 days (the availability SLO).
+    availability_goal: Annotated[float, _between(0.5, 0.9999, "a share of requests")] = 0.995
+    alerts: AlertsConfig = AlertsConfig()
+
+    @field_validator("otel_collector_host")
+    @classmethod
+    def _in_cluster(cls, host: str) -> str:
+        if not _IN_CLUSTER_HOST.match(host):
+            raise ValueError(
+                "the stack deploys the collector itself: name it as <service>.<namespace>.svc.cluster.local"
+            )
+        return host
+
+    @property
+    def collector_name(self) -> str:
+        return self.otel_collector_host.split(".")[0]
+
+    @property
+    def collector_namespace(self) -> str:
+        return self.otel_collector_host.split(".")[1]
+
+
+class CanaryConfig(_Model):
+    """How `llm-mesh canary run` moves a canary: step size, cadence, and what a healthy canary must show."""
+
+    # Percent added per healthy check; the last step before promotion is maxWeight.
+    step: int = Field(default=10, ge=1, le=100)
+    max_weight: int = Field(default=50, ge=1, le=100)
+    # Time between checks, and the window each check's queries look back over.
+    interval: Duration = "5m"
+    window: Duration = "5m"
+    # Fewer canary requests than this in the window and no judgement is made (no traffic never promotes).
+    min_requests: int = Field(default=100, ge=1)
+    min_success_rate: float = Field(default=0.99, gt=0, le=1)
+    # The canary's P99 latency may exceed stable's by at most this factor.
+    max_latency_ratio: float = Field(default=1.25, ge=1)
+    max_ttft_seconds: float = Field(default=2.0, gt=0)
+    # Failed checks in one run before the canary is rolled back.
+    failed_checks: int = Field(default=3, ge=1)
+    # A Prometheus-compatible query API: the managed Prometheus frontend (port-forwarded) or a Prometheus.
+    prometheus_url: str = Field(default="http://localhost:9090", pattern=r"^https?://")
 
 
 class StackConfig(_Model):
@@ -610,6 +706,7 @@ class StackConfig(_Model):
     routing: RoutingConfig = RoutingConfig()
     security: SecurityConfig = SecurityConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    canary: CanaryConfig = CanaryConfig()
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> StackConfig:
@@ -800,6 +897,7 @@ class StackConfig(_Model):
         yield "modelStore.serverImage", self.model_store.server_image
         if self.autoscaled_models():
             yield "inference.metricsAdapterImage", self.inference.metrics_adapter_image
+        yield "observability.collectorImage", self.observability.collector_image
         for path, version in self.versions():
             if version.image is not None:
                 yield f"{path}.image", version.image

@@ -9,6 +9,7 @@ from pathlib import Path
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.plan.config import WEIGHT_SUFFIXES, ModelVersion, RoutingConfig, ServedModel
 from llm_mesh.plan.gpu_fit import Fit
+from llm_mesh.plan.observability import resource_attributes, trace_identity
 from llm_mesh.plan.topology import MODEL_STORE, ModelNames
 
 SERVER_PORT = 8000
@@ -34,22 +35,27 @@ def version_of(model: ServedModel, track: str) -> ModelVersion:
 
 def replicas(model: ServedModel, track: str) -> int | None:
     """None for stable when the autoscaler owns its count (declaring one would fight it on every `up`);
-    a canary in proportion to its weight, zero at weight zero; a mirror, which serves no client, one.
-    `minReplicas: 0` turns the model off: every track runs zero."""
+    a canary in proportion to its weight, and one warm replica at weight zero; a mirror, which serves no
+    client, one. `minReplicas: 0` turns the model off: every track runs zero.
+
+    The warm canary replica is what lets every weight change be one `pulumi up` that never routes to a subset
+    without pods: the first step from 0 finds a ready pod, and a rollback to 0 leaves the pods in place while
+    the route moves away (removing the canary version removes the replica)."""
     if model.min_replicas == 0:
         return 0
     if track == "stable":
         return None
     if track == "canary":
-        if model.canary_weight == 0:
-            return 0
         return max(1, math.ceil(model.min_replicas * model.canary_weight / 100))
     return 1
 
 
-def server_args(model: ServedModel, version: ModelVersion, fit: Fit) -> list[str]:
+def server_args(
+    model: ServedModel, version: ModelVersion, fit: Fit, otlp_endpoint: str | None = None, detailed_traces: bool = False
+) -> list[str]:
     """`vllm serve` (the image's entrypoint) over the fetched weights, given positionally, with the flags the
-    GPU fit decided: one tensor-parallel rank per GPU, the context served, the memory fraction to take."""
+    GPU fit decided: one tensor-parallel rank per GPU, the context served, the memory fraction to take; and
+    OpenTelemetry spans to the stack's collector (vLLM traces only the requests its sidecar sampled)."""
     args = [
         f"{MODEL_DIR}/{version.version}",
         "--served-model-name",
@@ -65,7 +71,31 @@ def server_args(model: ServedModel, version: ModelVersion, fit: Fit) -> list[str
     ]
     if fit.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", fit.kv_cache_dtype]
+    if otlp_endpoint is not None:
+        args += ["--otlp-traces-endpoint", otlp_endpoint]
+        if detailed_traces:
+            args += ["--collect-detailed-traces", "all"]
     return args + list(model.args)
+
+
+def tracing_env(names: ModelNames, track: str, version: ModelVersion, environment: str) -> dict[str, str]:
+    """The server's OpenTelemetry SDK settings: its service is the model (as Istio's canonical service), its
+    resource says the track and version, and it speaks plaintext gRPC to its own sidecar, which adds mTLS (the
+    SDK would otherwise try TLS to a `grpc://` endpoint)."""
+    identity = trace_identity(names.model.name, track, version.version)
+    return {
+        "OTEL_SERVICE_NAME": names.model.name,
+        "OTEL_RESOURCE_ATTRIBUTES": resource_attributes(identity, names.namespace, environment),
+        "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "true",
+    }
+
+
+def with_proxy_env(proxy_config: str, env: dict[str, str]) -> str:
+    """A `proxy.istio.io/config` annotation with `env` added to the proxy's environment (proxyMetadata), which
+    its span tags and access log read."""
+    config = json.loads(proxy_config)
+    config["proxyMetadata"] = {**config.get("proxyMetadata", {}), **env}
+    return json.dumps(config, sort_keys=True)
 
 
 def drain_deadline_seconds(routing: RoutingConfig) -> int:

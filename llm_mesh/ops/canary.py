@@ -1,0 +1,322 @@
+"""Progressive canary: every step is an edit of the stack file and one reviewable `pulumi up`.
+
+The split lives in the stack's config (`models[].canaryWeight`), so nothing fights the declared state: `advance`
+raises the weight by a step, `rollback` sets it to 0 at once, `promote` makes the canary version the stable
+one. `run` does the whole progression, judging the canary against stable with the observability queries
+before each step. Each change goes through a `Deployer` (the Pulumi Automation API, or a dry run that shows
+the offline diff), and metrics come from any Prometheus-compatible HTTP API, so the progression is tested
+without a cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from llm_mesh.engine.stackfile import Project
+from llm_mesh.errors import InputError
+from llm_mesh.mesh.base import duration_seconds
+from llm_mesh.ops.stack_edit import StackFileEdit
+from llm_mesh.plan import queries
+from llm_mesh.plan.config import CanaryConfig, StackConfig
+
+
+class CanaryError(InputError):
+    """The model has no canary, the stack file cannot take the edit, or the metrics cannot be read."""
+
+
+class MetricsUnavailable(CanaryError):
+    """The Prometheus API did not answer, or answered with an error: no step is taken on no data."""
+
+
+# --- the stack file
+
+
+@dataclass(frozen=True)
+class Split:
+    model: str
+    stable: str
+    canary: str | None
+    weight: int
+
+
+def split_of(config: StackConfig, model: str) -> Split:
+    found = next((m for m in config.models if m.name == model), None)
+    if found is None:
+        raise CanaryError(
+            f"--model {model}: no such model in the stack (models: {', '.join(m.name for m in config.models)})"
+        )
+    canary = found.canary.version if found.canary else None
+    return Split(model, found.stable.version, canary, found.canary_weight)
+
+
+def _model_node(edit: StackFileEdit, project: Project, model: str) -> Any:
+    models = edit.setting("llm-mesh:models", project.name) or []
+    for node in models:
+        if isinstance(node, dict) and node.get("name") == model:
+            return node
+    raise CanaryError(f"{edit.path}: no model {model!r} under llm-mesh:models")
+
+
+def set_weight(project: Project, stack: str, model: str, weight: int) -> bool:
+    """Write `canaryWeight` of the model, keeping the file's comments and layout; False when it was already so."""
+    edit = StackFileEdit.open(project.stack_file(stack))
+    node = _model_node(edit, project, model)
+    if node.get("canaryWeight", 0) == weight:
+        return False
+    edit.set(node, "canaryWeight", weight)
+    return edit.save()
+
+
+def make_canary_stable(project: Project, stack: str, model: str) -> bool:
+    """The canary's version (its files, source and image) becomes stable's, and the weight goes to 0: one `up`
+    in which the stable pods roll to the new version while the canary's still serve, so no subset is empty."""
+    edit = StackFileEdit.open(project.stack_file(stack))
+    node = _model_node(edit, project, model)
+    canary = node.get("canary")
+    if not isinstance(canary, dict):
+        raise CanaryError(f"{edit.path}: model {model!r} has no canary to promote")
+    edit.set(node, "stable", canary)
+    edit.set(node, "canaryWeight", 0)
+    return edit.save()
+
+
+def remove_canary(project: Project, stack: str, model: str) -> bool:
+    """After promotion: the canary section goes (and with it the warm canary replica)."""
+    edit = StackFileEdit.open(project.stack_file(stack))
+    node = _model_node(edit, project, model)
+    if "canary" not in node:
+        return False
+    del node["canary"]
+    if "canaryWeight" in node:
+        del node["canaryWeight"]
+    return edit.save()
+
+
+# --- applying a change
+
+
+class Deployer(Protocol):
+    def apply(self, stack: str, message: str) -> None:
+        """Make the cluster match the stack file (a `pulumi up`), or show what that would do."""
+
+
+@dataclass
+class AutomationDeployer:
+    """`pulumi up` through the Automation API on the local project, progress streamed as it comes."""
+
+    project: Project
+    log: Callable[[str], None]
+
+    def apply(self, stack: str, message: str) -> None:
+        from pulumi import automation
+
+        try:
+            selected = automation.select_stack(stack_name=stack, work_dir=str(self.project.root))
+        except Exception as exc:  # no CLI, no login, no such stack: said in one line
+            raise CanaryError(f"pulumi stack {stack}: {exc}; is the Pulumi CLI installed and logged in?") from None
+        result = selected.up(message=message, on_output=self.log)
+        self.log(f"pulumi up: {result.summary.result} ({json.dumps(result.summary.resource_changes or {})})")
+
+
+# --- metrics
+
+
+class MetricSource(Protocol):
+    def value(self, promql: str) -> float | None:
+        """The query's single value now; None when it has no series (nothing measured)."""
+
+
+@dataclass
+class PrometheusApi:
+    """The instant-query API of a Prometheus or of managed Prometheus's frontend."""
+
+    url: str
+    timeout: float = 10.0
+
+    def value(self, promql: str) -> float | None:
+        query = urllib.parse.urlencode({"query": promql})
+        try:
+            with urllib.request.urlopen(f"{self.url.rstrip('/')}/api/v1/query?{query}", timeout=self.timeout) as r:
+                body = json.loads(r.read())
+        except (OSError, ValueError) as exc:
+            raise MetricsUnavailable(f"metrics at {self.url}: {exc}; is the Prometheus API reachable?") from None
+        if body.get("status") != "success":
+            raise MetricsUnavailable(f"metrics at {self.url}: {body.get('error', 'query failed')}")
+        results = (body.get("data") or {}).get("result") or []
+        if not results:
+            return None
+        value = float(results[0]["value"][1])
+        return None if value != value else value  # NaN (0/0: no requests) measures nothing
+
+
+# --- analysis
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison of canary against stable."""
+
+    verdict: str  # "pass", "fail" or "no-data"
+    reasons: list[str]
+    requests: float
+    success_rate: float | None
+    p99_ms: float | None
+    stable_p99_ms: float | None
+    ttft_p99_s: float | None
+
+    def figures(self) -> str:
+        p99 = "no data" if self.p99_ms is None else f"{self.p99_ms:.0f} ms"
+        stable = "no data" if self.stable_p99_ms is None else f"{self.stable_p99_ms:.0f} ms"
+        ttft = "no data" if self.ttft_p99_s is None else f"{self.ttft_p99_s:.2f} s"
+        return (
+            f"{self.requests:.0f} requests, success {_pct(self.success_rate)}, P99 {p99} (stable {stable}), "
+            f"TTFT P99 {ttft}"
+        )
+
+
+def analyse(source: MetricSource, config: StackConfig, model: str, rules: CanaryConfig) -> Check:
+    namespace = config.inference.namespace
+    canary = queries.Scope(model, namespace, "canary")
+    stable = queries.Scope(model, namespace, "stable")
+    window = rules.window
+    requests = source.value(queries.request_count(canary, window)) or 0.0
+    success = source.value(queries.success_rate(canary, window))
+    p99 = source.value(queries.latency_quantile(canary, 0.99, window))
+    stable_p99 = source.value(queries.latency_quantile(stable, 0.99, window))
+    ttft = source.value(queries.time_to_first_token(canary, 0.99, window))
+    if requests < rules.min_requests:
+        reason = f"{requests:.0f} canary requests in {window}, fewer than {rules.min_requests}: no judgement on so little traffic"
+        return Check("no-data", [reason], requests, success, p99, stable_p99, ttft)
+    reasons = []
+    if success is None or success < rules.min_success_rate:
+        reasons.append(f"success rate {_pct(success)} below {rules.min_success_rate:.2%}")
+    if p99 is not None and stable_p99 and p99 > stable_p99 * rules.max_latency_ratio:
+        reasons.append(f"P99 latency {p99:.0f} ms above {rules.max_latency_ratio}× stable's {stable_p99:.0f} ms")
+    if ttft is not None and ttft > rules.max_ttft_seconds:
+        reasons.append(f"P99 time to first token {ttft:.2f} s above {rules.max_ttft_seconds} s")
+    return Check("fail" if reasons else "pass", reasons, requests, success, p99, stable_p99, ttft)
+
+
+def _pct(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2%}"
+
+
+# --- the progression
+
+
+@dataclass
+class Outcome:
+    result: str  # "promoted", "rolled back", "stopped", "no decision"
+    weight: int
+    checks: list[Check] = field(default_factory=list)
+
+
+@dataclass
+class Progression:
+    project: Project
+    stack: str
+    model: str
+    load_config: Callable[[], StackConfig]
+    deployer: Deployer
+    source: MetricSource
+    log: Callable[[str], None]
+    sleep: Callable[[float], None] = time.sleep
+    max_checks: int = 100
+
+    applying: bool = False
+
+    def _apply(self, message: str) -> None:
+        self.applying = True
+        self.deployer.apply(self.stack, message)
+        self.applying = False
+
+    def step_to(self, weight: int) -> None:
+        if set_weight(self.project, self.stack, self.model, weight):
+            self._apply(f"canary {self.model}: weight {weight}%")
+        self.log(f"canary {self.model} at {weight}%")
+
+    def rollback(self) -> None:
+        self.step_to(0)
+
+    def promote(self) -> None:
+        split = split_of(self.load_config(), self.model)
+        make_canary_stable(self.project, self.stack, self.model)
+        self._apply(f"canary {self.model}: {split.canary} becomes stable")
+        remove_canary(self.project, self.stack, self.model)
+        self._apply(f"canary {self.model}: canary removed after promotion")
+        self.log(f"promoted {split.canary} of {self.model} to stable")
+
+    def run(self) -> Outcome:
+        config = self.load_config()
+        rules = config.canary
+        split = split_of(config, self.model)
+        if split.canary is None:
+            raise CanaryError(f"model {self.model!r} has no canary version; add canary: {{version: ...}} first")
+        weight = split.weight
+        outcome = Outcome("no decision", weight)
+        failures = 0
+        try:
+            if weight == 0:
+                weight = min(rules.step, rules.max_weight)
+                self.step_to(weight)
+            for _ in range(self.max_checks):
+                self.sleep(duration_seconds(rules.interval))
+                check = analyse(self.source, config, self.model, rules)
+                outcome.checks.append(check)
+                detail = "; ".join(check.reasons) if check.reasons else check.figures()
+                self.log(f"check at {weight}%: {check.verdict} ({detail})")
+                if check.verdict == "no-data":
+                    continue  # no traffic never promotes
+                if check.verdict == "fail":
+                    failures += 1
+                    if failures >= rules.failed_checks:
+                        self.rollback()
+                        outcome.result, outcome.weight = "rolled back", 0
+                        return outcome
+                    continue
+                if weight >= rules.max_weight:
+                    self.promote()
+                    outcome.result, outcome.weight = "promoted", 100
+                    return outcome
+                weight = min(weight + rules.step, rules.max_weight)
+                self.step_to(weight)
+            outcome.weight = weight
+            return outcome
+        except KeyboardInterrupt:
+            # The stack file holds the last weight applied: the declared state and the cluster agree on it.
+            declared = split_of(self.load_config(), self.model).weight
+            if self.applying:
+                self.log(
+                    f"interrupted during `pulumi up`: the stack file declares canary weight {declared}%, which the "
+                    "cluster may only partly have; run `pulumi up` (or `llm-mesh canary rollback`) to settle it"
+                )
+            else:
+                self.log(f"interrupted: the stack stays at canary weight {declared}%, as declared and applied")
+            return Outcome("stopped", declared, outcome.checks)
+
+
+# --- status
+
+
+def status_file(project: Project, stack: str, model: str) -> Path:
+    return project.root / ".llm-mesh" / "canary" / f"{stack}-{model}.json"
+
+
+def save_status(project: Project, stack: str, model: str, outcome: Outcome) -> None:
+    path = status_file(project, stack, model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    last = asdict(outcome.checks[-1]) if outcome.checks else None
+    path.write_text(json.dumps({"result": outcome.result, "weight": outcome.weight, "lastCheck": last}, indent=2))
+
+
+def load_status(project: Project, stack: str, model: str) -> dict[str, Any] | None:
+    path = status_file(project, stack, model)
+    return json.loads(path.read_text()) if path.is_file() else None

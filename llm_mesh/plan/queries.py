@@ -1,0 +1,157 @@
+"""Every PromQL query of the platform, named, with the labels Istio, vLLM and DCGM really emit.
+
+The dashboards, the alert policies and the canary analysis read these and nothing else, so that a tile, an
+alert and a promotion decision always mean the same number. Series come from Google Cloud Managed Service
+for Prometheus, which scrapes each server pod's merged endpoint (istio-proxy's and vLLM's metrics on 15020)
+and labels every series with the pod's model and track (`llm_mesh_model`, `llm_mesh_track`, set by the
+PodMonitoring). Istio's own labels say the same from the mesh's side: `destination_canonical_service` is the
+model (its `app.kubernetes.io/name`) and `destination_canonical_revision` the track (its `version` label).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODEL_LABEL = "llm_mesh_model"
+TRACK_LABEL = "llm_mesh_track"
+
+# Metric names as the exporters write them.
+ISTIO_REQUESTS = "istio_requests_total"
+ISTIO_DURATION = "istio_request_duration_milliseconds_bucket"
+VLLM_E2E = "vllm:e2e_request_latency_seconds_bucket"
+VLLM_TTFT = "vllm:time_to_first_token_seconds_bucket"
+VLLM_TPOT = "vllm:time_per_output_token_seconds_bucket"
+VLLM_WAITING = "vllm:num_requests_waiting"
+VLLM_RUNNING = "vllm:num_requests_running"
+VLLM_PROMPT_TOKENS = "vllm:prompt_tokens_total"
+VLLM_GENERATION_TOKENS = "vllm:generation_tokens_total"
+VLLM_KV_CACHE = "vllm:kv_cache_usage_perc"
+DCGM_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+DCGM_FB_USED = "DCGM_FI_DEV_FB_USED"
+DCGM_FB_FREE = "DCGM_FI_DEV_FB_FREE"
+
+METRICS = (
+    ISTIO_REQUESTS, ISTIO_DURATION, VLLM_E2E, VLLM_TTFT, VLLM_TPOT, VLLM_WAITING, VLLM_RUNNING, VLLM_PROMPT_TOKENS,
+    VLLM_GENERATION_TOKENS, VLLM_KV_CACHE, DCGM_UTIL, DCGM_FB_USED, DCGM_FB_FREE,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which series a query reads: one model, optionally one track, in one namespace."""
+
+    model: str
+    namespace: str
+    track: str | None = None
+
+    def istio(self) -> str:
+        """Istio's labels, as the server's own sidecar reports each request it received."""
+        track = f',destination_canonical_revision="{self.track}"' if self.track else ""
+        return (
+            f'reporter="destination",destination_service_namespace="{self.namespace}",'
+            f'destination_canonical_service="{self.model}"{track}'
+        )
+
+    def pods(self) -> str:
+        """The labels the PodMonitoring puts on every series scraped from the model's pods."""
+        track = f',{TRACK_LABEL}="{self.track}"' if self.track else ""
+        return f'namespace="{self.namespace}",{MODEL_LABEL}="{self.model}"{track}'
+
+    def by(self) -> str:
+        """Group by track when the scope spans them (stable and canary side by side)."""
+        return "" if self.track else f" by ({TRACK_LABEL})"
+
+    def istio_by(self) -> str:
+        return "" if self.track else " by (destination_canonical_revision)"
+
+
+def qps(scope: Scope, window: str = "5m") -> str:
+    """Requests per second the servers receive."""
+    return f"sum{scope.istio_by()}(rate({ISTIO_REQUESTS}{{{scope.istio()}}}[{window}]))"
+
+
+def error_rate(scope: Scope, window: str = "5m") -> str:
+    """Share of requests answered 5xx (0..1)."""
+    errors = f'sum{scope.istio_by()}(rate({ISTIO_REQUESTS}{{{scope.istio()},response_code=~"5.."}}[{window}]))'
+    return f"{errors} / {qps(scope, window)}"
+
+
+def success_rate(scope: Scope, window: str = "5m") -> str:
+    """Share of requests not answered 5xx (0..1): what a canary is judged on."""
+    return f"1 - ({error_rate(scope, window)})"
+
+
+def request_count(scope: Scope, window: str = "5m") -> str:
+    """Requests in the window: too few, and no rate says anything."""
+    return f"sum{scope.istio_by()}(increase({ISTIO_REQUESTS}{{{scope.istio()}}}[{window}]))"
+
+
+def latency_quantile(scope: Scope, quantile: float, window: str = "5m") -> str:
+    """Request latency in milliseconds at a quantile (0.5, 0.95, 0.99), as the sidecar measures it."""
+    grouping = "le" if scope.track else "le, destination_canonical_revision"
+    return f"histogram_quantile({quantile}, sum by ({grouping})(rate({ISTIO_DURATION}{{{scope.istio()}}}[{window}])))"
+
+
+def _vllm_quantile(metric: str, scope: Scope, quantile: float, window: str) -> str:
+    grouping = "le" if scope.track else f"le, {TRACK_LABEL}"
+    return f"histogram_quantile({quantile}, sum by ({grouping})(rate({metric}{{{scope.pods()}}}[{window}])))"
+
+
+def time_to_first_token(scope: Scope, quantile: float = 0.99, window: str = "5m") -> str:
+    """Seconds until the first token, at a quantile (vLLM's own measure)."""
+    return _vllm_quantile(VLLM_TTFT, scope, quantile, window)
+
+
+def time_per_output_token(scope: Scope, quantile: float = 0.99, window: str = "5m") -> str:
+    """Seconds per generated token after the first, at a quantile."""
+    return _vllm_quantile(VLLM_TPOT, scope, quantile, window)
+
+
+def end_to_end_latency(scope: Scope, quantile: float = 0.99, window: str = "5m") -> str:
+    """Seconds from arrival to the last token, in the server, at a quantile."""
+    return _vllm_quantile(VLLM_E2E, scope, quantile, window)
+
+
+def queue_depth(scope: Scope) -> str:
+    """Requests waiting for a GPU slot (what the autoscaler scales on)."""
+    return f"sum{scope.by()}({VLLM_WAITING}{{{scope.pods()}}})"
+
+
+def tokens_per_second(scope: Scope, window: str = "5m") -> str:
+    """Generated tokens per second."""
+    return f"sum{scope.by()}(rate({VLLM_GENERATION_TOKENS}{{{scope.pods()}}}[{window}]))"
+
+
+def kv_cache_usage(scope: Scope) -> str:
+    """Share of the KV cache in use (0..1), the fullest replica: near 1 the server queues or preempts."""
+    return f"max{scope.by()}({VLLM_KV_CACHE}{{{scope.pods()}}})"
+
+
+def gpu_utilization() -> str:
+    """Percent of time each GPU was busy, averaged per node (GKE's DCGM exporter)."""
+    return f"avg by (node)({DCGM_UTIL})"
+
+
+def gpu_memory_used_share() -> str:
+    """Share of each GPU's memory in use, per node."""
+    return f"sum by (node)({DCGM_FB_USED}) / (sum by (node)({DCGM_FB_USED}) + sum by (node)({DCGM_FB_FREE}))"
+
+
+def gateway_requests(namespace: str, window: str = "5m") -> str:
+    """Requests per second the ingress gateway answers, by model and response code: the 401/403 of a refused token
+    and the 503 of a model without ready pods happen here and never reach a server's sidecar."""
+    return (
+        f"sum by (destination_canonical_service, response_code)"
+        f'(rate({ISTIO_REQUESTS}{{reporter="source",namespace="{namespace}"}}[{window}]))'
+    )
+
+
+def above(query: str, threshold: float) -> str:
+    """The series of `query` whose value is above `threshold`: an alert condition fires on each."""
+    return f"({query}) > {threshold:g}"
+
+
+def with_traffic(condition: str, scope: Scope, min_requests: int, window: str = "5m") -> str:
+    """`condition` only where the track served at least `min_requests` in the window: a ratio of two requests
+    says nothing (both sides group by the destination's revision, so they match series by series)."""
+    return f"{condition} and ({request_count(scope, window)}) >= {min_requests}"

@@ -1,0 +1,270 @@
+"""The canary progression against a real HTTP server speaking the Prometheus query API, on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_mesh.engine.stackfile import Project, read_stack_settings
+from llm_mesh.ops import canary
+from llm_mesh.plan.config import StackConfig, config_from_pulumi
+from tests.conftest import ROOT, Cli
+
+STACK = """\
+# A test stack: one model with a canary.
+config:
+  llm-mesh:environment: dev
+  llm-mesh:gcp:
+    project: llm-mesh-test
+    zones: [us-central1-a]
+  llm-mesh:gpuPools:
+    - name: l4
+      machineType: g2-standard-8
+  llm-mesh:models:
+    - name: llama
+      shape:
+        preset: llama-3.1-8b
+      contextLength: 8192
+      stable:
+        version: v1
+        files: &files
+          - path: config.json
+          - path: model.safetensors
+      canary:
+        version: v2
+        files: *files
+      # percent of requests for the canary
+      canaryWeight: 0
+  llm-mesh:canary:
+    step: 20
+    maxWeight: 40
+    minRequests: 50
+    failedChecks: 2
+"""
+
+Answer = Callable[[str], float | None]
+
+
+class FakePrometheus:
+    """Answers instant queries from a scenario: one answer function per check, in order."""
+
+    def __init__(self) -> None:
+        self.scenario: list[Answer] = []
+        self.check = 0
+        self.queries: list[str] = []
+
+    def answer(self, query: str) -> float | None:
+        self.queries.append(query)
+        if "increase(" in query:  # the first query of each check
+            self.check += 1
+        step = self.scenario[min(self.check, len(self.scenario)) - 1]
+        return step(query)
+
+
+@pytest.fixture
+def prometheus() -> Iterator[tuple[str, FakePrometheus]]:
+    fake = FakePrometheus()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["query"][0]
+            value = fake.answer(query)
+            result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
+            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", fake
+    server.shutdown()
+
+
+def healthy(requests: float = 500) -> Answer:
+    def answer(query: str) -> float | None:
+        if "increase(" in query:
+            return requests
+        if query.startswith("1 - ("):
+            return 0.999
+        if "time_to_first_token" in query:
+            return 0.4
+        if "istio_request_duration" in query:
+            return 800.0
+        return None
+
+    return answer
+
+
+def failing(query: str) -> float | None:
+    return 0.90 if query.startswith("1 - (") else healthy()(query)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "project"
+    (root / "stacks").mkdir(parents=True)
+    shutil.copy(ROOT / "Pulumi.yaml", root)
+    (root / "stacks" / "Pulumi.test.yaml").write_text(STACK)
+    return Project.find(root)
+
+
+class RecordingDeployer:
+    """Records each `pulumi up` with the weight the stack file declares at that moment."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.applied: list[tuple[str, str, str | None, int]] = []
+
+    def apply(self, stack: str, message: str) -> None:
+        config = load(self.project)()
+        split = canary.split_of(config, "llama")
+        self.applied.append((message, split.stable, split.canary, split.weight))
+
+
+def load(project: Project) -> Callable[[], StackConfig]:
+    return lambda: config_from_pulumi(read_stack_settings(project, "test").config)
+
+
+def progression(project: Project, url: str, deployer: RecordingDeployer, lines: list[str]) -> canary.Progression:
+    sleeps: list[float] = []
+    return canary.Progression(
+        project, "test", "llama", load(project), deployer, canary.PrometheusApi(url), lines.append, sleeps.append, 10
+    )
+
+
+def test_a_healthy_canary_is_promoted_step_by_step(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
+    url, fake = prometheus
+    fake.scenario = [healthy()]
+    deployer = RecordingDeployer(project)
+    lines: list[str] = []
+    outcome = progression(project, url, deployer, lines).run()
+    assert outcome.result == "promoted"
+    assert deployer.applied == [
+        ("canary llama: weight 20%", "v1", "v2", 20),
+        ("canary llama: weight 40%", "v1", "v2", 40),
+        ("canary llama: v2 becomes stable", "v2", "v2", 0),
+        ("canary llama: canary removed after promotion", "v2", None, 0),
+    ]
+    assert [c.verdict for c in outcome.checks] == ["pass", "pass"]
+    text = project.stack_file("test").read_text()
+    assert "# A test stack: one model with a canary." in text and "canary:" not in text.split("llm-mesh:canary")[0]
+
+
+def test_a_failing_canary_is_rolled_back_after_the_configured_checks(
+    project: Project, prometheus: tuple[str, FakePrometheus]
+) -> None:
+    url, fake = prometheus
+    fake.scenario = [healthy(), failing, failing]
+    deployer = RecordingDeployer(project)
+    lines: list[str] = []
+    outcome = progression(project, url, deployer, lines).run()
+    assert (outcome.result, outcome.weight) == ("rolled back", 0)
+    assert [m for m, *_ in deployer.applied] == [
+        "canary llama: weight 20%",
+        "canary llama: weight 40%",
+        "canary llama: weight 0%",
+    ]
+    assert "check at 40%: fail (success rate 90.00% below 99.00%)" in lines
+
+
+def test_no_traffic_never_promotes_and_says_why(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
+    url, fake = prometheus
+    fake.scenario = [healthy(requests=3)]
+    deployer = RecordingDeployer(project)
+    lines: list[str] = []
+    outcome = progression(project, url, deployer, lines).run()
+    assert outcome.result == "no decision" and outcome.weight == 20
+    assert [m for m, *_ in deployer.applied] == ["canary llama: weight 20%"], "only the first step, no more"
+    assert lines[1] == (
+        "check at 20%: no-data (3 canary requests in 5m, fewer than 50: no judgement on so little traffic)"
+    )
+
+
+def test_flapping_metrics_count_every_failure(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
+    """Pass, fail, pass, fail: a canary that fails half its checks is rolled back, not promoted between."""
+    url, fake = prometheus
+    fake.scenario = [failing, healthy(), failing]
+    deployer = RecordingDeployer(project)
+    outcome = progression(project, url, deployer, []).run()
+    assert outcome.result == "rolled back"
+    assert [c.verdict for c in outcome.checks] == ["fail", "pass", "fail"]
+    assert [w for *_, w in deployer.applied] == [20, 40, 0]
+
+
+def test_metrics_server_down_takes_no_step(project: Project) -> None:
+    deployer = RecordingDeployer(project)
+    before = project.stack_file("test").read_text()
+    run = progression(project, "http://127.0.0.1:9", deployer, [])
+    set_to = canary.set_weight(project, "test", "llama", 20)  # the run starts from a canary already at 20%
+    assert set_to
+    with pytest.raises(canary.MetricsUnavailable) as failed:
+        run.run()
+    assert str(failed.value).startswith("metrics at http://127.0.0.1:9: ")
+    assert deployer.applied == []
+    assert project.stack_file("test").read_text() == before.replace("canaryWeight: 0", "canaryWeight: 20")
+
+
+def test_each_edit_touches_its_own_lines_only(project: Project) -> None:
+    path = project.stack_file("test")
+    assert canary.set_weight(project, "test", "llama", 30)
+    assert path.read_text() == STACK.replace("canaryWeight: 0", "canaryWeight: 30")
+    assert not canary.set_weight(project, "test", "llama", 30), "the same weight again changes nothing"
+
+
+def test_interrupt_leaves_the_declared_weight(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
+    url, fake = prometheus
+    fake.scenario = [healthy()]
+    deployer = RecordingDeployer(project)
+    lines: list[str] = []
+    run = progression(project, url, deployer, lines)
+
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    run.sleep = interrupt
+    outcome = run.run()
+    assert (outcome.result, outcome.weight) == ("stopped", 20)
+    assert lines[-1] == "interrupted: the stack stays at canary weight 20%, as declared and applied"
+
+
+def test_cli_status_and_dry_run(cli: Cli, project: Project) -> None:
+    (project.root / "__main__.py").symlink_to(ROOT / "__main__.py")
+    (project.root / "components").symlink_to(ROOT / "components")
+    status = cli("--project", str(project.root), "canary", "status", "--stack", "test", "--model", "llama")
+    assert status.returncode == 0
+    assert status.stdout.splitlines()[:2] == [
+        "llama in test: stable v1, canary v2 at 0%",
+        "replicas: stable 1–2 (autoscaled), canary 1",
+    ]
+    before = project.stack_file("test").read_text()
+    dry = cli("--project", str(project.root), "canary", "advance", "--stack", "test", "--model", "llama", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0] == "canary advance of llama in test (dry run, nothing applied):"
+    # From weight 0 the route to the canary appears: the pinned header route and the 80/20 split.
+    assert "      spec.http[0].route[0].destination.subset: stable → canary" in lines
+    assert "      spec.http[1].route[0].weight: (none) → 80" in lines
+    assert "      spec.http[1].route[1].weight: (none) → 20" in lines
+    assert lines[-1] == "Resources: ~ 1 to update, 104 unchanged"
+    assert project.stack_file("test").read_text() == before, "a dry run changes nothing"
+
+
+def test_automation_api_needs_the_pulumi_cli(project: Project) -> None:
+    if shutil.which("pulumi") is None:
+        pytest.skip("no Pulumi CLI on this machine: `pulumi up` through the Automation API cannot run here")
+    deployer = canary.AutomationDeployer(project, print)
+    with pytest.raises(canary.CanaryError):
+        deployer.apply("no-such-stack", "test")
