@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,6 @@ from llm_mesh.engine.readers import (
     DocumentError,
     EngineDocument,
     EngineResource,
-    load_document,
     load_engine_document,
     read_document,
 )
@@ -214,11 +214,9 @@ def _default_project() -> Project:
 def _preview(project: Project, stack: str, json_path: Path | None) -> int:
     from llm_mesh.engine.document import preview_document
 
-    if json_path is not None and not json_path.parent.is_dir():
+    if json_path is not None:
         # Said before the program runs, not after.
-        raise OutputPathError(
-            f"--json {json_path}: folder {json_path.parent} does not exist; create it or write elsewhere"
-        )
+        _writable(json_path, "--json", lambda text: text.lstrip().startswith('{\n  "steps"'))
     try:
         recording, settings = _record(project, stack)
     except _Stop as stop:
@@ -241,6 +239,21 @@ def _preview(project: Project, stack: str, json_path: Path | None) -> int:
 
 class OutputPathError(InputError):
     """An output path the command cannot write to."""
+
+
+def _writable(path: Path, option: str, ours: Callable[[str], bool]) -> None:
+    """An output file goes into an existing folder, and replaces only a file this command wrote before."""
+    if path.is_dir():
+        raise OutputPathError(f"{option} {path}: is a folder; name a file in it")
+    if not path.parent.is_dir():
+        raise OutputPathError(f"{option} {path}: folder {path.parent} does not exist; create it or write elsewhere")
+    if path.is_file():
+        try:
+            text = path.read_text()[:200]
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if not ours(text):
+            raise OutputPathError(f"{option} {path}: a file this command did not write; name a new file or remove it")
 
 
 class _Stop(Exception):
@@ -280,7 +293,15 @@ def _offline_resources(project: Project, stack: str) -> tuple[list[EngineResourc
 
 def _render(project: Project, stack: str, out_dir: Path, deployed: Path | None, overwrite: bool) -> int:
     render_check(out_dir, overwrite)  # before the program runs
-    state = load_document(deployed) if deployed else []
+    state: list[EngineResource] = []
+    if deployed is not None:
+        document = load_engine_document(deployed)
+        if not document.from_export:
+            raise InputError(
+                f"--from {deployed}: a preview, not a `pulumi stack export`; the values known only after "
+                "deployment are in the export of the deployed stack"
+            )
+        state = document.resources
     try:
         resources, _ = _offline_resources(project, stack)
     except _Stop as stop:
@@ -358,7 +379,8 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
     if others:
         kinds = ", ".join(sorted({f"{o.api_version} {o.kind}" for o in others}))
         out.print(
-            f"not schema-checked (no published schema here): {len(others)} objects of {kinds}", soft_wrap=_one_line()
+            f"not schema-checked (no published schema here): {len(others)} object{'s' if len(others) != 1 else ''} of {kinds}",
+            soft_wrap=_one_line(),
         )
     out.print(
         f"{len(objects)} objects checked (Kubernetes {version} schemas, Istio CRD schemas, mesh analysis): "
@@ -449,13 +471,11 @@ def _review(
 
     from llm_mesh.checks.policy_runner import run_policies
     from llm_mesh.ops.capacity import Prices
-    from llm_mesh.ops.review import failed, markdown, preview_both, review_stack
+    from llm_mesh.ops.review import MARKER, failed, markdown, preview_both, review_stack
 
     prices = Prices.load(prices_path)
-    if out_path is not None and not out_path.parent.is_dir():
-        raise OutputPathError(
-            f"--out {out_path}: folder {out_path.parent} does not exist; create it or write elsewhere"
-        )
+    if out_path is not None:
+        _writable(out_path, "--out", lambda text: text.startswith(MARKER))
     top = subprocess.run(
         ["git", "-C", str(project.root), "rev-parse", "--show-toplevel"], capture_output=True, text=True
     )
@@ -465,7 +485,10 @@ def _review(
     for stack in chosen:
         read_stack_settings(project, stack)  # a missing or malformed stack file is said before anything runs
     base, head = preview_both(Path(top.stdout.strip()), project.root, base_ref, chosen)
-    reviews = [review_stack(stack, base, head, prices, POLICIES, run_policies) for stack in chosen]
+    environments = {
+        stack: config_from_pulumi(read_stack_settings(project, stack).config).environment for stack in chosen
+    }
+    reviews = [review_stack(stack, base, head, prices, POLICIES, run_policies, environments[stack]) for stack in chosen]
     report = markdown(reviews, base_ref)
     if out_path is not None:
         out_path.write_text(report)
@@ -503,7 +526,10 @@ def _canary(project: Project, args: argparse.Namespace) -> int:
         raise InputError(f"--model {model}: no canary version in {_relative(project.stack_file(stack))}; add one first")
     if getattr(args, "dry_run", False):
         return _canary_dry_run(project, stack, model, verb, args, config)
+    if verb == "advance" and args.step is not None and args.step <= 0:
+        raise InputError(f"--step {args.step}: a step adds percent to the canary; use `canary rollback` to lower it")
     deployer = canary.AutomationDeployer(project, log)
+    deployer.ready(stack)  # before the stack file is edited
     progression = canary.Progression(project, stack, model, load, deployer, canary.PrometheusApi(""), log)
     if verb == "advance":
         step = args.step or config.canary.step
@@ -516,11 +542,11 @@ def _canary(project: Project, args: argparse.Namespace) -> int:
         progression.promote()
         return 0
     # run: the canary's artifacts first; then the progression.
-    problems = _canary_artifacts(config, stack, model)
+    problems, unusable = _canary_artifacts(config, stack, model)
     if problems:
         for line in problems:
             err.print(Text(f"error: {line}", style="red"))
-        return EXIT_FINDINGS
+        return EXIT_UNUSABLE if unusable else EXIT_FINDINGS
     progression.source = canary.PrometheusApi(args.prometheus_url or config.canary.prometheus_url)
     progression.max_checks = args.max_checks
     outcome = progression.run()
@@ -529,16 +555,17 @@ def _canary(project: Project, args: argparse.Namespace) -> int:
     return 0 if outcome.result == "promoted" else EXIT_FINDINGS
 
 
-def _canary_artifacts(config: StackConfig, stack: str, model: str) -> list[str]:
-    """`models verify` for the canary version alone: no step on weights that are not there."""
+def _canary_artifacts(config: StackConfig, stack: str, model: str) -> tuple[list[str], bool]:
+    """`models verify` for the canary version alone: no step on weights that are not there. True with the
+    lines when the store could not be read at all (credentials, endpoint): unusable input, not a finding."""
     from llm_mesh.ops.artifacts import StoreUnusable, default_stores, sources, verify
 
     wanted = [s for s in sources(config, stack) if s.model == model and s.track == "canary"]
     try:
         results = verify(wanted, default_stores(config.gcp.project, None))
     except StoreUnusable as exc:
-        return [str(exc)]
-    return [f"canary artifact {r.file.path}: {r.status} ({r.detail})" for r in results if not r.ok]
+        return [str(exc)], True
+    return [f"canary artifact {r.file.path}: {r.status} ({r.detail})" for r in results if not r.ok], False
 
 
 def _canary_dry_run(

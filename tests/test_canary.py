@@ -128,6 +128,9 @@ class RecordingDeployer:
         self.project = project
         self.applied: list[tuple[str, str, str | None, int]] = []
 
+    def ready(self, stack: str) -> None:
+        pass
+
     def apply(self, stack: str, message: str) -> None:
         config = load(self.project)()
         split = canary.split_of(config, "llama")
@@ -268,3 +271,33 @@ def test_automation_api_needs_the_pulumi_cli(project: Project) -> None:
     deployer = canary.AutomationDeployer(project, print)
     with pytest.raises(canary.CanaryError):
         deployer.apply("no-such-stack", "test")
+
+
+def test_a_failed_pulumi_up_puts_the_stack_file_back(project: Project) -> None:
+    class Failing(RecordingDeployer):
+        def apply(self, stack: str, message: str) -> None:
+            raise canary.CanaryError("pulumi up failed")
+
+    before = project.stack_file("test").read_text()
+    lines: list[str] = []
+    run = progression(project, "http://127.0.0.1:9", Failing(project), lines)
+    with pytest.raises(canary.CanaryError):
+        run.step_to(20)
+    assert project.stack_file("test").read_text() == before
+    assert lines == ["`pulumi up` failed: the stack file is back as it was before `canary llama: weight 20%`"]
+
+
+def test_without_the_pulumi_cli_nothing_is_edited(cli: Cli, project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    before = project.stack_file("test").read_text()
+    result = cli("--project", str(project.root), "canary", "advance", "--stack", "test", "--model", "llama")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: the Pulumi CLI is not on PATH: each canary step is a `pulumi up`; install it "
+        "(https://www.pulumi.com/docs/install/) and log in, or use --dry-run to see the step"
+    ]
+    assert project.stack_file("test").read_text() == before
+    bad_step = cli(
+        "--project", str(project.root), "canary", "advance", "--stack", "test", "--model", "llama", "--step", "-5"
+    )
+    assert bad_step.returncode == 2 and "--step -5: a step adds percent" in bad_step.stderr

@@ -138,7 +138,7 @@ def hand_written_export() -> dict[str, Any]:
             "resources": [
                 {"urn": "urn:pulumi:prod::llm-mesh::pulumi:pulumi:Stack::llm-mesh-prod", "custom": False, "type": "pulumi:pulumi:Stack"},
                 {"urn": CLUSTER_URN, "custom": True, "id": "projects/p/locations/us-central1/clusters/llm-mesh-prod",
-                 "type": "gcp:container/cluster:Cluster", "inputs": CLUSTER_INPUTS, "outputs": {"endpoint": "10.0.0.2"},
+                 "type": "gcp:container/cluster:Cluster", "inputs": copy.deepcopy(CLUSTER_INPUTS), "outputs": {"endpoint": "10.0.0.2"},
                  "protect": True, "parent": "urn:pulumi:prod::llm-mesh::llm-mesh:cluster:GpuCluster::gpu"},
                 {"urn": PA_URN, "custom": True, "id": "istio-system/default", "type": "kubernetes:security.istio.io/v1:PeerAuthentication",
                  "inputs": PA_INPUTS, "outputs": PA_INPUTS},

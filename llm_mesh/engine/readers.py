@@ -46,6 +46,8 @@ class EngineDocument:
     # False for a preview that lists only what changes (`pulumi preview --json` without --show-sames):
     # rules about the whole stack cannot be judged on it.
     complete: bool
+    # A `pulumi stack export`: the state of a deployed stack, every value known.
+    from_export: bool = False
 
 
 def read_engine_document(data: dict[str, Any]) -> EngineDocument:
@@ -68,7 +70,9 @@ def read_engine_document(data: dict[str, Any]) -> EngineDocument:
         resources = data["deployment"].get("resources") or []
         if not isinstance(resources, list):
             raise DocumentError("deployment.resources is not a list")
-        return EngineDocument([_resource(s, f"deployment.resources[{i}]") for i, s in enumerate(resources)], True)
+        return EngineDocument(
+            [_resource(s, f"deployment.resources[{i}]") for i, s in enumerate(resources)], True, from_export=True
+        )
     raise DocumentError("neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])")
 
 

@@ -11,6 +11,7 @@ without a cloud.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 from llm_mesh.engine.stackfile import Project
 from llm_mesh.errors import InputError
 from llm_mesh.mesh.base import duration_seconds
-from llm_mesh.ops.stack_edit import StackFileEdit
+from llm_mesh.ops.stack_edit import StackFileEdit, write_atomically
 from llm_mesh.plan import queries
 from llm_mesh.plan.config import CanaryConfig, StackConfig
 
@@ -107,6 +108,9 @@ class Deployer(Protocol):
     def apply(self, stack: str, message: str) -> None:
         """Make the cluster match the stack file (a `pulumi up`), or show what that would do."""
 
+    def ready(self, stack: str) -> None:
+        """Raise CanaryError, before the stack file is edited, when `apply` could not run."""
+
 
 @dataclass
 class AutomationDeployer:
@@ -115,13 +119,25 @@ class AutomationDeployer:
     project: Project
     log: Callable[[str], None]
 
-    def apply(self, stack: str, message: str) -> None:
+    def ready(self, stack: str) -> None:
+        if shutil.which("pulumi") is None:
+            raise CanaryError(
+                "the Pulumi CLI is not on PATH: each canary step is a `pulumi up`; install it "
+                "(https://www.pulumi.com/docs/install/) and log in, or use --dry-run to see the step"
+            )
+        self._stack(stack)
+
+    def _stack(self, stack: str) -> Any:
         from pulumi import automation
 
         try:
-            selected = automation.select_stack(stack_name=stack, work_dir=str(self.project.root))
-        except Exception as exc:  # no CLI, no login, no such stack: said in one line
-            raise CanaryError(f"pulumi stack {stack}: {exc}; is the Pulumi CLI installed and logged in?") from None
+            return automation.select_stack(stack_name=stack, work_dir=str(self.project.root))
+        except Exception as exc:  # no login, no such stack: said in one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CanaryError(f"pulumi stack {stack}: {first}; log in (`pulumi login`) and select the stack") from None
+
+    def apply(self, stack: str, message: str) -> None:
+        selected = self._stack(stack)
         result = selected.up(message=message, on_output=self.log)
         self.log(f"pulumi up: {result.summary.result} ({json.dumps(result.summary.resource_changes or {})})")
 
@@ -233,14 +249,22 @@ class Progression:
 
     applying: bool = False
 
-    def _apply(self, message: str) -> None:
+    def _apply(self, message: str, before: str) -> None:
+        """One `pulumi up` of the edited stack file; if it fails, the file goes back to what it was."""
         self.applying = True
-        self.deployer.apply(self.stack, message)
-        self.applying = False
+        try:
+            self.deployer.apply(self.stack, message)
+        except Exception:
+            write_atomically(self.project.stack_file(self.stack), before)
+            self.log(f"`pulumi up` failed: the stack file is back as it was before `{message}`")
+            raise
+        finally:
+            self.applying = False
 
     def step_to(self, weight: int) -> None:
+        before = self.project.stack_file(self.stack).read_text()
         if set_weight(self.project, self.stack, self.model, weight):
-            self._apply(f"canary {self.model}: weight {weight}%")
+            self._apply(f"canary {self.model}: weight {weight}%", before)
         self.log(f"canary {self.model} at {weight}%")
 
     def rollback(self) -> None:
@@ -248,10 +272,12 @@ class Progression:
 
     def promote(self) -> None:
         split = split_of(self.load_config(), self.model)
+        before = self.project.stack_file(self.stack).read_text()
         make_canary_stable(self.project, self.stack, self.model)
-        self._apply(f"canary {self.model}: {split.canary} becomes stable")
+        self._apply(f"canary {self.model}: {split.canary} becomes stable", before)
+        before = self.project.stack_file(self.stack).read_text()
         remove_canary(self.project, self.stack, self.model)
-        self._apply(f"canary {self.model}: canary removed after promotion")
+        self._apply(f"canary {self.model}: canary removed after promotion", before)
         self.log(f"promoted {split.canary} of {self.model} to stable")
 
     def run(self) -> Outcome:

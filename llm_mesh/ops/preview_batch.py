@@ -33,6 +33,8 @@ def main(project_dir: str, out_dir: str, stacks: list[str]) -> None:
             (out / f"{stack}.json").write_text(json.dumps(preview_document(recording)))
         except ConfigError as exc:
             (out / f"{stack}.error").write_text("\n".join(exc.problems) + "\n")
+        except FileNotFoundError:
+            (out / f"{stack}.error").write_text(f"{stack}: no such stack file at this ref\n")
         except Exception as exc:  # a broken ref is reported per stack, never as this tool's traceback
             (out / f"{stack}.error").write_text(f"{type(exc).__name__}: {exc}\n")
         finally:

@@ -103,7 +103,11 @@ class StackReview:
     policy: Any  # PolicyReport of the head, or None when the head did not preview
 
 
-def review_stack(stack: str, base: Side, head: Side, prices: Prices, policies: Any, run_policies: Any) -> StackReview:
+def review_stack(
+    stack: str, base: Side, head: Side, prices: Prices, policies: Any, run_policies: Any, environment: str | None = None
+) -> StackReview:
+    """One stack's changes, capacity and (on the head) policy result; `environment` from the head's stack config,
+    so that a stack named anything (a copy of dev called `mine`) is judged as what it is."""
     base_states = states(base.documents[stack]) if stack in base.documents else {}
     head_states = states(head.documents[stack]) if stack in head.documents else {}
     changed = diff(base_states, head_states) if stack in head.documents else None
@@ -111,7 +115,7 @@ def review_stack(stack: str, base: Side, head: Side, prices: Prices, policies: A
     if stack in head.documents:
         from llm_mesh.engine.readers import read_document
 
-        report = run_policies(policies, read_document(head.documents[stack]), {}, None, True)
+        report = run_policies(policies, read_document(head.documents[stack]), {}, environment, True)
     line = capacity_line(Capacity.of(base_states), Capacity.of(head_states), prices)
     return StackReview(
         stack, changed, base_states, head_states, base.errors.get(stack, []), head.errors.get(stack, []), line, report
@@ -139,8 +143,10 @@ def markdown(reviews: list[StackReview], base_ref: str) -> str:
             lines += [f"    {line}" for line in r.head_error]
             lines.append("")
             continue
-        if r.base_error:
-            lines.append(f"The base does not preview (compared with nothing): {r.base_error[0]}")
+        if r.base_error and "no such stack file" in r.base_error[0]:
+            lines.append(f"A new stack: not at `{base_ref}`; everything below is created.")
+        elif r.base_error:
+            lines.append(f"The base does not preview, so it is compared with nothing: {r.base_error[0]}")
         assert r.diff is not None
         lines.append(r.capacity)
         lines.append("")
