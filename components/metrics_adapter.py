@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.iam import service_account_member, workload_identity
+from components.iam import workload_account
 from components.network_policy import Admit, PodIngress, admit_ingress, deny_ingress
 from components.pods import image_skips, pod_security, pull_policy, restricted, scanner_skips
 from llm_mesh.plan.config import StackConfig
@@ -58,21 +57,16 @@ class MetricsAdapter(pulumi.ComponentResource):
     def __init__(self, name: str, args: MetricsAdapterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-mesh:autoscaling:MetricsAdapter", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        account = gcp.serviceaccount.Account(
-            f"{name}-gsa",
-            project=args.project,
-            account_id=service_account_id(args.cluster_name, "metrics"),
-            display_name=f"Reads Cloud Monitoring for {args.cluster_name}'s autoscalers",
-            opts=child,
-        )
-        gcp.projects.IAMMember(
+        account = workload_account(
+            name,
             f"{name}-monitoring-viewer",
-            project=args.project,
-            role="roles/monitoring.viewer",
-            member=service_account_member(account.email),
-            opts=child,
+            args.project,
+            service_account_id(args.cluster_name, "metrics"),
+            f"Reads Cloud Monitoring for {args.cluster_name}'s autoscalers",
+            "roles/monitoring.viewer",
+            (NAMESPACE, NAME),
+            child,
         )
-        workload_identity(f"{name}-workload-identity", args.project, account, NAMESPACE, NAME, child)
         namespace = core.Namespace(
             f"{name}-ns",
             metadata=meta.ObjectMetaArgs(name=NAMESPACE, labels={"istio-injection": "disabled"}),

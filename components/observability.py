@@ -17,7 +17,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.iam import service_account_member, workload_identity
+from components.iam import workload_account
 from components.inference import MERGED_METRICS_PORT
 from components.manifests import declare
 from components.model_store import METADATA_SERVER
@@ -105,27 +105,15 @@ class Observability(pulumi.ComponentResource):
         super().__init__("llm-mesh:observability:Observability", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         obs = args.observability
-        account = gcp.serviceaccount.Account(
-            f"{name}-collector-gsa",
-            project=args.project,
-            account_id=service_account_id(args.cluster_name, "otel"),
-            display_name=f"Writes {args.cluster_name}'s traces to Cloud Trace",
-            opts=child,
-        )
         # Writing spans, nothing else: the collector exports traces only.
-        gcp.projects.IAMMember(
+        account = workload_account(
+            f"{name}-collector",
             f"{name}-collector-trace-agent",
-            project=args.project,
-            role="roles/cloudtrace.agent",
-            member=service_account_member(account.email),
-            opts=child,
-        )
-        workload_identity(
-            f"{name}-collector-workload-identity",
             args.project,
-            account,
-            obs.collector_namespace,
-            obs.collector_name,
+            service_account_id(args.cluster_name, "otel"),
+            f"Writes {args.cluster_name}'s traces to Cloud Trace",
+            "roles/cloudtrace.agent",
+            (obs.collector_namespace, obs.collector_name),
             child,
         )
         core.ServiceAccount(
