@@ -1,5 +1,8 @@
 """The one kind of error a command reports as a single line: an input it cannot use (exit code 2)."""
 
+import difflib
+from collections.abc import Iterable
+
 
 class InputError(ValueError):
     """A file, path, version, setting or endpoint the command cannot use; the message names it and the fix."""
@@ -22,3 +25,9 @@ JSON_HINTS = {
     "engine document": "write it with `pulumi preview --json`, `pulumi stack export` or `llm-mesh preview --json`",
     "policy config": 'write it as for `pulumi preview --policy-pack-config`, e.g. {"rule-name": "mandatory"}',
 }
+
+
+def did_you_mean(word: object, known: Iterable[str]) -> str:
+    """`did you mean 'config'? ` for the known name closest to a misspelled one, or nothing."""
+    close = difflib.get_close_matches(str(word), list(known), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""

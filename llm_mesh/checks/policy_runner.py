@@ -7,7 +7,6 @@ reported as not evaluated, as `pulumi preview` reports it. Stack rules say which
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from llm_mesh.engine.readers import EngineResource
-from llm_mesh.errors import InputError
+from llm_mesh.errors import InputError, did_you_mean
 
 LEVELS = {level.value: level for level in EnforcementLevel}
 PARTIAL = "the document lists only changed resources; use `pulumi preview --json --show-sames` or `pulumi stack export`"
@@ -111,8 +110,7 @@ def check_config_keys(policies: list[Policy], config: Mapping[str, Any]) -> None
     by_name = {policy.name: policy for policy in policies}
     for key, entry in config.items():
         if key != "all" and key not in by_name:
-            close = difflib.get_close_matches(key, list(by_name), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, by_name)
             raise PolicyConfigError(f"{key}: no rule of that name; {hint}(rules: all, {', '.join(by_name)})")
         if not isinstance(entry, Mapping):
             continue
@@ -120,8 +118,7 @@ def check_config_keys(policies: list[Policy], config: Mapping[str, Any]) -> None
         known = {"enforcementLevel", *((getattr(schema, "properties", None) or {}) if key != "all" else {})}
         for setting in entry:
             if setting not in known:
-                close = difflib.get_close_matches(str(setting), sorted(known), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(setting, sorted(known))
                 raise PolicyConfigError(
                     f"{key}.{setting}: not a setting of this rule; {hint}(settings: {', '.join(sorted(known))})"
                 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from llm_mesh.errors import InputError
+from llm_mesh.errors import InputError, did_you_mean
 
 # What the offline engine passes for a `secure:` value it cannot decrypt (no passphrase or cloud KMS here).
 UNDECRYPTED_SECRET = "[secret]"
@@ -78,8 +77,7 @@ def read_stack_settings(project: Project, stack: str) -> StackSettings:
     document = _load_yaml(path)
     for key in document:
         if key not in STACK_FILE_KEYS:
-            close = difflib.get_close_matches(str(key), sorted(STACK_FILE_KEYS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, sorted(STACK_FILE_KEYS))
             raise StackFileError(
                 f"{path}: unknown top-level key {key!r}: {hint}(a stack file holds {', '.join(sorted(STACK_FILE_KEYS))})"
             )

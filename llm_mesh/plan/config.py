@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from llm_mesh.errors import did_you_mean
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.mesh.networking import RETRY_CONDITIONS
 from llm_mesh.plan import gpu, gpu_fit
@@ -336,8 +337,7 @@ class ModelShapeConfig(_Model):
     @classmethod
     def _known_preset(cls, preset: str | None) -> str | None:
         if preset is not None and preset not in gpu_fit.PRESETS:
-            close = difflib.get_close_matches(preset, list(gpu_fit.PRESETS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(preset, gpu_fit.PRESETS)
             raise ValueError(
                 f"unknown preset; {hint}known: {', '.join(gpu_fit.PRESETS)}; or give parametersBillions, layers, "
                 "attentionHeads, kvHeads, headDim and nativeContext from the model's config.json"
