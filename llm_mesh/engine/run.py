@@ -9,10 +9,11 @@ outputs are answered with markers (see values.py), never with invented values.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import gc
 import logging
 import os
 import runpy
-import threading
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,13 +22,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi import _types
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
-from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks, MockSettings
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks, MockSettings
 from pulumi.runtime.proto import engine_pb2, resource_pb2
-from pulumi.runtime.settings import configure, set_root_resource
+from pulumi.runtime.settings import SETTINGS, _get_rpc_manager, configure, set_root_resource
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
@@ -99,26 +100,6 @@ class RecordingMonitor(MockMonitor):
         self._by_urn: dict[str, Registration] = {}
         self.project = ""
         self.stack = ""
-        # The SDK calls the monitor from worker threads: each gets one loop of ours, closed when the run ends
-        # (the SDK's `_sync_await` would give each thread a loop that nothing ever closes).
-        self._thread = threading.local()
-        self._loops: list[asyncio.AbstractEventLoop] = []
-        self._loops_lock = threading.Lock()
-
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        loop: asyncio.AbstractEventLoop | None = getattr(self._thread, "loop", None)
-        if loop is None:
-            loop = asyncio.new_event_loop()
-            self._thread.loop = loop
-            with self._loops_lock:
-                self._loops.append(loop)
-        return loop
-
-    def close(self) -> None:
-        with self._loops_lock:
-            for loop in self._loops:
-                loop.close()
-            self._loops.clear()
 
     def engine_urn(self, parent: str, type_: str, name: str) -> str:
         # The engine qualifies a child's type with every ancestor type but the stack's (FIELD-NOTES.md).
@@ -154,9 +135,23 @@ class RecordingMonitor(MockMonitor):
         id_, state = self.mocks.new_resource(
             MockResourceArgs(typ=request.type, name=request.name, inputs=inputs, custom=True)
         )
-        obj = self._loop().run_until_complete(rpc.serialize_properties(state, {}))
+        # The state is wire-shaped already (the request's inputs plus marker strings): a Struct takes it as it
+        # is, where the stock monitor's `serialize_properties` would spin an event loop per worker thread.
+        obj = struct_pb2.Struct()
+        obj.update(state)
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_ or "", state)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj)
+
+    def Invoke(self, request: Any) -> Any:
+        # As the stock monitor does, minus its `_sync_await`, which would re-enter the running loop now that
+        # monitor calls run on it (see _monitor_calls_inline). Our data-source answers are plain JSON.
+        if request.tok == "pulumi:pulumi:getResource":
+            return super().Invoke(request)
+        args = rpc.deserialize_properties(request.args)
+        answer = self.mocks.call(MockCallArgs(token=request.tok, args=args, provider=request.provider))
+        result = struct_pb2.Struct()
+        result.update(answer)
+        return resource_pb2.ResourceInvokeResponse(failures=None, **{"return": result})
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
         registration = self._by_urn.get(request.urn)
@@ -223,12 +218,27 @@ def record(
     # A previous recording in this process left its stack as the root; this program gets its own.
     set_root_resource(None)  # type: ignore[arg-type]
     set_all_config(settings.config, settings.secret_keys)
-    try:
-        with _quiet_sdk_logging():
-            _sync_await(run_in_stack(program))
-    finally:
-        monitor.close()
+    with _quiet_sdk_logging(), _monitor_calls_inline(asyncio.get_event_loop()), _fewer_collections():
+        _sync_await(run_in_stack(lambda: _settled(program)))
     return Recording(project, stack, monitor.registrations, engine.diagnostics)
+
+
+async def _settled(program: Callable[[], None]) -> None:
+    """Run `program`, then wait until every registration and output it set going has finished.
+
+    The SDK waits for the same things after the program, but its loop calls `asyncio.wait(FIRST_COMPLETED)`
+    over every outstanding output once per completion: quadratic in outputs (some 4,000 at 50 models, most
+    of the run's time). Waiting in rounds, one callback per task, leaves the SDK's loop nothing to wait for.
+    Failures are left to the SDK's loop, which reports them as it always does.
+    """
+    program()
+    rpcs = _get_rpc_manager().rpcs
+    while True:
+        with SETTINGS.lock:
+            pending = [task for task in (*rpcs, *SETTINGS.outputs) if not task.done()]
+        if not pending:
+            return
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def run_main(root: Path) -> None:
@@ -245,6 +255,45 @@ def _working_directory(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(previous)
+
+
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """Runs each submitted call at once, on the caller's thread, and hands back its finished future."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # handed to the awaiting SDK code, as a worker thread would
+            future.set_exception(error)
+        return future
+
+
+@contextmanager
+def _monitor_calls_inline(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """The SDK sends every monitor call through the loop's default executor, a thread pool. Our monitor answers
+    from memory without blocking, so a worker thread only adds a GIL hand-over per resource: run it inline."""
+    previous = getattr(loop, "_default_executor", None)  # asyncio has a setter but no getter
+    loop.set_default_executor(_InlineExecutor(max_workers=1))
+    try:
+        yield
+    finally:
+        loop._default_executor = previous  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A run allocates some hundred thousand short-lived futures and messages; with the default thresholds the
+    cyclic collector re-scans the SDK's already-imported modules over and over (a third of a 50-model run).
+    Freeze what exists before the run and collect the young generation less often; put both back after."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, thresholds[1], thresholds[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @contextmanager

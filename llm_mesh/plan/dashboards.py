@@ -109,9 +109,10 @@ class MosaicLayout(_Json):
         for tile in self.tiles:
             if (tile.x_pos or 0) + tile.width > self.columns:
                 raise ValueError(f"tile {tile.widget.title!r} reaches past column {self.columns}")
-            if tile.cells & taken:
+            cells = tile.cells
+            if cells & taken:
                 raise ValueError(f"tile {tile.widget.title!r} overlaps another tile")
-            taken |= tile.cells
+            taken |= cells
         return self
 
 
