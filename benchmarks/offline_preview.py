@@ -2,8 +2,13 @@
 
 Prints, for the prod stack and for a synthetic stack serving 50 models (each on its own GPU pool):
 resources registered, median wall time over --runs runs, peak memory, resources per second, and the ratio
-to the floor: the bare cost of registering as many resources with the SDK's mock runtime and no program.
-Every measurement runs in a fresh process, because the SDK's mocks are process-global.
+to two floors. The bare floor registers as many resources of a made-up type with two inputs each through
+the SDK's stock MockMonitor: what the SDK costs per resource at the least. The plan floor registers the
+preview's own resources again (the real generated classes, the recorded inputs, parents, providers and
+dependencies) through the offline engine with no program: what these resources cost the SDK, so that the
+ratio to it is the program's own overhead (config, components, Output chains, the preview document).
+Every measurement runs in a fresh process, because the SDK's mocks are process-global. Then the review of
+three stacks at two refs is timed.
 
     .venv/bin/python benchmarks/offline_preview.py [--runs 3]
 """
@@ -79,6 +84,96 @@ def child_preview(stack: str, config_dir: str) -> dict[str, Any]:
     }
 
 
+def child_replay(stack: str, config_dir: str) -> dict[str, Any]:
+    """The SDK's own cost for this plan: every resource the preview registered (same type, name, parent,
+    inputs and the real class's output properties) registered again through the same engine, with no program:
+    no config, no components' code, no Output chains of the program's own."""
+    import pulumi
+
+    from llm_mesh.engine.run import STACK_TYPE, record, run_program
+    from llm_mesh.engine.stackfile import Project, StackSettings, read_stack_settings
+
+    found = Project.find(ROOT)
+    project = Project(found.root, found.name, Path(config_dir) if config_dir else found.stack_config_dir)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    registrations = [r for r in run_program(project, stack, read_stack_settings(project, stack)).resources]
+
+    def key(urn: str) -> tuple[str, str]:
+        *_, qualified_type, name = urn.split("::")
+        return qualified_type.split("$")[-1], name
+
+    def program() -> None:
+        declared: dict[tuple[str, str], pulumi.Resource] = {}
+        for r in registrations:
+            if r.type == STACK_TYPE:
+                continue
+            provider = declared.get(key(r.provider.rsplit("::", 1)[0])) if r.provider else None
+            default_version = r.provider.split("::default_")[-1].split("::")[0] if "::default_" in r.provider else ""
+            opts = pulumi.ResourceOptions(
+                parent=declared.get(key(r.parent)),
+                version=default_version.replace("_", ".") or None,
+                provider=provider if isinstance(provider, pulumi.ProviderResource) else None,
+                depends_on=[declared[key(urn)] for urn in r.dependencies if key(urn) in declared],
+                protect=r.protect,
+            )
+            if r.type.startswith("pulumi:providers:"):
+                package = r.type.split(":")[-1]
+                declared[(r.type, r.name)] = pulumi.ProviderResource(package, r.name, dict(r.inputs), opts)
+                continue
+            if not r.custom:
+                declared[(r.type, r.name)] = pulumi.ComponentResource(r.type, r.name, None, opts)
+                continue
+            declared[(r.type, r.name)] = replay_resource(r.type, r.name, r.inputs, opts)
+
+    timings = []
+    for _ in range(2):
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        started = time.perf_counter()
+        recording = record(program, project.name, stack, StackSettings({}))
+        timings.append(time.perf_counter() - started)
+    if _signature(recording.resources) != _signature(registrations):
+        raise SystemExit("the replay registered other resources than the preview: the plan floor would be wrong")
+    return {
+        "seconds": timings[1],
+        "warm_seconds": timings[1],
+        "resources": len(recording.resources),
+        "peak_kib": resource_usage_kib(),
+    }
+
+
+def _signature(registrations: list[Any]) -> dict[str, tuple[Any, ...]]:
+    return {r.urn: (r.inputs, r.provider, sorted(r.dependencies), r.parent, r.protect) for r in registrations}
+
+
+def replay_resource(type_token: str, name: str, inputs: dict[str, Any], opts: Any) -> Any:
+    """Construct the real generated class with the recorded inputs as keyword arguments (its own option
+    handling, aliases and output properties included); wire values are passed as they are."""
+    import inspect
+
+    import pulumi
+
+    from llm_mesh.engine.run import _resource_class
+
+    cls = _resource_class(type_token)
+    if cls is None:
+        return pulumi.CustomResource(type_token, name, dict(inputs), opts)
+    parameters = list(inspect.signature(cls._internal_init).parameters)[3:]  # type: ignore[attr-defined]
+    by_wire = {_camel(p): p for p in parameters if p != "__props__"}
+    unknown = set(inputs) - set(by_wire)
+    if unknown:
+        raise ValueError(f"{type_token}: no keyword argument for {sorted(unknown)}")
+    return cls(name, opts=opts, **{by_wire[k]: v for k, v in inputs.items()})
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def resource_usage_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child_floor(count: int) -> dict[str, Any]:
     """Register `count` custom resources (plus the stack) with the stock MockMonitor and nothing else."""
     import pulumi
@@ -129,28 +224,34 @@ def main() -> None:
     options = parser.parse_args()
     if options.child:
         kind, *rest = options.child
-        result = (
-            child_preview(rest[0], rest[1] if len(rest) > 1 else "") if kind == "preview" else child_floor(int(rest[0]))
-        )
+        children = {"preview": child_preview, "replay": child_replay}
+        if kind == "floor":
+            result = child_floor(int(rest[0]))
+        else:
+            result = children[kind](rest[0], rest[1] if len(rest) > 1 else "")
         print(json.dumps(result))
         return
 
     with tempfile.TemporaryDirectory() as folder:
         synthetic_stack(Path(folder))
-        cases = [("prod stack", ["preview", "prod"]), (f"{SYNTHETIC_MODELS} models", ["preview", "synthetic", folder])]
+        cases = [("prod stack", ["prod"]), (f"{SYNTHETIC_MODELS} models", ["synthetic", folder])]
         print(f"offline preview, median of {options.runs} runs, each in a fresh process")
-        header = ("case", "resources", "cold s", "warm s", "res/s", "peak MiB", "floor s", "warm/floor")
-        print("{:<12}{:>10}{:>9}{:>8}{:>8}{:>10}{:>9}{:>11}".format(*header))
+        header = ("case", "resources", "cold s", "warm s", "res/s", "MiB", "bare s", "plan s", "/bare", "/plan")
+        print("{:<11}{:>10}{:>7}{:>7}{:>6}{:>5}{:>7}{:>7}{:>6}{:>6}".format(*header))
         for label, args in cases:
-            preview = measure(args, options.runs)
-            floor = measure(["floor", str(preview["resources"])], options.runs)
+            preview = measure(["preview", *args], options.runs)
+            bare = measure(["floor", str(preview["resources"])], options.runs)
+            plan = measure(["replay", *args], options.runs)
+            warm = preview["run_seconds"]
             print(
-                f"{label:<12}{preview['resources']:>10}{preview['seconds']:>9.3f}{preview['run_seconds']:>8.3f}"
-                f"{preview['resources'] / preview['run_seconds']:>8.0f}{preview['peak_mib']:>10.0f}"
-                f"{floor['seconds']:>9.3f}{preview['run_seconds'] / floor['seconds']:>11.1f}"
+                f"{label:<11}{preview['resources']:>10}{preview['seconds']:>7.2f}{warm:>7.2f}"
+                f"{preview['resources'] / warm:>6.0f}{preview['peak_mib']:>5.0f}{bare['seconds']:>7.2f}"
+                f"{plan['seconds']:>7.2f}{warm / bare['seconds']:>6.1f}{warm / plan['seconds']:>6.1f}"
             )
         print("cold: first run in a fresh process, SDK modules imported on the way; warm: a second run in it")
-        print("floor: as many resources registered with the stock MockMonitor and no program")
+        print("bare floor: as many resources of one made-up type, two inputs each, the stock MockMonitor, no program")
+        print("plan floor: the same resources as the preview (real classes, inputs, parents, providers,")
+        print("  dependencies) registered again through the offline engine with no program around them")
     review_seconds = [measure_review() for _ in range(options.runs)]
     print(
         f"review of dev + staging + prod at two refs (a commit that moves the canary weight): "
