@@ -41,6 +41,7 @@ from llm_mesh.engine.summary import gpu_capacity
 from llm_mesh.errors import InputError, read_problem
 from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi
 from llm_mesh.plan.topology import INGRESS_NAMESPACE
+from llm_mesh.words import count
 
 # Exit codes, the same for every command (README: "Exit codes").
 EXIT_FINDINGS = 1  # the command ran and found problems: validate errors, mandatory violations, missing artifacts
@@ -309,7 +310,7 @@ def _render(project: Project, stack: str, out_dir: Path, deployed: Path | None, 
     objects = filled_from(kube_objects(resources), state)
     unknown = [(obj, path) for obj in objects for path in unknown_paths(obj.manifest)]
     written = render([KubeObject(o.urn, without_unknowns(o.manifest)) for o in objects], out_dir, overwrite)
-    out.print(f"Wrote {len(written)} objects and kustomization.yaml to {_relative(out_dir)}")
+    out.print(f"Wrote {count(len(written), 'object')} and kustomization.yaml to {_relative(out_dir)}")
     for release in helm_releases(resources):
         inputs = release.inputs
         out.print(
@@ -319,7 +320,7 @@ def _render(project: Project, stack: str, out_dir: Path, deployed: Path | None, 
         out.print(f"  left out, known only after deployment: {obj.key} {path}", soft_wrap=_one_line())
     if unknown:
         out.print(
-            f"{len(unknown)} values are known only after `pulumi up`: render with --from a `pulumi stack export` "
+            f"{count(len(unknown), 'value is', 'values are')} known only after `pulumi up`: render with --from a `pulumi stack export` "
             "of the deployed stack to write them",
             soft_wrap=_one_line(),
         )
@@ -379,12 +380,12 @@ def _validate(project: Project, stack: str | None, file: Path | None, kubernetes
     if others:
         kinds = ", ".join(sorted({f"{o.api_version} {o.kind}" for o in others}))
         out.print(
-            f"not schema-checked (no published schema here): {len(others)} object{'s' if len(others) != 1 else ''} of {kinds}",
+            f"not schema-checked (no published schema here): {count(len(others), 'object')} of {kinds}",
             soft_wrap=_one_line(),
         )
     out.print(
-        f"{len(objects)} objects checked (Kubernetes {version} schemas, Istio CRD schemas, mesh analysis): "
-        f"{errors} errors, {warnings} warnings",
+        f"{count(len(objects), 'object')} checked (Kubernetes {version} schemas, Istio CRD schemas, mesh analysis): "
+        f"{count(errors, 'error')}, {count(warnings, 'warning')}",
         soft_wrap=_one_line(),
     )
     return EXIT_FINDINGS if errors else 0
@@ -634,7 +635,9 @@ def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fm
         ]  # fmt: skip
         print(json.dumps({"stack": stack, "files": rows, "problems": len(bad)}, indent=2))
         return EXIT_FINDINGS if bad else 0
-    out.print(f"Model artifacts of {project.name}/{stack}: {len(versions)} versions, {len(results)} files")
+    out.print(
+        f"Model artifacts of {project.name}/{stack}: {count(len(versions), 'version')}, {count(len(results), 'file')}"
+    )
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for column in ("model", "track", "version", "file", "status", "detail"):
         table.add_column(column)
@@ -644,7 +647,7 @@ def _verify_models(project: Project, stack: str, s3_endpoint_url: str | None, fm
             r.source.model, r.source.track, r.source.version, r.file.path, Text(r.status, style=style), r.detail
         )
     out.print(table)
-    summary = f"{len(results) - len(bad)} of {len(results)} files ok"
+    summary = f"{len(results) - len(bad)} of {count(len(results), 'file')} ok"
     out.print(summary + (f"; {len(bad)} missing or different" if bad else ""))
     return EXIT_FINDINGS if bad else 0
 
@@ -660,7 +663,7 @@ def _policy_config(path: Path) -> dict[str, Any]:
 
 
 def _print_policy_report(pack: str, label: str, report: PolicyReport) -> None:
-    out.print(f"Policy pack {pack} on {label} (environment {report.environment}): {len(report.levels)} rules")
+    out.print(f"Policy pack {pack} on {label} (environment {report.environment}): {count(len(report.levels), 'rule')}")
     for name, level in report.levels.items():
         found = [v for v in report.violations if v.policy == name]
         mark = (
@@ -675,7 +678,9 @@ def _print_policy_report(pack: str, label: str, report: PolicyReport) -> None:
     for name, urn, why in report.not_evaluated:
         out.print(f"  not evaluated: {name} on {urn or 'the stack'}: {why}", soft_wrap=_one_line())
     mandatory = len(report.mandatory_violations)
-    out.print(f"Summary: {len(report.violations)} violations ({mandatory} mandatory) of {len(report.levels)} rules\n")
+    out.print(
+        f"Summary: {count(len(report.violations), 'violation')} ({mandatory} mandatory) of {count(len(report.levels), 'rule')}\n"
+    )
 
 
 def _environment_of(resources: list[EngineResource]) -> str:
@@ -735,7 +740,7 @@ def _print_plan(document: dict[str, Any]) -> None:
     unknown = document["offline"]["knownAfterDeploy"]
     if unknown:
         shown = ", ".join(unknown[:6]) + (", ..." if len(unknown) > 6 else "")
-        out.print(f"Known only after deployment: {len(unknown)} values ({shown})", soft_wrap=_one_line())
+        out.print(f"Known only after deployment: {count(len(unknown), 'value')} ({shown})", soft_wrap=_one_line())
     for capacity in gpu_capacity(document):
         out.print(f"GPU capacity: {capacity}")
 

@@ -152,7 +152,8 @@ def test_real_stacks_have_no_findings(previews: dict[str, Any], stack: str) -> N
 def checked_line(document: dict[str, Any], errors: int) -> str:
     """validate's last line: every Kubernetes object of the document checked."""
     count = len(kube_object_keys(document))
-    return f"{count} objects checked (Kubernetes 1.34 schemas, Istio CRD schemas, mesh analysis): {errors} errors, 0 warnings"
+    found = "1 error" if errors == 1 else f"{errors} errors"
+    return f"{count} objects checked (Kubernetes 1.34 schemas, Istio CRD schemas, mesh analysis): {found}, 0 warnings"
 
 
 def finding_lines(stdout: str) -> list[str]:

@@ -28,6 +28,7 @@ from llm_mesh.ops.artifacts import CHUNK, GcsStore, S3Store, store_problem
 from llm_mesh.ops.stack_edit import StackFileEdit
 from llm_mesh.plan.config import NAMESPACE, ConfigError, StackConfig, config_from_pulumi
 from llm_mesh.plan.object_urls import ObjectUrl
+from llm_mesh.words import count
 
 MODELS = f"{NAMESPACE}:models"
 TRACKS = ("stable", "canary", "mirror")
@@ -276,7 +277,7 @@ def plan_push(
 def push(plan: PushPlan, report: Callable[[str], None]) -> None:
     """Upload what is missing, then record the files; progress goes to `report`, a line at a time."""
     total = sum(f["size"] for f in plan.files)
-    what = f"{plan.model} {plan.version} ({len(plan.files)} files, {human_size(total)})"
+    what = f"{plan.model} {plan.version} ({count(len(plan.files), 'file')}, {human_size(total)})"
     if not plan.to_upload and not plan.records_changed:
         report(f"{what} is already at {plan.url} and recorded in {plan.stack_label}: nothing to do")
         return
@@ -284,8 +285,8 @@ def push(plan: PushPlan, report: Callable[[str], None]) -> None:
     width = max(len(f["path"]) for f in plan.files)
     where = ObjectUrl.parse(plan.url)
     for number, entry in enumerate(plan.files, 1):
-        count = f"[{number:>{len(str(len(plan.files)))}}/{len(plan.files)}]"
-        line = f"  {count} {entry['path']:<{width}}  {human_size(entry['size']):>10}"
+        position = f"[{number:>{len(str(len(plan.files)))}}/{len(plan.files)}]"
+        line = f"  {position} {entry['path']:<{width}}  {human_size(entry['size']):>10}"
         if entry not in plan.to_upload:
             report(f"{line}  already there")
             continue

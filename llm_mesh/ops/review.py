@@ -20,6 +20,7 @@ from typing import Any
 from llm_mesh.errors import InputError
 from llm_mesh.ops.capacity import Capacity, Prices, capacity_line
 from llm_mesh.ops.diff import Diff, State, diff, states, text_report
+from llm_mesh.words import count
 
 BATCH = Path(__file__).with_name("preview_batch.py")
 MARKER = "<!-- llm-mesh-review -->"
@@ -168,15 +169,15 @@ def _policy_cell(report: Any) -> str:
     if report is None:
         return "not run"
     mandatory = len(report.mandatory_violations)
-    return "pass" if not report.violations else f"{len(report.violations)} violations ({mandatory} mandatory)"
+    return "pass" if not report.violations else f"{count(len(report.violations), 'violation')} ({mandatory} mandatory)"
 
 
 def _policy_lines(report: Any) -> list[str]:
     if report is None:
         return []
     if not report.violations:
-        return [f"Policy: {len(report.levels)} rules, no violation."]
-    lines = [f"Policy: {len(report.violations)} violations of {len(report.levels)} rules:"]
+        return [f"Policy: {count(len(report.levels), 'rule')}, no violation."]
+    lines = [f"Policy: {count(len(report.violations), 'violation')} of {count(len(report.levels), 'rule')}:"]
     for v in report.violations:
         lines.append(f"- **{v.policy}** ({v.level}) `{v.urn.rsplit('::', 1)[-1]}`: {v.message}")
     return lines
