@@ -57,6 +57,8 @@ def tree(root: Path) -> dict[str, str]:
 CASES = [
     # (case, arguments, what the one line says)
     ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: confg, dev, empty, newer, scalar, typo, unclosed)"),
+    ("stack given as its file", ["preview", "--stack", "stacks/Pulumi.dev.yaml"], "--stack stacks/Pulumi.dev.yaml names a file; it takes the stack's name: use --stack dev"),
+    ("misspelled stack", ["render", "--stack", "dve", "--out", "out"], "Pulumi.dve.yaml: no such stack file (did you mean 'dev'? stacks here:"),
     ("wrong shape stack file", ["preview", "--stack", "scalar"], "Pulumi.scalar.yaml: a YAML mapping was expected, found str"),
     ("unparseable stack file", ["render", "--stack", "unclosed", "--out", "out"], "Pulumi.unclosed.yaml:3:1: not valid YAML"),
     ("empty stack file", ["preview", "--stack", "empty"], "llm-mesh:gcp: required key is missing"),

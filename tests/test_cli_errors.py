@@ -50,7 +50,11 @@ def test_mistakes_are_one_line(broken_project: Path, args: list[str], message: s
 
 def test_no_project_here(tmp_path: Path, cli: Cli) -> None:
     result = cli("--project", str(tmp_path / "nowhere"), "preview", "--stack", "dev", cwd=tmp_path)
-    assert result.returncode == 2 and "no Pulumi.yaml in" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: no Pulumi.yaml in {tmp_path / 'nowhere'} or any folder above it "
+        "(fix: run from the project, or give --project the folder that holds Pulumi.yaml)"
+    ]
 
 
 def test_unwritable_json_path_leaves_no_half_output(tmp_path: Path, cli: Cli) -> None:

@@ -52,7 +52,10 @@ class Project:
                     raise StackFileError(f"{manifest}: the project has no `name`")
                 config_dir = folder / str(document.get("stackConfigDir", "."))
                 return cls(folder, str(document["name"]), config_dir)
-        raise FileNotFoundError(f"no Pulumi.yaml in {start} or any folder above it")
+        raise FileNotFoundError(
+            f"no Pulumi.yaml in {start} or any folder above it "
+            "(fix: run from the project, or give --project the folder that holds Pulumi.yaml)"
+        )
 
     def stack_file(self, stack: str) -> Path:
         return self.stack_config_dir / f"Pulumi.{stack}.yaml"
@@ -69,11 +72,23 @@ class StackSettings:
     secret_keys: list[str] = field(default_factory=list)
 
 
+def _stack_named_by_file(text: str) -> str | None:
+    """`dev` for `stacks/Pulumi.dev.yaml` or `Pulumi.dev.yaml`: a file given where a stack name belongs."""
+    name = Path(text).name
+    if name.startswith("Pulumi.") and name.endswith((".yaml", ".yml")) and name.count(".") >= 2:
+        return name.split(".", 1)[1].rsplit(".", 1)[0]
+    return None
+
+
 def read_stack_settings(project: Project, stack: str) -> StackSettings:
     path = project.stack_file(stack)
     if not path.is_file():
-        known = ", ".join(project.stacks()) or "none"
-        raise FileNotFoundError(f"{path}: no such stack file (stacks here: {known})")
+        known = project.stacks()
+        meant = _stack_named_by_file(stack)
+        if meant is not None:
+            raise FileNotFoundError(f"--stack {stack} names a file; it takes the stack's name: use --stack {meant}")
+        hint = did_you_mean(stack, known) + f"stacks here: {', '.join(known) or 'none'}"
+        raise FileNotFoundError(f"{path}: no such stack file ({hint})")
     document = _load_yaml(path)
     for key in document:
         if key not in STACK_FILE_KEYS:
