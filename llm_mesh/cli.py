@@ -414,10 +414,13 @@ def _policy(
             sources = [(f"{project.name}/{stack}", EngineDocument(resources, True))]
         else:
             sources = [(str(f), load_engine_document(f)) for f in files]
-        reports = [
-            (label, run_policies(POLICIES, document.resources, config, env, document.complete))
-            for label, document in sources
-        ]
+        try:
+            reports = [
+                (label, run_policies(POLICIES, document.resources, config, env, document.complete))
+                for label, document in sources
+            ]
+        except PolicyConfigError as exc:  # a level the environment does not allow: the file is where to fix it
+            raise PolicyConfigError(f"{config_file}: {exc}") from None
     except _Stop as stop:
         return stop.code
     if fmt == "json":

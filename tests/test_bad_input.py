@@ -38,6 +38,8 @@ def project(tmp_path: Path) -> Path:
     (root / "shape.json").write_text(json.dumps({"steps": [1, 2]}))
     (root / "yaml.json").write_text("steps:\n  - op: create\n")
     (root / "policy-typo.json").write_text(json.dumps({"istio-namespace-injecton": "mandatory"}))
+    (root / "policy-level.json").write_text(json.dumps({"istio-namespace-injection": "advisry"}))
+    (root / "policy-advisory.json").write_text(json.dumps({"istio-namespace-injection": "advisory"}))
     (root / "mine").mkdir()
     (root / "mine" / "kustomization.yaml").write_text("resources:\n- app.yaml\n")
     (root / "mine" / "app.yaml").write_text("kind: ConfigMap\n")
@@ -76,6 +78,8 @@ CASES = [
     ("unsupported version", ["validate", "--stack", "dev", "--kubernetes-version", "1.40"], "Kubernetes 1.40: no schemas installed for it"),
     ("unsupported version from config", ["validate", "--stack", "newer"], "Kubernetes 1.40: no schemas installed for it"),
     ("misspelled policy config", ["policy", "--stack", "dev", "--config", "policy-typo.json"], "istio-namespace-injecton: no rule of that name; did you mean 'istio-namespace-injection'?"),
+    ("misspelled policy level", ["policy", "--stack", "dev", "--config", "policy-level.json"], "policy-level.json: istio-namespace-injection: enforcement level 'advisry' is not one of ['advisory', 'disabled', 'mandatory', 'remediate']; did you mean 'advisory'?"),
+    ("policy level the environment refuses", ["policy", "--stack", "dev", "--env", "prod", "--config", "policy-advisory.json"], "policy-advisory.json: istio-namespace-injection: advisory is allowed in dev only; prod keeps it mandatory"),
     ("policy config missing", ["policy", "--stack", "dev", "--config", "nope.json"], "policy config nope.json: no such file; check the path"),
     ("models: missing stack", ["models", "verify", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file"),
     ("push: missing folder", ["models", "push", "--stack", "dev", "--model", "llama-31-8b", "--version", "v1", "no-such-dir"], "no-such-dir: no such folder"),

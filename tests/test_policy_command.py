@@ -263,7 +263,7 @@ def test_advisory_config_is_refused_outside_dev(tmp_path: Path, cli: Cli) -> Non
     result = cli("policy", "--stack", "prod", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "error: istio-destination-rule-tls: advisory is allowed in dev only; prod keeps it mandatory"
+        f"error: {config}: istio-destination-rule-tls: advisory is allowed in dev only; prod keeps it mandatory"
     ]
     lowered = cli("policy", "--stack", "dev", "--config", str(config))
     assert lowered.returncode == 0

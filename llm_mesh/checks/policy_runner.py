@@ -112,6 +112,12 @@ def check_config_keys(policies: list[Policy], config: Mapping[str, Any]) -> None
         if key != "all" and key not in by_name:
             hint = did_you_mean(key, by_name)
             raise PolicyConfigError(f"{key}: no rule of that name; {hint}(rules: all, {', '.join(by_name)})")
+        level = entry.get("enforcementLevel") if isinstance(entry, Mapping) else entry
+        if level is not None and (not isinstance(level, str) or level not in LEVELS):
+            hint = did_you_mean(level, sorted(LEVELS))
+            raise PolicyConfigError(
+                f"{key}: enforcement level {level!r} is not one of {sorted(LEVELS)}; {hint}".rstrip("; ")
+            )
         if not isinstance(entry, Mapping):
             continue
         schema = getattr(by_name.get(key), "config_schema", None)
