@@ -441,7 +441,7 @@ def _policy(
 
 def _diff(base_path: Path, head_path: Path, fmt: str, prices_path: Path | None) -> int:
     from llm_mesh.ops.capacity import Capacity, Prices, as_json, capacity_line
-    from llm_mesh.ops.diff import diff, json_report, states, text_report
+    from llm_mesh.ops.diff import diff, json_report, restacked, stack_of, states, text_report
 
     prices = Prices.load(prices_path)
     sides = []
@@ -455,6 +455,14 @@ def _diff(base_path: Path, head_path: Path, fmt: str, prices_path: Path | None) 
         except DocumentError as exc:
             raise DocumentError(f"engine document {path}: {exc}") from None
     base, head = sides
+    base_stack, head_stack = stack_of(base), stack_of(head)
+    if base_stack and head_stack and base_stack != head_stack:
+        err.print(
+            f"note: {base_path} is stack {base_stack}, {head_path} is stack {head_stack}: "
+            "resources matched by project, type and name",
+            soft_wrap=_one_line(),
+        )
+        head = restacked(head, head_stack, base_stack)
     result = diff(base, head)
     if fmt == "json":
         report = json_report(result)

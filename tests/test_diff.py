@@ -186,3 +186,33 @@ def test_review_of_a_canary_weight_change(cli: Cli, tmp_path: Path) -> None:
     listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
     assert len(listed.splitlines()) == 1, "the temporary worktree is gone"
     assert json.loads(json.dumps(report))  # plain text, no object leaked
+
+
+def test_two_stacks_are_matched_by_type_and_name_with_a_note(
+    cli: Cli, tmp_path: Path, previews: dict[str, Any]
+) -> None:
+    """dev against prod: the same resources compared property by property, not all deleted and created."""
+    dev, prod = tmp_path / "dev.json", tmp_path / "prod.json"
+    dev.write_text(json.dumps(previews["dev"]))
+    prod.write_text(json.dumps(previews["prod"]))
+    result = cli("diff", str(dev), str(prod), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"note: {dev} is stack dev, {prod} is stack prod: resources matched by project, type and name"
+    ]
+    changes = {(c["type"], c["urn"].rsplit("::", 1)[-1]): c for c in json.loads(result.stdout)["changes"]}
+    cluster = changes[("gcp:container/cluster:Cluster", "gpu-gke")]
+    assert cluster["op"] == "replace"
+    assert {"path": "name", "old": "llm-mesh-dev", "new": "llm-mesh-prod", "forcesReplacement": True} in cluster[
+        "properties"
+    ]
+
+    def keys(document: dict[str, Any]) -> set[tuple[str, str]]:
+        steps = [s for s in document["steps"] if s["newState"]["type"] != "pulumi:pulumi:Stack"]
+        return {(s["newState"]["type"], s["urn"].rsplit("::", 1)[-1]) for s in steps}
+
+    in_both = keys(previews["dev"]) & keys(previews["prod"])
+    assert {k for k, c in changes.items() if c["op"] in ("create", "delete")} == keys(previews["dev"]) ^ keys(
+        previews["prod"]
+    )
+    assert all(changes[k]["op"] in ("update", "replace") for k in in_both if k in changes)

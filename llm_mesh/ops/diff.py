@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from llm_mesh.engine.readers import DocumentError
@@ -136,6 +136,23 @@ def states(document: Any) -> dict[str, State]:
         for urn, s in found.items()
         if s.type != STACK_TYPE and not (s.type.startswith("pulumi:providers:") and s.name.startswith("default"))
     }
+
+
+def stack_of(states: dict[str, State]) -> str | None:
+    """The stack every URN names (`urn:pulumi:STACK::...`), or None when there are none or several."""
+    stacks = {urn.split("::", 1)[0].removeprefix("urn:pulumi:") for urn in states}
+    return stacks.pop() if len(stacks) == 1 else None
+
+
+def restacked(states: dict[str, State], old: str, new: str) -> dict[str, State]:
+    """The same states with URNs (their own and their parents') moved from stack `old` to `new`, so that two
+    stacks' documents are matched by project, type and name."""
+
+    def move(urn: str) -> str:
+        prefix = f"urn:pulumi:{old}::"
+        return f"urn:pulumi:{new}::" + urn.removeprefix(prefix) if urn.startswith(prefix) else urn
+
+    return {move(urn): replace(s, urn=move(s.urn), parent=move(s.parent)) for urn, s in states.items()}
 
 
 def _state(raw: dict[str, Any], fingerprints: dict[str, Any], replaces: tuple[str, ...]) -> State:
