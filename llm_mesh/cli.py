@@ -163,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         help="gs://BUCKET/PREFIX or s3://BUCKET/PREFIX, a registry the stack imports from, written as the "
         "version's source (default: the stack's model store, at <model>/<version>/)",
     )
+    push.add_argument(
+        "--move",
+        action="store_true",
+        help="let --to change the source of a version already imported from elsewhere (same files, new registry)",
+    )
     push.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
     args = parser.parse_args(argv)
     try:
@@ -192,7 +197,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "policy":
         return _policy(project, args.stack, args.files, args.env, args.config, args.format)
     if args.command == "models" and args.models_command == "push":
-        return _push_models(project, args.stack, args.model, args.version, args.folder, args.to, args.s3_endpoint_url)
+        return _push_models(
+            project, args.stack, args.model, args.version, args.folder, args.to, args.s3_endpoint_url, args.move
+        )
     if args.command == "diff":
         return _diff(args.base, args.head, args.format, args.prices)
     if args.command == "review":
@@ -793,12 +800,19 @@ def _relative(path: Path) -> str:
 
 
 def _push_models(
-    project: Project, stack: str, model: str, version: str, folder: Path, to: str | None, s3_endpoint_url: str | None
+    project: Project,
+    stack: str,
+    model: str,
+    version: str,
+    folder: Path,
+    to: str | None,
+    s3_endpoint_url: str | None,
+    move: bool,
 ) -> int:
     from llm_mesh.ops.models_push import PushError, plan_push, push
 
     try:
-        plan = plan_push(project, stack, model, version, folder, to, s3_endpoint_url)
+        plan = plan_push(project, stack, model, version, folder, to, s3_endpoint_url, move=move)
         for note in plan.notes:
             out.print(Text(note, style="yellow"), soft_wrap=_one_line())
         push(plan, lambda line: out.print(Text(line), soft_wrap=_one_line()))

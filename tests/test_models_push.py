@@ -459,6 +459,35 @@ def imported_version_without_to(s: Setup) -> tuple[list[str], str]:
     )
 
 
+def imported_version_to_another_registry(s: Setup) -> tuple[list[str], str]:
+    stack = s.project / "stacks" / "Pulumi.test.yaml"
+    source = "        source: s3://registry/llama/v2/\n"
+    stack.write_text(replaced(STACK, "        version: v2\n", "        version: v2\n" + source))
+    return ["--model", "llama", "--version", "v2", str(s.folder), "--to", "gs://registry-gcs/llama/v2"], (
+        "--to gs://registry-gcs/llama/v2/: llama canary v2 is imported from s3://registry/llama/v2/; pushing it "
+        "elsewhere moves where the transfer job reads it: add --move to do that, or push there with "
+        "--to s3://registry/llama/v2/"
+    )
+
+
+def test_move_pushes_an_imported_version_to_another_registry(
+    stores: Stores, project: Path, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = project / "stacks" / "Pulumi.test.yaml"
+    source = "        source: s3://registry/llama/v2/\n"
+    stack.write_text(replaced(STACK, "        version: v2\n", "        version: v2\n" + source))
+    args = ["--model", "llama", "--version", "v2", str(folder), "--to", "gs://registry-gcs/llama/v2", "--move"]
+    assert run(project, *args) == 0
+    output = capsys.readouterr()
+    assert output.err == ""
+    assert "note: canary v2 moves: imported from s3://registry/llama/v2/, now from gs://registry-gcs/llama/v2/" in (
+        progress(output.out)
+    )
+    assert stores.objects() == pushed("gs://registry-gcs/llama/v2/")
+    assert "        source: gs://registry-gcs/llama/v2/\n" in stack_text(project)
+    assert "s3://registry" not in stack_text(project)
+
+
 def no_aws_credentials(s: Setup) -> tuple[list[str], str]:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         s.env.delenv(name, raising=False)
@@ -496,7 +525,7 @@ def config_error(s: Setup) -> tuple[list[str], str]:
 REFUSALS: list[Callable[[Setup], tuple[list[str], str]]] = [
     missing_folder, file_for_folder, empty_folder, dangling_link, fifo, unknown_model, unknown_version,
     recorded_other_files, destination_holds_other_files, store_not_created, registry_bucket_missing,
-    not_a_bucket_url, imported_version_without_to, no_aws_credentials, no_google_credentials, config_error,
+    not_a_bucket_url, imported_version_without_to, imported_version_to_another_registry, no_aws_credentials, no_google_credentials, config_error,
 ]  # fmt: skip
 
 

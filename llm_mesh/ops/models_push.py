@@ -224,6 +224,7 @@ def plan_push(
     to: str | None = None,
     s3_endpoint_url: str | None = None,
     destination_for: Callable[[str, str, str | None], Destination] = open_destination,
+    move: bool = False,
 ) -> PushPlan:
     """Check everything a push needs and decide what it will do; raises PushError or ConfigError."""
     if to is not None and not _BUCKET_URL.match(to):
@@ -242,6 +243,12 @@ def plan_push(
             raise PushError(
                 f"--version {version}: {model} {track} {version} is imported from {source} by the transfer job, "
                 f"which would overwrite an upload to the model store; push there with --to {source}"
+            )
+        if url is not None and source and _url(str(source)) != url and not move:
+            # The servers' weights would come from elsewhere from the next `pulumi up` on: only on purpose.
+            raise PushError(
+                f"--to {url}: {model} {track} {version} is imported from {source}; pushing it elsewhere moves "
+                f"where the transfer job reads it: add --move to do that, or push there with --to {source}"
             )
     local = files_entry(folder)
     for track, node in tracks:
@@ -364,7 +371,7 @@ def _record(
         source = node.get("source")
         if url is not None and (not source or _url(str(source)) != url):
             if source:
-                notes.append(f"note: {track} {node.get('version')} was imported from {source}; now from {url}")
+                notes.append(f"note: {track} {node.get('version')} moves: imported from {source}, now from {url}")
             edit.set(node, "source", url)
     # Tracks naming this version whose lists are the same node (a YAML alias) keep sharing one new list.
     groups: dict[int, list[tuple[str, CommentedMap]]] = {}
