@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +50,7 @@ from llm_mesh.words import count
 EXIT_FINDINGS = 1  # the command ran and found problems: validate errors, mandatory violations, missing artifacts
 EXIT_UNUSABLE = 2  # an input it cannot use: a file, a config mistake, a path, credentials, an endpoint, a version
 EXIT_PROGRAM_FAILED = 3  # the Pulumi program raised on a valid config: a bug to report
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report an interrupted command
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -171,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
     args = parser.parse_args(argv)
     try:
-        return _run(args)
+        with _terminate_as_interrupt():
+            return _run(args)
+    except KeyboardInterrupt:
+        # Ctrl-C or a CI job cancelled: temporary worktrees and folders are gone by now (their `finally`s ran).
+        err.print(Text("interrupted", style="red"))
+        return EXIT_INTERRUPTED
     except ModuleNotFoundError as exc:
         # `make preview` installs only what the preview needs; the other commands need requirements-dev.txt.
         err.print(
@@ -186,6 +195,25 @@ def main(argv: list[str] | None = None) -> int:
         # A user's mistake (a file that is missing, unreadable or malformed): one line, no traceback.
         err.print(Text(f"error: {exc}", style="red"))
         return EXIT_UNUSABLE
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what a CI runner sends a cancelled job) ends the command as Ctrl-C does, cleaning up on the way;
+    Python's default would end the process without running any `finally`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:

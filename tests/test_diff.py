@@ -216,3 +216,46 @@ def test_two_stacks_are_matched_by_type_and_name_with_a_note(
         previews["prod"]
     )
     assert all(changes[k]["op"] in ("update", "replace") for k in in_both if k in changes)
+
+
+def test_a_cancelled_review_removes_its_worktree_and_stops_its_previews(tmp_path: Path) -> None:
+    """SIGTERM, as a CI runner sends a cancelled job: exit 130, and nothing of the review left behind."""
+    import os
+    import signal
+    import sys
+    import time
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, repo / name)
+    for folder in ("components", "stacks", "llm_mesh"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    who = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, *who, "add", ".")
+    git(repo, *who, "commit", "--quiet", "-m", "base")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    review = subprocess.Popen(
+        [sys.executable, "-m", "llm_mesh.cli", "--project", str(repo), "review", "--base", "HEAD"],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def previews_running() -> list[str]:
+        return subprocess.run(["pgrep", "-f", str(scratch)], capture_output=True, text=True).stdout.split()
+
+    deadline = time.monotonic() + 60
+    while len(previews_running()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(scratch.glob("llm-mesh-review-*/base")), "the review had started its worktree"
+    review.send_signal(signal.SIGTERM)
+    _, stderr = review.communicate(timeout=60)
+    assert (review.returncode, stderr.splitlines()[-1:]) == (130, ["interrupted"])
+    assert list(scratch.iterdir()) == []
+    listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    assert len(listed.splitlines()) == 1
+    assert previews_running() == [], "no preview process left running"

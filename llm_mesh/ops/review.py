@@ -87,9 +87,17 @@ def preview_both(repo: Path, project: Path, base_ref: str, stacks: list[str]) ->
     relative = project.resolve().relative_to(repo.resolve())
     with tempfile.TemporaryDirectory(prefix="llm-mesh-previews-") as scratch, worktree(repo, base_ref) as base_tree:
         base_out, head_out = Path(scratch) / "base", Path(scratch) / "head"
-        base = start_previews(base_tree / relative, stacks, base_out)
-        head = start_previews(project, stacks, head_out)
-        return collect(base, base_out, stacks), collect(head, head_out, stacks)
+        started: list[subprocess.Popen[str]] = []
+        try:
+            started.append(base := start_previews(base_tree / relative, stacks, base_out))
+            started.append(head := start_previews(project, stacks, head_out))
+            return collect(base, base_out, stacks), collect(head, head_out, stacks)
+        finally:
+            # Interrupted (Ctrl-C, SIGTERM): no preview goes on writing into folders about to be removed.
+            for process in started:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
 
 
 @dataclass
