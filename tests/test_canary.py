@@ -261,7 +261,7 @@ def test_cli_status_and_dry_run(cli: Cli, project: Project) -> None:
     assert "      spec.http[0].route[0].destination.subset: stable → canary" in lines
     assert "      spec.http[1].route[0].weight: (none) → 80" in lines
     assert "      spec.http[1].route[1].weight: (none) → 20" in lines
-    assert lines[-1] == "Resources: ~ 1 to update, 104 unchanged"
+    assert lines[-1] == "Resources: ~ 1 to update, 105 unchanged"
     assert project.stack_file("test").read_text() == before, "a dry run changes nothing"
 
 

@@ -62,12 +62,10 @@ def test_a_changed_image_and_a_changed_selector(previews: dict[str, Any]) -> Non
     ]
 
 
-def test_a_node_pool_machine_type_forces_a_new_pool(previews: dict[str, Any]) -> None:
+def test_a_node_pool_spot_change_forces_a_new_pool(previews: dict[str, Any]) -> None:
     head = copy.deepcopy(previews["prod"])
-    step(head, "NodePool::gpu-l4-spot")["newState"]["inputs"]["nodeConfig"]["machineType"] = "g2-standard-48"
-    assert changes(previews["prod"], head) == [
-        ("replace", "gpu-l4-spot", [("nodeConfig.machineType", "g2-standard-24", "g2-standard-48", True)])
-    ]
+    step(head, "NodePool::gpu-l4-spot")["newState"]["inputs"]["nodeConfig"]["spot"] = False
+    assert changes(previews["prod"], head) == [("replace", "gpu-l4-spot", [("nodeConfig.spot", True, False, True)])]
 
 
 def test_a_new_model_and_a_removed_pool(previews: dict[str, Any]) -> None:
@@ -129,7 +127,7 @@ def test_real_engine_output_export_against_preview(cli: Cli) -> None:
     assert result.returncode == 0, result.stderr
     assert "  ~ aws:lambda/function:Function docsHandler (update)" in result.stdout.splitlines()
     assert any(line.strip().startswith("code.hash: ") for line in result.stdout.splitlines())
-    assert "Resources: ~ 1 to update, 14 unchanged" in result.stdout
+    assert "Resources: ~ 1 to update, 15 unchanged" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -175,9 +173,9 @@ def test_review_of_a_canary_weight_change(cli: Cli, tmp_path: Path) -> None:
     assert report == result.stdout
     rows = [line for line in report.splitlines() if line.startswith("| ") and "stack" not in line]
     assert [row.split("|")[1:7] for row in rows] == [
-        [" dev ", " 0 ", " 0 ", " 0 ", " 0 ", " 103 "],
-        [" prod ", " 0 ", " 1 ", " 0 ", " 0 ", " 118 "],
-        [" staging ", " 0 ", " 0 ", " 0 ", " 0 ", " 108 "],
+        [" dev ", " 0 ", " 0 ", " 0 ", " 0 ", " 104 "],
+        [" prod ", " 0 ", " 1 ", " 0 ", " 0 ", " 119 "],
+        [" staging ", " 0 ", " 0 ", " 0 ", " 0 ", " 109 "],
     ]
     assert "    - `spec.http[1].route[0].weight: 90 → 80`" in report.splitlines()
     assert "    - `spec.http[1].route[1].weight: 10 → 20`" in report.splitlines()

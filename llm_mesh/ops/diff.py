@@ -1,50 +1,113 @@
 """What changes between two engine documents, property by property, with the replacements first.
 
-A document is an offline preview, a `pulumi preview --json` or a `pulumi stack export`. Each is read as the
-state it declares (a preview's new states, deletes left out; an export's resources), and two such states are
-compared by URN: created, deleted, updated, and replaced where a changed property is one its provider cannot
-change in place (a GKE node pool's machine type, a Deployment's selector) or the engine itself says so.
+A document is an offline preview, a `pulumi preview --json --show-sames` or a `pulumi stack export`. Each is
+read as the state it declares (a preview's new states, deletes left out; an export's resources), and two such
+states are compared by URN: created, deleted, updated, and replaced where a changed property is one its provider
+cannot change in place (a GKE node pool's accelerators, a Deployment's selector) or the engine itself says so.
 Secrets stay `[secret]`; a changed one is said to have changed when the documents carry fingerprints of them.
+A value one document knows and the other leaves to the deployment shows as `(known after deploy)` and is not
+counted as a change. Long or multi-line strings show as a line diff, JSON text as the paths that change inside it.
+The summary counts as Pulumi's does: the stack resource is one of the resources, default providers are not.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from llm_mesh.engine.readers import DocumentError
-from llm_mesh.engine.values import SECRET_TEXT, display
+from llm_mesh.engine.values import SECRET_TEXT, UNKNOWN, display
+from llm_mesh.words import count
 
 Kind = Literal["create", "delete", "update", "replace"]
 STACK_TYPE = "pulumi:pulumi:Stack"
+UNKNOWN_TEXT = "(known after deploy)"
+# A string longer than this (a sha256 digest fits), or with a newline, shows as a line diff rather than
+# `before → after` on one line.
+WIDTH = 80
+# Unchanged lines kept around each changed one in a line diff.
+CONTEXT = 1
+# Between a property holding JSON text and a path inside that text (`dashboardJson » mosaicLayout.tiles[3]`);
+# not `→`, which reads as before → after.
+INSIDE_TEXT = " » "
 
-# Properties a provider cannot change in place: a change deletes and creates the resource (pulumi-gcp's
-# ForceNew fields; Kubernetes' immutable fields). Prefixes of dotted paths.
+# Properties a provider cannot change in place: a change deletes and creates the resource. Prefixes of dotted
+# paths as Pulumi names them (camelCase; a list of blocks in the plural). Every gcp and kubernetes type the
+# three stacks declare was checked against its provider's source:
+# - gcp: `ForceNew` in hashicorp/terraform-provider-google v7.9.0's resource schemas, which pulumi-gcp 10
+#   bridges (tpgiamresource/resource_iam_member.go for the IAM members, which have no update at all). Types with
+#   only `project` here (alert policy, dashboard, log metric) change everything else in place; a node pool's
+#   machine type and disk size and type too, since provider 5.x (GKE then recreates the nodes, one by one).
+# - kubernetes: pulumi/pulumi-kubernetes provider/pkg/provider/diff.go (`forceNew`, with the provider's
+#   defaults: ConfigMaps and Secrets immutable) and helm_release.go (a release's name and namespace). Every other
+#   type the stacks use (Istio resources, HPA, NetworkPolicy, ServiceAccount, PDB...) has only its identity,
+#   KUBERNETES_IDENTITY below.
 REPLACED_BY: dict[str, tuple[str, ...]] = {
-    "gcp:container/nodePool:NodePool": (
-        "name", "project", "location", "cluster", "initialNodeCount",
-        "nodeConfig.machineType", "nodeConfig.diskSizeGb", "nodeConfig.diskType", "nodeConfig.guestAccelerators",
-        "nodeConfig.spot", "nodeConfig.preemptible", "nodeConfig.serviceAccount", "nodeConfig.oauthScopes",
-        "nodeConfig.reservationAffinity", "nodeConfig.shieldedInstanceConfig", "nodeConfig.metadata",
-        "nodeConfig.localSsdCount", "nodeConfig.minCpuPlatform",
-    ),
     "gcp:container/cluster:Cluster": (
-        "name", "project", "location", "network", "subnetwork", "privateClusterConfig.enablePrivateNodes",
-        "privateClusterConfig.masterIpv4CidrBlock", "ipAllocationPolicy",
+        "name", "project", "location", "network", "subnetwork", "description", "initialNodeCount", "nodePools",
+        "networkingMode", "datapathProvider", "defaultMaxPodsPerNode", "clusterIpv4Cidr", "enableAutopilot",
+        "enableKubernetesAlpha", "enableTpu", "confidentialNodes", "masterAuth.clientCertificateConfig",
+        "privateClusterConfig.enablePrivateNodes", "privateClusterConfig.masterIpv4CidrBlock",
+        "privateClusterConfig.privateEndpointSubnetwork", "ipAllocationPolicy.clusterIpv4CidrBlock",
+        "ipAllocationPolicy.servicesIpv4CidrBlock", "ipAllocationPolicy.clusterSecondaryRangeName",
+        "ipAllocationPolicy.servicesSecondaryRangeName", "ipAllocationPolicy.podCidrOverprovisionConfig",
     ),
-    "gcp:storage/bucket:Bucket": ("name", "project", "location"),
+    "gcp:container/nodePool:NodePool": (
+        "name", "namePrefix", "project", "location", "cluster", "initialNodeCount", "maxPodsPerNode",
+        "placementPolicy", "queuedProvisioning", "networkConfig.createPodRange", "networkConfig.podRange",
+        "networkConfig.podIpv4CidrBlock", "networkConfig.podCidrOverprovisionConfig",
+        "networkConfig.additionalNodeNetworkConfigs", "networkConfig.additionalPodNetworkConfigs",
+        "nodeConfig.guestAccelerators", "nodeConfig.spot", "nodeConfig.preemptible", "nodeConfig.serviceAccount",
+        "nodeConfig.oauthScopes", "nodeConfig.reservationAffinity", "nodeConfig.shieldedInstanceConfig",
+        "nodeConfig.metadata", "nodeConfig.localSsdCount", "nodeConfig.minCpuPlatform", "nodeConfig.bootDiskKmsKey",
+        "nodeConfig.advancedMachineFeatures", "nodeConfig.nodeGroup", "nodeConfig.soleTenantConfig",
+        "nodeConfig.ephemeralStorageLocalSsdConfig", "nodeConfig.localNvmeSsdBlockConfig",
+        "nodeConfig.secondaryBootDisks", "nodeConfig.hostMaintenancePolicy", "nodeConfig.maxRunDuration",
+        "nodeConfig.flexStart", "nodeConfig.enableConfidentialStorage", "nodeConfig.localSsdEncryptionMode",
+        "nodeConfig.confidentialNodes.confidentialInstanceType",
+    ),
+    "gcp:compute/firewall:Firewall": ("name", "project", "direction", "params"),
+    "gcp:compute/router:Router": ("name", "network", "region", "project", "encryptedInterconnectRouter", "params"),
+    "gcp:compute/routerNat:RouterNat": (
+        "name", "router", "region", "project", "type", "endpointTypes", "initialNatIps",
+    ),
+    "gcp:logging/metric:Metric": ("project",),
+    "gcp:monitoring/alertPolicy:AlertPolicy": ("project",),
+    "gcp:monitoring/customService:CustomService": ("serviceId", "project"),
+    "gcp:monitoring/dashboard:Dashboard": ("project",),
+    "gcp:monitoring/slo:Slo": ("service", "sloId", "project"),
+    "gcp:projects/iAMMember:IAMMember": ("role", "member", "condition", "project"),
     "gcp:serviceaccount/account:Account": ("accountId", "project"),
-    "gcp:compute/router:Router": ("name", "network", "region", "project"),
-    "kubernetes:apps/v1:Deployment": ("metadata.name", "metadata.namespace", "spec.selector"),
-    "kubernetes:apps/v1:StatefulSet": (
-        "metadata.name", "metadata.namespace", "spec.selector", "spec.serviceName", "spec.volumeClaimTemplates",
+    "gcp:serviceaccount/iAMMember:IAMMember": ("role", "member", "condition", "serviceAccountId"),
+    "gcp:storage/bucket:Bucket": (
+        "name", "project", "location", "enableObjectRetention", "customPlacementConfig.dataLocations",
+        "hierarchicalNamespace",
     ),
-    "kubernetes:apps/v1:DaemonSet": ("metadata.name", "metadata.namespace", "spec.selector"),
-    "kubernetes:batch/v1:Job": ("metadata.name", "metadata.namespace", "spec.template", "spec.selector"),
-    "kubernetes:core/v1:Service": ("metadata.name", "metadata.namespace", "spec.clusterIP"),
-    "kubernetes:policy/v1:PodDisruptionBudget": ("metadata.name", "metadata.namespace"),
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ("role", "member", "condition", "bucket"),
+    "gcp:storage/transferJob:TransferJob": (
+        "project", "transferSpec.sourceAgentPoolName", "transferSpec.sinkAgentPoolName",
+    ),
+    "kubernetes:apps/v1:Deployment": ("spec.selector",),
+    "kubernetes:apps/v1:DaemonSet": ("spec.selector",),
+    "kubernetes:apps/v1:StatefulSet": (
+        "spec.selector", "spec.serviceName", "spec.volumeClaimTemplates", "spec.podManagementPolicy",
+        "spec.revisionHistoryLimit",
+    ),
+    "kubernetes:batch/v1:Job": ("spec.template", "spec.selector", "spec.completions", "spec.parallelism"),
+    "kubernetes:core/v1:ConfigMap": ("data", "binaryData"),
+    "kubernetes:core/v1:PersistentVolumeClaim": (
+        "spec.accessModes", "spec.selector", "spec.storageClassName", "spec.volumeName",
+    ),
+    "kubernetes:core/v1:Secret": ("type", "data", "stringData"),
+    "kubernetes:core/v1:Service": ("spec.clusterIP",),
+    "kubernetes:helm.sh/v3:Release": ("name", "namespace"),
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": ("roleRef",),
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": ("roleRef",),
+    "kubernetes:storage.k8s.io/v1:StorageClass": ("parameters", "provisioner"),
 }  # fmt: skip
 # Any Kubernetes object: its name and namespace are its identity.
 KUBERNETES_IDENTITY = ("metadata.name", "metadata.namespace")
@@ -91,6 +154,8 @@ class Change:
 class Diff:
     changes: list[Change]
     unchanged: int
+    # Property values one document knows and the other leaves to the deployment: not counted as changes.
+    known_after_deploy: int = 0
 
     def counts(self) -> dict[Kind, int]:
         counts: dict[Kind, int] = {"create": 0, "update": 0, "replace": 0, "delete": 0}
@@ -99,7 +164,7 @@ class Diff:
         return counts
 
     def summary(self) -> str:
-        """Pulumi's summary line, with the same signs."""
+        """Pulumi's summary line, with the same signs and counts (the stack resource is one of them)."""
         counts = self.counts()
         signs: tuple[tuple[str, Kind], ...] = (("+", "create"), ("~", "update"), ("+-", "replace"), ("-", "delete"))
         parts = [f"{sign} {counts[kind]} to {kind}" for sign, kind in signs if counts[kind]]
@@ -107,9 +172,15 @@ class Diff:
 
 
 def states(document: Any) -> dict[str, State]:
-    """The state a document declares, by URN (the stack resource itself left out)."""
+    """The state a document declares, by URN (default providers left out, as Pulumi's own counts leave them)."""
     if not isinstance(document, dict):
         raise DocumentError(f"a JSON object was expected, found {type(document).__name__}")
+    left_out = unchanged_left_out(document)
+    if left_out:
+        raise DocumentError(
+            f"this preview lists only the changes ({count(left_out, 'unchanged resource')} left out): "
+            "write it with `pulumi preview --json --show-sames`"
+        )
     fingerprints = (document.get("offline") or {}).get("secretFingerprints") or {}
     found: dict[str, State] = {}
     if isinstance(document.get("steps"), list):
@@ -130,12 +201,25 @@ def states(document: Any) -> dict[str, State]:
         raise DocumentError(
             "neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])"
         )
-    # The stack itself, and default providers, which a preview lists only when they change, are not compared.
+    # Default providers, which a preview lists only when they change, are not compared.
     return {
         urn: s
         for urn, s in found.items()
-        if s.type != STACK_TYPE and not (s.type.startswith("pulumi:providers:") and s.name.startswith("default"))
+        if not (s.type.startswith("pulumi:providers:") and s.name.startswith("default"))
     }
+
+
+def unchanged_left_out(document: dict[str, Any]) -> int:
+    """How many unchanged resources a preview counts (`changeSummary.same`) but does not list: a plain
+    `pulumi preview --json` writes `same` steps only with --show-sames, and without them every unchanged
+    resource would read as deleted."""
+    steps, summary = document.get("steps"), document.get("changeSummary")
+    if not isinstance(steps, list) or not isinstance(summary, dict):
+        return 0
+    same = summary.get("same")
+    if not isinstance(same, int) or any(isinstance(step, dict) and step.get("op") == "same" for step in steps):
+        return 0
+    return same
 
 
 def stack_of(states: dict[str, State]) -> str | None:
@@ -177,8 +261,11 @@ def _without_internal(value: Any) -> Any:
 
 
 def diff(base: dict[str, State], head: dict[str, State]) -> Diff:
-    changes: list[Change] = []
-    unchanged = 0
+    base_stack, base = _split_stack(base)
+    head_stack, head = _split_stack(head)
+    changes = _stack_changes(base_stack, head_stack)
+    unchanged = int(base_stack is not None and head_stack is not None)
+    known_after_deploy = 0
     for urn in sorted(base.keys() | head.keys()):
         before, after = base.get(urn), head.get(urn)
         if before is None:
@@ -187,13 +274,38 @@ def diff(base: dict[str, State], head: dict[str, State]) -> Diff:
         elif after is None:
             changes.append(Change("delete", before, None))
         else:
-            properties = tuple(_property_changes(before, after))
+            found = tuple(_property_changes(before, after))
+            properties = tuple(p for p in found if not known_on_one_side(p.old, p.new))
+            known_after_deploy += len(found) - len(properties)
             if not properties:
                 unchanged += 1
                 continue
             replaced = any(p.replaces for p in properties) or bool(after.engine_replaces)
             changes.append(Change("replace" if replaced else "update", before, after, properties))
-    return Diff(changes, unchanged)
+    return Diff(changes, unchanged, known_after_deploy)
+
+
+def _split_stack(states: dict[str, State]) -> tuple[State | None, dict[str, State]]:
+    """The stack resource apart from the rest: it is counted as Pulumi counts it, but its name differs from one
+    stack to another (llm-mesh-dev, llm-mesh-prod), so it is matched by type, not URN."""
+    stack = next((s for s in states.values() if s.type == STACK_TYPE), None)
+    return stack, {urn: s for urn, s in states.items() if s.type != STACK_TYPE}
+
+
+def _stack_changes(before: State | None, after: State | None) -> list[Change]:
+    if before is None and after is not None:
+        return [Change("create", None, after)]
+    if after is None and before is not None:
+        return [Change("delete", before, None)]
+    return []
+
+
+def known_on_one_side(old: Any, new: Any) -> bool:
+    """A value one side knows and the other leaves to the deployment (a preview against an export of the same
+    stack). Not a change: a preview writes every provider-computed value (an email, a self-link) as unknown even
+    when nothing it comes from changes, and when something does, that change is shown where it is made (the
+    replaced service account), so counting these would bury the real changes under every IAM member."""
+    return (old == UNKNOWN) != (new == UNKNOWN) and _ABSENT not in (old, new)
 
 
 def _property_changes(before: State, after: State) -> Iterator[PropertyChange]:
@@ -203,11 +315,17 @@ def _property_changes(before: State, after: State) -> Iterator[PropertyChange]:
     for path in sorted(old.keys() | new.keys(), key=_path_key):
         was, now = old.get(path, _ABSENT), new.get(path, _ABSENT)
         if was == now == SECRET_TEXT:
-            if before.secrets.get(path) == after.secrets.get(path):
-                continue  # the same secret, or one neither document can tell apart
+            if not _secret_changed(before.secrets.get(path), after.secrets.get(path)):
+                continue
         elif was == now:
             continue
         yield PropertyChange(path, was, now, any(_under(path, prefix) for prefix in forced))
+
+
+def _secret_changed(old: str | None, new: str | None) -> bool:
+    """Only two fingerprints can tell: a document without one (a `pulumi stack export`, a real preview) says
+    nothing about whether the secret changed."""
+    return old is not None and new is not None and old != new
 
 
 class _Absent:
@@ -243,12 +361,83 @@ def _path_key(path: str) -> list[Any]:
 
 
 def shown(value: Any) -> str:
+    """A value on one line: unknowns in words, newlines escaped, long values cut."""
     if value is _ABSENT:
         return "(none)"
-    if isinstance(value, str):
-        return value if len(value) <= 60 else value[:57] + "..."
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if value == UNKNOWN:
+        return UNKNOWN_TEXT
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= WIDTH else text[: WIDTH - 3] + "..."
+
+
+def readable(path: str, old: Any, new: Any) -> Iterator[tuple[str, list[str]]]:
+    """A property change as a person reads it: (headline, lines of a line diff under it, if any)."""
+    old_json, new_json = _json_text(old), _json_text(new)
+    if old_json is not None and new_json is not None:
+        yield from _json_changes(path, old_json, new_json)
+    elif _as_lines(old, new) and (lines := _line_diff(old, new)):
+        yield f"{path}:", lines
+    elif _as_lines(old, new):
+        yield f"{path}: the same lines, but for line endings", []
+    else:
+        yield f"{path}: {shown(old)} → {shown(new)}", []
+
+
+def _json_text(value: Any) -> dict[str, Any] | list[Any] | None:
+    """The object or array a string holds as JSON text (a dashboard, an annotation), else None."""
+    if not isinstance(value, str) or not value.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, (dict, list)) else None
+
+
+def _json_changes(path: str, old: Any, new: Any) -> Iterator[tuple[str, list[str]]]:
+    before, after = dict(_leaves(old)), dict(_leaves(new))
+    paths = sorted(before.keys() | after.keys(), key=_path_key)
+    changed = [p for p in paths if before.get(p, _ABSENT) != after.get(p, _ABSENT)]
+    if not changed:
+        yield f"{path}: the same JSON, written differently", []
+    for inner in changed:
+        # An empty object or array at the top of the text is a leaf with no path of its own.
+        where = f"{path}{INSIDE_TEXT}{inner}" if inner else path
+        yield from readable(where, before.get(inner, _ABSENT), after.get(inner, _ABSENT))
+
+
+def _as_lines(old: Any, new: Any) -> bool:
+    """Two texts (or a text and nothing) too long or too many lines to read side by side on one line."""
+    texts = [v for v in (old, new) if v is not _ABSENT]
+    if not all(isinstance(v, str) and v != UNKNOWN for v in texts):
+        return False
+    return any("\n" in v or len(v) > WIDTH for v in texts)
+
+
+def _line_diff(old: Any, new: Any) -> list[str]:
+    """The changed lines with a line of context each side, hunk headers kept, file headers dropped."""
+    before = old.splitlines() if isinstance(old, str) else []
+    after = new.splitlines() if isinstance(new, str) else []
+    lines = list(difflib.unified_diff(before, after, lineterm="", n=CONTEXT))[2:]
+    # One line each side: its hunk header (`@@ -1 +1 @@`) says nothing.
+    return lines if len(before) > 1 or len(after) > 1 else lines[1:]
+
+
+def _code(text: str) -> str:
+    """Inline code that survives backticks in the text: a fence longer than any run of them (CommonMark)."""
+    fence = "`" * (_longest_backtick_run(text) + 1)
+    padded = text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" "))
+    return f"{fence} {text} {fence}" if padded else f"{fence}{text}{fence}"
+
+
+def _fenced(lines: list[str], indent: str) -> list[str]:
+    fence = "`" * max(3, _longest_backtick_run("\n".join(lines)) + 1)
+    return [f"{indent}{fence}diff", *(f"{indent}{line}" for line in lines), f"{indent}{fence}"]
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
 
 
 def component_of(state: State, head: dict[str, State], base: dict[str, State]) -> str:
@@ -283,17 +472,37 @@ def text_report(result: Diff, base: dict[str, State], head: dict[str, State], ma
             state = change.state
             lines.append(f"{'- ' if markdown else '  '}{SIGNS[change.kind]} {state.type} {state.name} ({change.kind})")
             for prop in change.properties:
-                mark = "  [forces replacement]" if prop.replaces else ""
-                line = f"{prop.path}: {shown(prop.old)} → {shown(prop.new)}{mark}"
-                lines.append(f"    - `{line}`" if markdown else f"      {line}")
+                lines += property_lines(prop, markdown)
+        lines.append("")
+    if result.known_after_deploy:
+        lines.append(
+            f"{count(result.known_after_deploy, 'value')} known in one document and {UNKNOWN_TEXT} in the other: "
+            "not counted as changes"
+        )
         lines.append("")
     lines.append(result.summary())
     return "\n".join(lines)
 
 
+def property_lines(prop: PropertyChange, markdown: bool) -> list[str]:
+    """One changed property under its resource: a line each, and a line diff indented under a long text."""
+    mark = "  [forces replacement]" if prop.replaces else ""
+    lines: list[str] = []
+    for headline, diff_lines in readable(prop.path, prop.old, prop.new):
+        if markdown:
+            lines.append(f"    - {_code(headline + mark)}")
+            lines += _fenced(diff_lines, " " * 6) if diff_lines else []
+        else:
+            lines.append(f"      {headline}{mark}")
+            lines += [f"        {line}" for line in diff_lines]
+    return lines
+
+
 def json_report(result: Diff) -> dict[str, Any]:
+    """Every changed property with its whole values, as the documents hold them (unknowns as the engine's
+    sentinel); `knownAfterDeploy` counts the values left out as known on one side only."""
     return {
-        "summary": {**result.counts(), "unchanged": result.unchanged},
+        "summary": {**result.counts(), "unchanged": result.unchanged, "knownAfterDeploy": result.known_after_deploy},
         "changes": [
             {
                 "op": change.kind,
