@@ -522,25 +522,34 @@ def _review(
 
     prices = Prices.load(prices_path)
     if out_path is not None:
+        _not_a_stack_file(project, out_path)
         _writable(out_path, "--out", lambda text: text.startswith(MARKER))
     top = subprocess.run(
         ["git", "-C", str(project.root), "rev-parse", "--show-toplevel"], capture_output=True, text=True
     )
     if top.returncode != 0:
         raise InputError(f"{project.root}: not in a git repository; review compares git refs")
-    chosen = stacks or project.stacks()
-    for stack in chosen:
-        read_stack_settings(project, stack)  # a missing or malformed stack file is said before anything runs
-    base, head = preview_both(Path(top.stdout.strip()), project.root, base_ref, chosen)
-    environments = {
-        stack: config_from_pulumi(read_stack_settings(project, stack).config).environment for stack in chosen
-    }
-    reviews = [review_stack(stack, base, head, prices, POLICIES, run_policies, environments[stack]) for stack in chosen]
+    # A stack file that does not preview (a config mistake, bad YAML) is a row of the report, not an error here.
+    chosen, base, head = preview_both(Path(top.stdout.strip()), project, base_ref, stacks)
+    reviews = [review_stack(stack, base, head, prices, POLICIES, run_policies) for stack in chosen]
     report = markdown(reviews, base_ref)
     if out_path is not None:
         out_path.write_text(report)
     print(report, end="")
     return EXIT_FINDINGS if failed(reviews) else 0
+
+
+def _not_a_stack_file(project: Project, path: Path) -> None:
+    """The report never lands where Pulumi (and the next review) would read it as a stack's config."""
+    if path.name.startswith("Pulumi.") and path.name.endswith((".yaml", ".yml")):
+        raise OutputPathError(f"--out {path}: named like a Pulumi project or stack file; name it e.g. review.md")
+    stack_dir = project.stack_config_dir.resolve()
+    # stackConfigDir "." puts stack files beside everything else: then only the name says what a file is.
+    if stack_dir != project.root.resolve() and path.resolve().is_relative_to(stack_dir):
+        raise OutputPathError(
+            f"--out {path}: in the stack config folder {_relative(project.stack_config_dir)}; write the report "
+            "outside it, e.g. --out review.md"
+        )
 
 
 def _canary(project: Project, args: argparse.Namespace) -> int:
