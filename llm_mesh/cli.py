@@ -51,6 +51,7 @@ EXIT_FINDINGS = 1  # the command ran and found problems: validate errors, mandat
 EXIT_UNUSABLE = 2  # an input it cannot use: a file, a config mistake, a path, credentials, an endpoint, a version
 EXIT_PROGRAM_FAILED = 3  # the Pulumi program raised on a valid config: a bug to report
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report an interrupted command
+EXIT_BROKEN_PIPE = 141  # the output's reader closed it, as shells report a command ended by SIGPIPE
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C or a CI job cancelled: temporary worktrees and folders are gone by now (their `finally`s ran).
         err.print(Text("interrupted", style="red"))
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`llm-mesh diff a b | head`): stop quietly, as tools killed by SIGPIPE do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_BROKEN_PIPE
     except ModuleNotFoundError as exc:
         # `make preview` installs only what the preview needs; the other commands need requirements-dev.txt.
         err.print(
@@ -217,7 +222,10 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    project = Project.find(args.project) if args.project else _default_project()
+    if args.command == "diff":  # two documents; no project involved
+        return _diff(args.base, args.head, args.format, args.prices)
+    writes = "models-push" if args.command == "models" and args.models_command == "push" else args.command
+    project = Project.find(args.project) if args.project else _default_project(writes)
     if args.command == "render":
         return _render(project, args.stack, args.out, args.deployed, args.overwrite)
     if args.command == "validate":
@@ -228,8 +236,6 @@ def _run(args: argparse.Namespace) -> int:
         return _push_models(
             project, args.stack, args.model, args.version, args.folder, args.to, args.s3_endpoint_url, args.move
         )
-    if args.command == "diff":
-        return _diff(args.base, args.head, args.format, args.prices)
     if args.command == "review":
         return _review(project, args.base, args.stack, args.out, args.prices)
     if args.command == "canary":
@@ -239,12 +245,21 @@ def _run(args: argparse.Namespace) -> int:
     return _preview(project, args.stack, args.json)
 
 
-def _default_project() -> Project:
+def _default_project(command: str) -> Project:
     try:
         return Project.find(Path.cwd())
     except FileNotFoundError:
-        # Installed editable into the project's own .venv: the project is beside the package.
-        return Project.find(Path(__file__).resolve().parent.parent)
+        pass
+    # Installed editable into the project's own .venv: the project is beside the package. Said aloud, and not
+    # for the commands that write to a stack file or a cluster: those only where the user is, or --project.
+    installed = Project.find(Path(__file__).resolve().parent.parent)
+    if command in ("canary", "models-push"):
+        raise FileNotFoundError(
+            f"no Pulumi.yaml in {Path.cwd()} or any folder above it; run from the project, or give --project "
+            f"(llm-mesh is installed from {_relative(installed.root)})"
+        )
+    err.print(f"note: no Pulumi.yaml here or above; using {installed.root}, where llm-mesh is installed")
+    return installed
 
 
 def _preview(project: Project, stack: str, json_path: Path | None) -> int:
@@ -481,6 +496,7 @@ def _diff(base_path: Path, head_path: Path, fmt: str, prices_path: Path | None) 
     prices = Prices.load(prices_path)
     sides = []
     for path in (base_path, head_path):
+        _not_a_stack_name_or_ref(path)
         try:
             document = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
@@ -491,22 +507,46 @@ def _diff(base_path: Path, head_path: Path, fmt: str, prices_path: Path | None) 
             raise DocumentError(f"engine document {path}: {exc}") from None
     base, head = sides
     base_stack, head_stack = stack_of(base), stack_of(head)
+    note = ""
     if base_stack and head_stack and base_stack != head_stack:
-        err.print(
+        note = (
             f"note: {base_path} is stack {base_stack}, {head_path} is stack {head_stack}: "
-            "resources matched by project, type and name",
-            soft_wrap=_one_line(),
+            "resources matched by project, type and name"
         )
         head = restacked(head, head_stack, base_stack)
     result = diff(base, head)
     if fmt == "json":
         report = json_report(result)
         report["capacity"] = {"before": as_json(Capacity.of(base), prices), "after": as_json(Capacity.of(head), prices)}
+        if note:
+            report["note"] = note.removeprefix("note: ")
         print(json.dumps(report, indent=2))
         return 0
+    if note:
+        # In Markdown (a pull-request comment) the note belongs to the report; in text it is said aside.
+        if fmt == "markdown":
+            print(f"> {note}\n")
+        else:
+            err.print(note, soft_wrap=_one_line())
     print(text_report(result, base, head, markdown=fmt == "markdown"))
     print(capacity_line(Capacity.of(base), Capacity.of(head), prices))
     return 0
+
+
+def _not_a_stack_name_or_ref(path: Path) -> None:
+    """`diff dev prod` or `diff origin/main HEAD`: a stack or a git ref where a document belongs."""
+    if path.exists():
+        if path.name.startswith("Pulumi.") and path.suffix in (".yaml", ".yml"):
+            raise InputError(
+                f"engine document {path}: a Pulumi project or stack file, not a preview; write one with "
+                "`llm-mesh preview --stack NAME --json FILE` and diff those"
+            )
+        return
+    if not path.suffix:
+        raise InputError(
+            f"engine document {path}: no such file; diff takes two documents: write each stack's with "
+            "`llm-mesh preview --stack NAME --json FILE`, or compare git refs with `llm-mesh review --base REF`"
+        )
 
 
 def _review(

@@ -48,6 +48,23 @@ def test_mistakes_are_one_line(broken_project: Path, args: list[str], message: s
     assert result.stderr.count("\n") == 1, result.stderr
 
 
+def test_outside_a_project_the_installed_one_is_named_and_not_written_to(tmp_path: Path, cli: Cli) -> None:
+    """Run from a folder with no Pulumi.yaml above it: reading commands say which project they use; commands
+    that write a stack file or deploy refuse to guess."""
+    looked = cli("policy", "--stack", "dev", cwd=tmp_path)
+    assert looked.returncode == 0, looked.stderr
+    assert (
+        looked.stderr.splitlines()[0]
+        == f"note: no Pulumi.yaml here or above; using {ROOT}, where llm-mesh is installed"
+    )
+    refused = cli("canary", "status", "--stack", "prod", "--model", "llama-31-8b", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"error: no Pulumi.yaml in {tmp_path} or any folder above it; run from the project, or give --project "
+        f"(llm-mesh is installed from {ROOT})"
+    ]
+
+
 def test_no_project_here(tmp_path: Path, cli: Cli) -> None:
     result = cli("--project", str(tmp_path / "nowhere"), "preview", "--stack", "dev", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr

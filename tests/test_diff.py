@@ -195,10 +195,11 @@ def test_two_stacks_are_matched_by_type_and_name_with_a_note(
     prod.write_text(json.dumps(previews["prod"]))
     result = cli("diff", str(dev), str(prod), "--format", "json")
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == [
-        f"note: {dev} is stack dev, {prod} is stack prod: resources matched by project, type and name"
-    ]
-    changes = {(c["type"], c["urn"].rsplit("::", 1)[-1]): c for c in json.loads(result.stdout)["changes"]}
+    report = json.loads(result.stdout)
+    assert report["note"] == f"{dev} is stack dev, {prod} is stack prod: resources matched by project, type and name"
+    text = cli("diff", str(dev), str(prod))
+    assert text.stderr.splitlines() == [f"note: {report['note']}"]
+    changes = {(c["type"], c["urn"].rsplit("::", 1)[-1]): c for c in report["changes"]}
     cluster = changes[("gcp:container/cluster:Cluster", "gpu-gke")]
     assert cluster["op"] == "replace"
     assert {"path": "name", "old": "llm-mesh-dev", "new": "llm-mesh-prod", "forcesReplacement": True} in cluster[
@@ -257,3 +258,37 @@ def test_a_cancelled_review_removes_its_worktree_and_stops_its_previews(tmp_path
     listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
     assert len(listed.splitlines()) == 1
     assert previews_running() == [], "no preview process left running"
+
+
+@pytest.mark.parametrize(
+    ("argument", "says"),
+    [
+        ("dev", "no such file; diff takes two documents: write each stack's with `llm-mesh preview --stack NAME"),
+        ("stacks/Pulumi.dev.yaml", "a Pulumi project or stack file, not a preview; write one with `llm-mesh preview"),
+    ],
+)
+def test_a_stack_where_a_document_belongs_says_how_to_make_one(cli: Cli, argument: str, says: str) -> None:
+    result = cli("diff", argument, argument)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: engine document {argument}: {says}")
+
+
+def test_a_reader_that_goes_away_ends_the_diff_quietly(tmp_path: Path, previews: dict[str, Any]) -> None:
+    """`llm-mesh diff a b | head -1`: exit 141 as for SIGPIPE, and no error about the pipe."""
+    import sys
+
+    dev, prod = tmp_path / "dev.json", tmp_path / "prod.json"
+    dev.write_text(json.dumps(previews["dev"]))
+    prod.write_text(json.dumps(previews["prod"]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm_mesh.cli", "diff", str(dev), str(prod)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the first line is written: that write fails as it does under `| head`
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr
