@@ -80,6 +80,7 @@ def test_a_head_that_does_not_preview_is_a_row_of_the_report(
     assert rows(result.stdout) == [["staging", "head does not preview", "", "", "", "", "not run"]]
     (said,) = [line for line in section(result.stdout, "staging") if line]
     assert said.startswith("The head does not preview: `") and problem in said
+    assert "Error:" not in said, "the problem as the user reads it, not an exception's class"
     assert "/tmp" not in said and str(repo) not in said, "the file is named as the reviewer knows it"
 
 

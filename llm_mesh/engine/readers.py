@@ -73,7 +73,10 @@ def read_engine_document(data: dict[str, Any]) -> EngineDocument:
         return EngineDocument(
             [_resource(s, f"deployment.resources[{i}]") for i, s in enumerate(resources)], True, from_export=True
         )
-    raise DocumentError("neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])")
+    raise DocumentError(
+        "neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])"
+        "; write one with `llm-mesh preview --json`, `pulumi preview --json --show-sames` or `pulumi stack export`"
+    )
 
 
 def _expect_object(value: Any, where: str, what: str) -> None:

@@ -200,6 +200,7 @@ def states(document: Any) -> dict[str, State]:
     else:
         raise DocumentError(
             "neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])"
+            "; write one with `llm-mesh preview --json`, `pulumi preview --json --show-sames` or `pulumi stack export`"
         )
     # Default providers, which a preview lists only when they change, are not compared.
     return {

@@ -23,6 +23,11 @@ def main(project_dir: str, out_dir: str, stacks: list[str]) -> None:
     from llm_mesh.engine.stackfile import Project, read_stack_settings
     from llm_mesh.plan.config import ConfigError
 
+    try:
+        from llm_mesh.errors import InputError
+    except ImportError:  # a base ref from before the one error class: its errors keep their type's name
+        InputError = ()  # type: ignore[assignment,misc]  # an except clause with () catches nothing
+
     project = Project.find(Path(project_dir))
     out = Path(out_dir)
     for stack in stacks:
@@ -35,6 +40,8 @@ def main(project_dir: str, out_dir: str, stacks: list[str]) -> None:
             (out / f"{stack}.error").write_text("\n".join(exc.problems) + "\n")
         except FileNotFoundError:
             (out / f"{stack}.error").write_text(f"{stack}: no such stack file at this ref\n")
+        except InputError as exc:  # a stack file that does not read (bad YAML): its own one-line message
+            (out / f"{stack}.error").write_text(f"{exc}\n")
         except Exception as exc:  # a broken ref is reported per stack, never as this tool's traceback
             (out / f"{stack}.error").write_text(f"{type(exc).__name__}: {exc}\n")
         finally:
