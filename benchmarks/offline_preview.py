@@ -289,7 +289,7 @@ def main() -> None:
     review_seconds = min(measure_review() for _ in range(options.runs))
     print(
         f"review of dev + staging + prod at two refs (a commit that moves the canary weight): {review_seconds:.1f} s, "
-        f"the fastest of {runs} (issue 9's target: under 15 s on 2 cores)"
+        f"the fastest of {runs} (target: under 15 s on 2 cores)"
     )
 
 
