@@ -65,6 +65,16 @@ def _one_line() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        with _terminate_as_interrupt():
+            return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C or a CI job cancelled: temporary worktrees and folders are gone by now (their `finally`s ran).
+        err.print(Text("interrupted", style="red"))
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="llm-mesh", description="Offline tools for the llm-mesh Pulumi stack.")
     parser.add_argument(
         "--project", type=Path, default=None, help="the Pulumi project folder (default: found from here)"
@@ -176,12 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
     args = parser.parse_args(argv)
     try:
-        with _terminate_as_interrupt():
-            return _run(args)
-    except KeyboardInterrupt:
-        # Ctrl-C or a CI job cancelled: temporary worktrees and folders are gone by now (their `finally`s ran).
-        err.print(Text("interrupted", style="red"))
-        return EXIT_INTERRUPTED
+        return _run(args)
     except BrokenPipeError:
         # The reader went away (`llm-mesh diff a b | head`): stop quietly, as tools killed by SIGPIPE do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes

@@ -144,7 +144,7 @@ def test_a_shallow_clone_says_to_fetch_the_base(cli: Cli, tmp_path: Path) -> Non
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines() == [
         f"error: --base HEAD~1: no such commit in {clone}; name a branch, tag or commit (e.g. origin/main); this "
-        "clone is shallow: fetch the base first (`git fetch --deepen=1`, or `fetch-depth: 0` in actions/checkout)"
+        "clone is shallow: fetch the history first (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout)"
     ]
 
 
@@ -208,3 +208,31 @@ def test_one_workload_identity_provider_serves_previews_and_deploys() -> None:
     assert "attribute.event_name=assertion.event_name" in deploy
     assert "attribute.event_name/pull_request" in pull_request
     assert "only this repository's `environment` claims" not in deploy
+
+
+def test_an_interruption_while_git_adds_the_worktree_leaves_no_registration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C or SIGTERM arriving just as `git worktree add` returns: the worktree is registered by then, and
+    must be removed and forgotten all the same."""
+    from llm_mesh.ops import review
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    (repo / "file").write_text("x\n")
+    git(repo, "add", "file")
+    git(repo, *WHO, "commit", "--quiet", "-m", "one")
+    real_run = subprocess.run
+
+    def interrupted_after_add(args: list[str], **kwargs: object) -> object:
+        done = real_run(args, **kwargs)  # type: ignore[call-overload]
+        if "add" in args:
+            raise KeyboardInterrupt
+        return done
+
+    monkeypatch.setattr(review.subprocess, "run", interrupted_after_add)
+    with pytest.raises(KeyboardInterrupt), review.worktree(repo, "HEAD"):
+        pass
+    monkeypatch.undo()
+    assert len(git(repo, "worktree", "list").strip().splitlines()) == 1

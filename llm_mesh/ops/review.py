@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ BATCH = Path(__file__).with_name("preview_batch.py")
 MARKER = "<!-- llm-mesh-review -->"
 PROMOTION = ("dev", "staging", "prod")
 SHALLOW_HINT = (
-    "this clone is shallow: fetch the base first (`git fetch --deepen=1`, or `fetch-depth: 0` in actions/checkout)"
+    "this clone is shallow: fetch the history first (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout)"
 )
 
 
@@ -56,21 +57,35 @@ def worktree(repo: Path, ref: str) -> Iterator[Path]:
     _git(repo, "worktree", "prune")
     resolved = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if resolved.returncode != 0:
-        message = f"--base {ref}: no such commit in {repo}; name a branch, tag or commit (e.g. origin/main)"
+        example = "origin/main" if ref != "origin/main" else "main"
+        message = f"--base {ref}: no such commit in {repo}; name a branch, tag or commit (e.g. {example})"
         if _git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() == "true":
             message += f"; {SHALLOW_HINT}"
         raise InputError(message)
     with tempfile.TemporaryDirectory(prefix="llm-mesh-review-") as parent:
         folder = Path(parent) / "base"
-        subprocess.run(
-            ["git", "-C", str(repo), "worktree", "add", "--detach", "--quiet", str(folder), resolved.stdout.strip()],
-            check=True,
-            capture_output=True,
-        )
         try:
+            # Inside the try: an interruption while git is still adding it must not leave its registration.
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(repo),
+                    "worktree",
+                    "add",
+                    "--detach",
+                    "--quiet",
+                    str(folder),
+                    resolved.stdout.strip(),
+                ],
+                check=True,
+                capture_output=True,
+            )
             yield folder
         finally:
-            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(folder)], capture_output=True)
+            _git(repo, "worktree", "remove", "--force", str(folder))
+            shutil.rmtree(folder, ignore_errors=True)
+            _git(repo, "worktree", "prune")  # a registration half made, or left by a remove that failed
 
 
 def start_previews(project_dir: Path, stacks: list[str], out: Path) -> subprocess.Popen[str]:
@@ -251,7 +266,7 @@ def markdown(reviews: list[StackReview], base_ref: str) -> str:
         lines.append(f"### {r.stack}")
         if not r.at_head:
             lines.append(
-                f"Removed at head: the stack file is at `{base_ref}`, not in the head. Removing it destroys nothing; "
+                f"Removed at head: the stack file is at `{base_ref}`, not in the working tree. Removing it destroys nothing; "
                 "`pulumi destroy` does, before `pulumi stack rm`."
             )
             lines.append("")
