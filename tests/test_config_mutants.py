@@ -39,6 +39,17 @@ def test_unknown_key_inside_a_list_entry_and_an_optional_section() -> None:
     )
 
 
+def test_a_key_indented_one_level_too_deep_is_blamed_on_indentation() -> None:
+    """canaryWeight under canary: (a key of the model), environment under cluster: (a config key of its own)."""
+    assert only_problem(with_change("models.0.canary.canaryWeight", 10)) == (
+        "llm-mesh:models[0].canary.canaryWeight: unknown key; it is a key of llm-mesh:models[0]: check its indentation"
+    )
+    assert only_problem(with_change("cluster.environment", "dev")) == (
+        "llm-mesh:cluster.environment: unknown key; it is a config key of its own, llm-mesh:environment: "
+        "check its indentation"
+    )
+
+
 def test_cross_key_mistakes_are_found_past_a_deeply_nested_one() -> None:
     """The second pass drops models[0].stable.source (four keys deep) and still finds the unused pool."""
     config = with_change("models.0.stable.source", "https://registry/m")

@@ -1126,17 +1126,28 @@ def _key_path(loc: tuple[str | int, ...]) -> str:
 
 
 def _suggestion(loc: tuple[str | int, ...]) -> str:
-    model: type[BaseModel] | None = StackConfig
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
-            continue
-        model = _submodel(model, part)
+    model = _model_at(loc[:-1])
     if model is None:
         return ""
+    # A key of the enclosing object, one level too deep: YAML indentation, not spelling.
+    outer = _model_at(loc[:-2]) if len(loc) >= 2 else None
+    if outer is not None and outer is not model and loc[-1] in {f.alias or n for n, f in outer.model_fields.items()}:
+        where = f"a key of {_key_path(loc[:-2])}" if loc[:-2] else f"a config key of its own, {_key_path(loc[-1:])}"
+        return f"; it is {where}: check its indentation"
     known = [f.alias or name for name, f in model.model_fields.items()]
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"{hint} (known keys: {', '.join(known)})"
+
+
+def _model_at(parts: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The config model that the key path `parts` names (list indexes skipped), or None."""
+    model: type[BaseModel] | None = StackConfig
+    for part in parts:
+        if isinstance(part, int) or model is None:
+            continue
+        model = _submodel(model, part)
+    return model
 
 
 def _submodel(model: type[BaseModel], alias: str) -> type[BaseModel] | None:
