@@ -259,8 +259,8 @@ def test_cli_status_and_dry_run(cli: Cli, project: Project) -> None:
     assert lines[0] == "canary advance of llama in test (dry run, nothing applied):"
     # From weight 0 the route to the canary appears: the pinned header route and the 80/20 split.
     assert "      spec.http[0].route[0].destination.subset: stable → canary" in lines
-    assert "      spec.http[1].route[0].weight: (none) → 80" in lines
-    assert "      spec.http[1].route[1].weight: (none) → 20" in lines
+    added = lines.index("      spec.http[1]: added (name=weighted)")
+    assert {"        + route[0].weight: 80", "        + route[1].weight: 20"} <= set(lines[added + 1 : added + 13])
     assert lines[-1] == "Resources: ~ 1 to update, 105 unchanged"
     assert project.stack_file("test").read_text() == before, "a dry run changes nothing"
 

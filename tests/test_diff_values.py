@@ -279,3 +279,187 @@ def test_a_secret_fingerprinted_on_one_side_only_has_not_changed(previews: dict[
     without = copy.deepcopy(previews["prod"])
     del without["offline"]["secretFingerprints"]
     assert diff(states(without), states(previews["prod"])).changes == []
+
+
+# 6. A preview that ended with an error
+
+
+def failed_preview(message: str) -> dict[str, Any]:
+    """What `pulumi preview --json` writes when a resource fails: the steps made before it, no changeSummary."""
+    failed = sample("sample-preview-creates.json")
+    failed["steps"] = failed["steps"][:3]
+    del failed["changeSummary"]
+    failed["diagnostics"] = [
+        {"prefix": "warning: ", "message": "a warning first\n", "severity": "warning"},
+        {"urn": failed["steps"][1]["urn"], "prefix": "error: ", "message": message, "severity": "error"},
+        {"prefix": "error: ", "message": "preview failed\n", "severity": "error"},
+    ]
+    return failed
+
+
+@needs_samples
+def test_a_preview_that_ended_with_an_error_is_refused_with_its_first_error(cli: Cli, tmp_path: Path) -> None:
+    """Its steps stop at the error: every resource after it would read as deleted."""
+    long = "  aws:s3/bucket:Bucket resource 'docs' has a problem:\n    " + "the bucket name is taken; " * 8 + "\n"
+    with pytest.raises(DocumentError) as refused:
+        states(failed_preview(long))
+    said = " ".join(long.split())[:117] + "..."
+    assert str(refused.value) == (
+        f"the preview ended with an error ({said}): its steps are incomplete; fix the error and preview again"
+    )
+    assert said.startswith("aws:s3/bucket:Bucket resource 'docs' has a problem: the bucket name is taken;")
+    head = tmp_path / "failed.json"
+    head.write_text(json.dumps(failed_preview("bucket name taken\n")))
+    result = cli("diff", str(SAMPLES / "sample-export.json"), str(head))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"error: engine document {head}: the preview ended with an error (bucket name taken): its steps are "
+        "incomplete; fix the error and preview again"
+    ]
+
+
+def test_an_offline_preview_with_an_error_diagnostic_is_read_whole(previews: dict[str, Any]) -> None:
+    """llm-mesh's offline preview records the whole program before writing what it logged: nothing is missing."""
+    logged = copy.deepcopy(previews["dev"])
+    assert logged["diagnostics"] == [] and "offline" in logged
+    logged["diagnostics"].append({"severity": "error", "message": "a policy the program logged"})
+    assert states(logged) == states(previews["dev"])
+    assert states({"steps": [], "diagnostics": [{"severity": "warning", "message": "deprecated"}]}) == {}
+
+
+# 7. The engine's verdict, and providers the table does not cover
+
+
+@needs_samples
+@pytest.mark.parametrize(
+    ("ops", "reasons"),
+    [
+        (["replace"], ["code"]),
+        (["replace"], []),  # the engine says so without a reason the table knows
+        (["create-replacement", "replace", "delete-replaced"], ["code"]),
+    ],
+)
+def test_the_engine_saying_it_replaces_wins(ops: list[str], reasons: list[str]) -> None:
+    head = sample("sample-preview-update.json")
+    i, step = next((i, s) for i, s in enumerate(head["steps"]) if s["op"] == "update")
+    steps = []
+    for op in ops:
+        replacing = {**copy.deepcopy(step), "op": op, "replaceReasons": reasons}
+        if op == "delete-replaced":
+            del replacing["newState"]
+        steps.append(replacing)
+    head["steps"][i : i + 1] = steps
+    base = sample("sample-export.json")
+    (change,) = diff(states(base), states(head)).changes
+    assert change.kind == "replace"
+    assert change.replace_known
+    assert [(p.path, p.replaces) for p in change.properties] == [("code.hash", bool(reasons))]
+    lines = report(base, head)
+    assert lines[0] == "Replaced (deleted and created again): aws:lambda/function:Function docsHandler"
+    assert "  +- aws:lambda/function:Function docsHandler (replace)" in lines
+    assert "Resources: +- 1 to replace, 15 unchanged" in lines
+
+
+def test_the_properties_the_engine_names_are_the_ones_that_force_the_replacement(previews: dict[str, Any]) -> None:
+    """The table would mark the selector; the engine, which names its reasons, says the replicas."""
+    head = copy.deepcopy(previews["prod"])
+    step = next(s for s in head["steps"] if s["urn"].endswith("Deployment::model-llama-31-8b-stable"))
+    step.update(op="replace", replaceReasons=["spec.replicas"])
+    spec = step["newState"]["inputs"]["spec"]
+    spec["replicas"] = 7
+    spec["selector"]["matchLabels"]["extra"] = "label"
+    (change,) = diff(states(previews["prod"]), states(head)).changes
+    assert change.kind == "replace"
+    assert [(p.path, p.replaces) for p in change.properties] == [
+        ("spec.replicas", True),
+        ("spec.selector.matchLabels.extra", False),
+    ]
+
+
+@needs_samples
+def test_an_update_of_a_provider_the_table_does_not_cover_is_not_stated_confidently() -> None:
+    """A new deployment of the sample renames its bucket and role: aws is not in REPLACED_BY, and a `create`
+    step says nothing about a replacement."""
+    base, head = sample("sample-export.json"), sample("sample-preview-creates.json")
+    lines = report(base, head)
+    assert "  ~ aws:s3/bucket:Bucket docs (update; whether it replaces is not known offline for aws)" in lines
+    assert "  ~ aws:iam/role:Role docsHandler (update; whether it replaces is not known offline for aws)" in lines
+    assert not any(line.strip().endswith("(update)") for line in lines)
+    markdown = report(base, head, markdown=True)
+    assert "- ~ aws:s3/bucket:Bucket docs (update; whether it replaces is not known offline for aws)" in markdown
+    changes = json_report(diff(states(base), states(head)))["changes"]
+    bucket = next(c for c in changes if c["type"] == "aws:s3/bucket:Bucket")
+    assert bucket["replaceKnown"] is False and bucket["properties"][0]["path"] == "bucket"
+    assert all(c["replaceKnown"] is False for c in changes)
+
+
+def test_an_update_of_a_covered_provider_or_a_component_is_stated(previews: dict[str, Any]) -> None:
+    head = copy.deepcopy(previews["prod"])
+    set_path(inputs_of(head, "gcp:logging/metric:Metric"), "description", "changed")
+    (change,) = json_report(diff(states(previews["prod"]), states(head)))["changes"]
+    assert (change["op"], "replaceKnown" in change) == ("update", False)
+    assert report(export({"a": 1}), export({"a": 2}))[1] == "  ~ t:m:R r (update)"
+
+
+# 8. Lists: an element removed or added is one line, not every later one shifted
+
+
+def dashboard_tiles(document: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    inputs = inputs_of(document, "gcp:monitoring/dashboard:Dashboard")
+    dashboard = json.loads(inputs["dashboardJson"])
+    return dashboard, dashboard["mosaicLayout"]["tiles"]
+
+
+def set_dashboard(document: dict[str, Any], dashboard: dict[str, Any]) -> None:
+    inputs_of(document, "gcp:monitoring/dashboard:Dashboard")["dashboardJson"] = json.dumps(dashboard)
+
+
+def test_a_removed_dashboard_tile_is_one_line(previews: dict[str, Any]) -> None:
+    head = copy.deepcopy(previews["prod"])
+    dashboard, tiles = dashboard_tiles(head)
+    title = tiles[5]["widget"]["title"]
+    del tiles[5]
+    tiles[6]["height"] += 1  # a later tile changed too: still at its path
+    set_dashboard(head, dashboard)
+    lines = report(previews["prod"], head)
+    start = lines.index("  ~ gcp:monitoring/dashboard:Dashboard observability-dashboard (update)")
+    assert lines[start + 1 : lines.index("", start)] == [
+        f"      dashboardJson » mosaicLayout.tiles[5]: removed (widget.title={title})",
+        f"      dashboardJson » mosaicLayout.tiles[6].height: {tiles[6]['height'] - 1} → {tiles[6]['height']}",
+    ]
+
+
+def test_an_added_dashboard_tile_is_one_line(previews: dict[str, Any]) -> None:
+    head = copy.deepcopy(previews["prod"])
+    dashboard, tiles = dashboard_tiles(head)
+    tiles.insert(7, {**copy.deepcopy(tiles[7]), "widget": {"title": "New tile"}})
+    set_dashboard(head, dashboard)
+    assert report(previews["prod"], head)[1:3] == [
+        "  ~ gcp:monitoring/dashboard:Dashboard observability-dashboard (update)",
+        "      dashboardJson » mosaicLayout.tiles[7]: added (widget.title=New tile)",
+    ]
+
+
+def test_a_removed_env_entry_is_one_line_and_json_keeps_it_whole(previews: dict[str, Any]) -> None:
+    head = copy.deepcopy(previews["prod"])
+    deployment = inputs_of(head, "kubernetes:apps/v1:Deployment", "model-llama-31-8b-stable")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert len(env) > 3
+    removed = env.pop(1)
+    result = diff(states(previews["prod"]), states(head))
+    (change,) = result.changes
+    path = "spec.template.spec.containers[0].env[1]"
+    assert [(p.path, p.old, p.element) for p in change.properties] == [(path, removed, True)]
+    assert report(previews["prod"], head)[2] == f"      {path}: removed (name={removed['name']})"
+    (reported,) = json_report(result)["changes"]
+    assert reported["properties"] == [{"path": path, "old": removed, "new": None, "forcesReplacement": False}]
+
+
+def test_list_elements_without_a_name_are_aligned_by_value() -> None:
+    base = export({"args": ["--a", "--b", "--c", "--d"], "empty": []})
+    head = export({"args": ["--a", "--c", "--d", "--e"], "empty": ["x"]})
+    assert report(base, head)[2:5] == [
+        "      args[1]: removed (--b)",
+        "      args[3]: added (--e)",
+        "      empty[0]: added (x)",
+    ]

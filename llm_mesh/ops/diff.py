@@ -7,6 +7,9 @@ cannot change in place (a GKE node pool's accelerators, a Deployment's selector)
 Secrets stay `[secret]`; a changed one is said to have changed when the documents carry fingerprints of them.
 A value one document knows and the other leaves to the deployment shows as `(known after deploy)` and is not
 counted as a change. Long or multi-line strings show as a line diff, JSON text as the paths that change inside it.
+List elements are aligned before they are compared: one removed is one line, not every later one shifted. A
+preview that ended with an error is refused (its steps stop there); of an update of a resource whose provider the
+table does not cover (aws...), the report says that whether it replaces is not known offline.
 The summary counts as Pulumi's does: the stack resource is one of the resources, default providers are not.
 """
 
@@ -111,6 +114,18 @@ REPLACED_BY: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 # Any Kubernetes object: its name and namespace are its identity.
 KUBERNETES_IDENTITY = ("metadata.name", "metadata.namespace")
+# The providers REPLACED_BY speaks for; of any other (aws, azure...) it cannot tell whether an update replaces.
+KNOWN_PACKAGES = frozenset(t.split(":", 1)[0] for t in REPLACED_BY) | {"kubernetes"}
+# The preview steps by which the engine says a resource is replaced.
+REPLACING_STEPS = ("replace", "create-replacement", "delete-replaced")
+# The first error of a failed preview is quoted up to this many characters.
+ERROR_WIDTH = 120
+# An added or removed list element with at most this many values is shown value by value under its headline.
+ELEMENT_LINES = 12
+
+# In a list of objects, the first of these an element has names it (a tile by its title, an env var by its
+# name): elements are matched by it, so that one removed is one line rather than every later one shifted.
+IDENTITY_KEYS = ("name", "metadata.name", "widget.title", "key", "path")
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,11 @@ class State:
     secrets: dict[str, str] = field(default_factory=dict)  # path -> fingerprint
     # What the engine itself said about this resource in a preview (replaceReasons), when it did.
     engine_replaces: tuple[str, ...] = ()
+    # The engine's own verdict in a real preview: "replace" (a replacing step or replaceReasons), "update" (an
+    # update step), or "" when it gave none (an offline preview, an export).
+    engine_verdict: str = ""
+    # A custom resource (one a provider manages), as the document says; components and the stack are not.
+    custom: bool = False
 
     @property
     def name(self) -> str:
@@ -134,6 +154,8 @@ class PropertyChange:
     old: Any
     new: Any
     replaces: bool
+    # A whole list element added or removed (`tiles[5]: removed (...)`), rather than one value at a path.
+    element: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,13 @@ class Change:
     before: State | None
     after: State | None
     properties: tuple[PropertyChange, ...] = ()
+    # False for an update of a resource whose provider neither the engine nor REPLACED_BY speaks for (aws...):
+    # whether it replaces is not known offline.
+    replace_known: bool = True
+
+    @property
+    def package(self) -> str:
+        return _package(self.state.type)
 
     @property
     def state(self) -> State:
@@ -175,6 +204,11 @@ def states(document: Any) -> dict[str, State]:
     """The state a document declares, by URN (default providers left out, as Pulumi's own counts leave them)."""
     if not isinstance(document, dict):
         raise DocumentError(f"a JSON object was expected, found {type(document).__name__}")
+    failed = preview_error(document)
+    if failed is not None:
+        raise DocumentError(
+            f"the preview ended with an error ({failed}): its steps are incomplete; fix the error and preview again"
+        )
     left_out = unchanged_left_out(document)
     if left_out:
         raise DocumentError(
@@ -184,15 +218,30 @@ def states(document: Any) -> dict[str, State]:
     fingerprints = (document.get("offline") or {}).get("secretFingerprints") or {}
     found: dict[str, State] = {}
     if isinstance(document.get("steps"), list):
+        # A replacement is several steps for one URN (create-replacement, replace, delete-replaced): the verdict
+        # and the reasons of any of them hold for the resource.
+        verdicts: dict[str, str] = {}
+        reasons: dict[str, tuple[str, ...]] = {}
         for i, step in enumerate(document["steps"]):
             if not isinstance(step, dict):
                 raise DocumentError(
                     f"steps[{i}] is {type(step).__name__}; an object with `op` and `newState` was expected"
                 )
+            urn, op = str(step.get("urn")), step.get("op")
+            given = tuple(str(r) for r in step.get("replaceReasons") or ())
+            reasons[urn] = tuple(dict.fromkeys(reasons.get(urn, ()) + given))
+            if op in REPLACING_STEPS or given:
+                verdicts[urn] = "replace"
+            elif op == "update":
+                verdicts.setdefault(urn, "update")
             new = step.get("newState")
-            if step.get("op") == "delete" or not isinstance(new, dict):
+            if op in ("delete", "delete-replaced") or not isinstance(new, dict):
                 continue
-            found[str(step.get("urn"))] = _state(new, fingerprints, tuple(step.get("replaceReasons") or ()))
+            found[urn] = _state(new, fingerprints, ())
+        found = {
+            urn: replace(s, engine_replaces=reasons.get(urn, ()), engine_verdict=verdicts.get(urn, ""))
+            for urn, s in found.items()
+        }
     elif isinstance(document.get("deployment"), dict):
         for resource in document["deployment"].get("resources") or []:
             if isinstance(resource, dict):
@@ -208,6 +257,21 @@ def states(document: Any) -> dict[str, State]:
         for urn, s in found.items()
         if not (s.type.startswith("pulumi:providers:") and s.name.startswith("default"))
     }
+
+
+def preview_error(document: dict[str, Any]) -> str | None:
+    """The first error a `pulumi preview --json` ended with, on one line, or None. Such a preview lists only the
+    steps made before the error: every resource after it would read as deleted. llm-mesh's own offline preview
+    (`offline`) records the whole program before it writes its diagnostics, so its steps are complete."""
+    diagnostics = document.get("diagnostics")
+    # A preview that failed before its first step may have no steps at all.
+    if "offline" in document or "deployment" in document or not isinstance(diagnostics, list):
+        return None
+    for diagnostic in diagnostics:
+        if isinstance(diagnostic, dict) and diagnostic.get("severity") == "error":
+            message = " ".join(str(diagnostic.get("message") or "").split()) or "no message"
+            return message if len(message) <= ERROR_WIDTH else message[: ERROR_WIDTH - 3] + "..."
+    return None
 
 
 def unchanged_left_out(document: dict[str, Any]) -> int:
@@ -249,7 +313,19 @@ def _state(raw: dict[str, Any], fingerprints: dict[str, Any], replaces: tuple[st
         inputs=_without_internal(display(raw.get("inputs") or {})),
         secrets=dict(fingerprints.get(urn) or {}),
         engine_replaces=replaces,
+        custom=raw.get("custom") is True,
     )
+
+
+def _package(type_: str) -> str:
+    """The provider package of a type (`aws` for `aws:s3/bucket:Bucket` and for `pulumi:providers:aws`)."""
+    return type_.removeprefix("pulumi:providers:").split(":", 1)[0]
+
+
+def replace_known(state: State) -> bool:
+    """Whether an update of this resource can be told from a replacement: the engine said which, or it is not a
+    provider's resource, or REPLACED_BY covers its provider."""
+    return bool(state.engine_verdict) or not state.custom or _package(state.type) in KNOWN_PACKAGES
 
 
 def _without_internal(value: Any) -> Any:
@@ -281,8 +357,10 @@ def diff(base: dict[str, State], head: dict[str, State]) -> Diff:
             if not properties:
                 unchanged += 1
                 continue
-            replaced = any(p.replaces for p in properties) or bool(after.engine_replaces)
-            changes.append(Change("replace" if replaced else "update", before, after, properties))
+            # The engine's verdict wins over the table: it replaces even when the table knows no reason to.
+            replaced = any(p.replaces for p in properties) or after.engine_verdict == "replace"
+            kind: Kind = "replace" if replaced else "update"
+            changes.append(Change(kind, before, after, properties, replaced or replace_known(after)))
     return Diff(changes, unchanged, known_after_deploy)
 
 
@@ -311,16 +389,17 @@ def known_on_one_side(old: Any, new: Any) -> bool:
 
 def _property_changes(before: State, after: State) -> Iterator[PropertyChange]:
     forced = REPLACED_BY.get(after.type, ()) + (KUBERNETES_IDENTITY if after.type.startswith("kubernetes:") else ())
-    forced += after.engine_replaces
-    old, new = dict(_leaves(before.inputs)), dict(_leaves(after.inputs))
-    for path in sorted(old.keys() | new.keys(), key=_path_key):
-        was, now = old.get(path, _ABSENT), new.get(path, _ABSENT)
+    # When the engine names the properties that replace the resource, they are the ones.
+    forced = after.engine_replaces or forced
+    for pair in sorted(_pairs(before.inputs, after.inputs), key=lambda pair: _path_key(pair.path)):
+        was, now = pair.old, pair.new
         if was == now == SECRET_TEXT:
-            if not _secret_changed(before.secrets.get(path), after.secrets.get(path)):
+            if not _secret_changed(before.secrets.get(pair.old_path), after.secrets.get(pair.path)):
                 continue
         elif was == now:
             continue
-        yield PropertyChange(path, was, now, any(_under(path, prefix) for prefix in forced))
+        replaces = any(_under(pair.path, prefix) for prefix in forced)
+        yield PropertyChange(pair.path, was, now, replaces, pair.element)
 
 
 def _secret_changed(old: str | None, new: str | None) -> bool:
@@ -349,6 +428,81 @@ def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield path, value
 
 
+@dataclass(frozen=True)
+class _Pair:
+    path: str  # where the value is in the newer document (in the older one for a removed element)
+    old_path: str  # where it is in the older one
+    old: Any
+    new: Any
+    element: bool = False  # a whole list element added or removed
+
+
+def _pairs(old: Any, new: Any, path: str = "", old_path: str = "") -> Iterator[_Pair]:
+    """The scalars of two values side by side, by path, as _leaves names them; list elements are aligned first
+    (difflib over each element's identity, IDENTITY_KEYS or its whole JSON), so that removing one element is one
+    removed element, not every later one changed. Unsorted."""
+    if isinstance(old, dict) and isinstance(new, dict) and old and new:
+        for key in old.keys() | new.keys():
+            sub, old_sub = _join(path, str(key)), _join(old_path, str(key))
+            yield from _pairs(old.get(key, _ABSENT), new.get(key, _ABSENT), sub, old_sub)
+    elif isinstance(old, list) and isinstance(new, list) and (old or new):
+        yield from _list_pairs(old, new, path, old_path)
+    else:
+        before = dict(_leaves(old)) if old is not _ABSENT else {}
+        after = dict(_leaves(new)) if new is not _ABSENT else {}
+        for inner in before.keys() | after.keys():
+            was, now = before.get(inner, _ABSENT), after.get(inner, _ABSENT)
+            yield _Pair(_join(path, inner), _join(old_path, inner), was, now)
+
+
+def _list_pairs(old: list[Any], new: list[Any], path: str, old_path: str) -> Iterator[_Pair]:
+    matcher = difflib.SequenceMatcher(None, [_identity(v) for v in old], [_identity(v) for v in new], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        # Elements matched, or as many changed in place as there are on both sides, are compared by path (at
+        # their index in the newer list); the rest were removed or added.
+        paired = min(i2 - i1, j2 - j1) if op == "replace" else (i2 - i1 if op == "equal" else 0)
+        for k in range(paired):
+            yield from _pairs(old[i1 + k], new[j1 + k], f"{path}[{j1 + k}]", f"{old_path}[{i1 + k}]")
+        for i in range(i1 + paired, i2):
+            yield _Pair(f"{path}[{i}]", f"{old_path}[{i}]", old[i], _ABSENT, element=True)
+        for j in range(j1 + paired, j2):
+            yield _Pair(f"{path}[{j}]", f"{path}[{j}]", _ABSENT, new[j], element=True)
+
+
+def _identity(value: Any) -> str:
+    """What names a list element: `name=...` (IDENTITY_KEYS) for an object that has one, else its whole JSON."""
+    named = _named(value)
+    return f"\0{named[0]}={json.dumps(named[1], sort_keys=True)}" if named else json.dumps(value, sort_keys=True)
+
+
+def _named(value: Any) -> tuple[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    for key in IDENTITY_KEYS:
+        found: Any = value
+        for part in key.split("."):
+            found = found.get(part, _ABSENT) if isinstance(found, dict) else _ABSENT
+        if found is not _ABSENT and found is not None and not isinstance(found, (dict, list)):
+            return key, found
+    return None
+
+
+def _short(value: Any) -> str:
+    """A list element in a few words: its identity (`widget.title=GPU memory`), else its value, cut short."""
+    named = _named(value)
+    text = f"{named[0]}={named[1]}" if named else shown(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= WIDTH // 2 else text[: WIDTH // 2 - 3] + "..."
+
+
+def _join(path: str, inner: str) -> str:
+    if not inner:
+        return path
+    if not path or inner.startswith("["):
+        return path + inner
+    return f"{path}.{inner}"
+
+
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith((prefix + ".", prefix + "["))
 
@@ -372,10 +526,16 @@ def shown(value: Any) -> str:
     return text if len(text) <= WIDTH else text[: WIDTH - 3] + "..."
 
 
-def readable(path: str, old: Any, new: Any) -> Iterator[tuple[str, list[str]]]:
+def readable(path: str, old: Any, new: Any, element: bool = False) -> Iterator[tuple[str, list[str]]]:
     """A property change as a person reads it: (headline, lines of a line diff under it, if any)."""
     old_json, new_json = _json_text(old), _json_text(new)
-    if old_json is not None and new_json is not None:
+    if element:
+        added = old is _ABSENT
+        yield (
+            f"{path}: {'added' if added else 'removed'} ({_short(new if added else old)})",
+            _element_lines(new if added else old, "+" if added else "-"),
+        )
+    elif old_json is not None and new_json is not None:
         yield from _json_changes(path, old_json, new_json)
     elif _as_lines(old, new) and (lines := _line_diff(old, new)):
         yield f"{path}:", lines
@@ -383,6 +543,15 @@ def readable(path: str, old: Any, new: Any) -> Iterator[tuple[str, list[str]]]:
         yield f"{path}: the same lines, but for line endings", []
     else:
         yield f"{path}: {shown(old)} → {shown(new)}", []
+
+
+def _element_lines(element: Any, sign: str) -> list[str]:
+    """A small added or removed element's values under its headline (a route's weights matter to a reviewer);
+    a large one (a dashboard tile) stays one line, and --format json keeps it whole."""
+    leaves = list(_leaves(element))
+    if len(leaves) > ELEMENT_LINES or not isinstance(element, (dict, list)):
+        return []
+    return [f"{sign} {inner}: {shown(value)}" for inner, value in sorted(leaves)]
 
 
 def _json_text(value: Any) -> dict[str, Any] | list[Any] | None:
@@ -397,15 +566,14 @@ def _json_text(value: Any) -> dict[str, Any] | list[Any] | None:
 
 
 def _json_changes(path: str, old: Any, new: Any) -> Iterator[tuple[str, list[str]]]:
-    before, after = dict(_leaves(old)), dict(_leaves(new))
-    paths = sorted(before.keys() | after.keys(), key=_path_key)
-    changed = [p for p in paths if before.get(p, _ABSENT) != after.get(p, _ABSENT)]
+    pairs = sorted(_pairs(old, new), key=lambda pair: _path_key(pair.path))
+    changed = [pair for pair in pairs if pair.old != pair.new]
     if not changed:
         yield f"{path}: the same JSON, written differently", []
-    for inner in changed:
+    for pair in changed:
         # An empty object or array at the top of the text is a leaf with no path of its own.
-        where = f"{path}{INSIDE_TEXT}{inner}" if inner else path
-        yield from readable(where, before.get(inner, _ABSENT), after.get(inner, _ABSENT))
+        where = f"{path}{INSIDE_TEXT}{pair.path}" if pair.path else path
+        yield from readable(where, pair.old, pair.new, pair.element)
 
 
 def _as_lines(old: Any, new: Any) -> bool:
@@ -471,7 +639,8 @@ def text_report(result: Diff, base: dict[str, State], head: dict[str, State], ma
         lines.append(f"### {component}" if markdown else f"{component}")
         for change in changes:
             state = change.state
-            lines.append(f"{'- ' if markdown else '  '}{SIGNS[change.kind]} {state.type} {state.name} ({change.kind})")
+            kind = change.kind if change.replace_known else f"{change.kind}; {unknown_replace(change)}"
+            lines.append(f"{'- ' if markdown else '  '}{SIGNS[change.kind]} {state.type} {state.name} ({kind})")
             for prop in change.properties:
                 lines += property_lines(prop, markdown)
         lines.append("")
@@ -489,7 +658,7 @@ def property_lines(prop: PropertyChange, markdown: bool) -> list[str]:
     """One changed property under its resource: a line each, and a line diff indented under a long text."""
     mark = "  [forces replacement]" if prop.replaces else ""
     lines: list[str] = []
-    for headline, diff_lines in readable(prop.path, prop.old, prop.new):
+    for headline, diff_lines in readable(prop.path, prop.old, prop.new, prop.element):
         if markdown:
             lines.append(f"    - {_code(headline + mark)}")
             lines += _fenced(diff_lines, " " * 6) if diff_lines else []
@@ -497,6 +666,10 @@ def property_lines(prop: PropertyChange, markdown: bool) -> list[str]:
             lines.append(f"      {headline}{mark}")
             lines += [f"        {line}" for line in diff_lines]
     return lines
+
+
+def unknown_replace(change: Change) -> str:
+    return f"whether it replaces is not known offline for {change.package}"
 
 
 def json_report(result: Diff) -> dict[str, Any]:
@@ -509,6 +682,8 @@ def json_report(result: Diff) -> dict[str, Any]:
                 "op": change.kind,
                 "urn": change.state.urn,
                 "type": change.state.type,
+                # An update of a provider the table does not cover (aws...): it may yet replace.
+                **({} if change.replace_known else {"replaceKnown": False, "note": unknown_replace(change)}),
                 "properties": [
                     {"path": p.path, "old": _plain(p.old), "new": _plain(p.new), "forcesReplacement": p.replaces}
                     for p in change.properties
