@@ -39,7 +39,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy policies/__main__.py
 
 unit: $(STAMP) $(CHECKOV_STAMP)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n auto
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/offline_preview.py
