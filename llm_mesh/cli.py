@@ -39,7 +39,7 @@ from llm_mesh.engine.readers import (
     load_engine_document,
     read_document,
 )
-from llm_mesh.engine.stackfile import Project, StackSettings, read_stack_settings
+from llm_mesh.engine.stackfile import Project, StackSettings, is_pulumi_file, read_stack_settings
 from llm_mesh.engine.summary import gpu_capacity
 from llm_mesh.errors import InputError, read_problem
 from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi
@@ -541,7 +541,7 @@ def _diff(base_path: Path, head_path: Path, fmt: str, prices_path: Path | None) 
 def _not_a_stack_name_or_ref(path: Path) -> None:
     """`diff dev prod` or `diff origin/main HEAD`: a stack or a git ref where a document belongs."""
     if path.exists():
-        if path.name.startswith("Pulumi.") and path.suffix in (".yaml", ".yml"):
+        if is_pulumi_file(path):
             raise InputError(
                 f"engine document {path}: a Pulumi project or stack file, not a preview; write one with "
                 "`llm-mesh preview --stack NAME --json FILE` and diff those"
@@ -586,7 +586,7 @@ def _review(
 
 def _not_a_stack_file(project: Project, path: Path) -> None:
     """The report never lands where Pulumi (and the next review) would read it as a stack's config."""
-    if path.name.startswith("Pulumi.") and path.name.endswith((".yaml", ".yml")):
+    if is_pulumi_file(path):
         raise OutputPathError(f"--out {path}: named like a Pulumi project or stack file; name it e.g. review.md")
     stack_dir = project.stack_config_dir.resolve()
     # stackConfigDir "." puts stack files beside everything else: then only the name says what a file is.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from llm_mesh.ops.diff import diff, states, text_report
 from tests.conftest import ROOT, Cli
+from tests.git_repos import WHO, git, project_repo
 
 SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
 VS = "urn:pulumi:prod::llm-mesh::llm-mesh:mesh:MeshRouting$kubernetes:networking.istio.io/v1:VirtualService::inference-llama-31-8b"
@@ -149,24 +149,12 @@ def test_malformed_or_foreign_documents_are_one_line(cli: Cli, tmp_path: Path, c
     )
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
-
-
 def test_review_of_a_canary_weight_change(cli: Cli, tmp_path: Path) -> None:
     """A clone whose last commit moves the canary from 10% to 20%: prod's VirtualService and nothing else."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("Pulumi.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, repo / name)
-    for folder in ("components", "stacks", "llm_mesh"):
-        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "--quiet", "-m", "base")
+    repo = project_repo(tmp_path)
     prod = repo / "stacks" / "Pulumi.prod.yaml"
     prod.write_text(prod.read_text().replace("canaryWeight: 10", "canaryWeight: 20"))
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "--quiet", "-am", "canary to 20%")
+    git(repo, *WHO, "commit", "--quiet", "-am", "canary to 20%")
     result = cli("--project", str(repo), "review", "--base", "HEAD~1", "--out", str(tmp_path / "review.md"))
     assert result.returncode == 0, result.stdout + result.stderr
     report = (tmp_path / "review.md").read_text()
@@ -224,16 +212,7 @@ def test_a_cancelled_review_removes_its_worktree_and_stops_its_previews(tmp_path
     import sys
     import time
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("Pulumi.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, repo / name)
-    for folder in ("components", "stacks", "llm_mesh"):
-        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    who = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, *who, "add", ".")
-    git(repo, *who, "commit", "--quiet", "-m", "base")
+    repo = project_repo(tmp_path)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     review = subprocess.Popen(

@@ -13,27 +13,9 @@ import yaml
 
 from llm_mesh.ops.review import one_level_lower, promotion_order, stacks_to_review
 from tests.conftest import ROOT, Cli
+from tests.git_repos import WHO, git, project_repo
 
 WORKFLOWS = ROOT / ".github" / "workflows"
-WHO = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
-def project_repo(tmp_path: Path) -> Path:
-    """A git repository whose one commit is a copy of the project (program, components, stacks, package)."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("Pulumi.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, repo / name)
-    for folder in ("components", "stacks", "llm_mesh"):
-        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, *WHO, "add", ".")
-    git(repo, *WHO, "commit", "--quiet", "-m", "base")
-    return repo
 
 
 def edit(path: Path, old: str, new: str) -> None:

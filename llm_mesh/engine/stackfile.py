@@ -72,11 +72,16 @@ class StackSettings:
     secret_keys: list[str] = field(default_factory=list)
 
 
+def is_pulumi_file(path: Path) -> bool:
+    """Named as Pulumi names its project (Pulumi.yaml) and stack (Pulumi.<stack>.yaml) files."""
+    return path.name.startswith("Pulumi.") and path.suffix in (".yaml", ".yml")
+
+
 def _stack_named_by_file(text: str) -> str | None:
     """`dev` for `stacks/Pulumi.dev.yaml` or `Pulumi.dev.yaml`: a file given where a stack name belongs."""
-    name = Path(text).name
-    if name.startswith("Pulumi.") and name.endswith((".yaml", ".yml")) and name.count(".") >= 2:
-        return name.split(".", 1)[1].rsplit(".", 1)[0]
+    path = Path(text)
+    if is_pulumi_file(path) and path.name.count(".") >= 2:
+        return path.name.split(".", 1)[1].rsplit(".", 1)[0]
     return None
 
 
