@@ -2,27 +2,30 @@
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# `make preview` installs only what the preview needs (requirements-preview.txt); `make test` the rest.
+# Every environment installs from a hashed lock in requirements/ (transitive dependencies included), compiled by
+# `make lock` from the requirements/*.in next to it. preview.txt is a subset of dev.txt at the same versions, so
+# `make preview` and `make test` run the same packages. `make preview` installs only what the preview needs.
 PREVIEW_STAMP := $(VENV)/.installed-preview
-# Checkov's pins conflict with the program's (requirements-checkov.txt says which): a venv of its own, inside .venv.
+# Checkov's pins conflict with the program's (requirements/checkov.in says which): a venv of its own, inside .venv.
 CHECKOV_STAMP := $(VENV)/checkov/.installed
 STACK  ?= dev
+PIP_INSTALL = -m pip install --quiet --disable-pip-version-check --require-hashes
 
-.PHONY: preview test lint typecheck unit bench mutate clean
+.PHONY: preview test lint typecheck unit bench mutate lock clean
 
-$(PREVIEW_STAMP): requirements.txt requirements-preview.txt pyproject.toml
+$(PREVIEW_STAMP): requirements/preview.txt pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-preview.txt
+	$(PYTHON) $(PIP_INSTALL) -r requirements/preview.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-$(STAMP): $(PREVIEW_STAMP) requirements-dev.txt
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+$(STAMP): $(PREVIEW_STAMP) requirements/dev.txt
+	$(PYTHON) $(PIP_INSTALL) -r requirements/dev.txt
 	touch $@
 
-$(CHECKOV_STAMP): requirements-checkov.txt
+$(CHECKOV_STAMP): requirements/checkov.txt
 	test -x $(VENV)/checkov/bin/python || python3 -m venv $(VENV)/checkov
-	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	$(VENV)/checkov/bin/python $(PIP_INSTALL) -r requirements/checkov.txt
 	touch $@
 
 preview: $(PREVIEW_STAMP)
@@ -50,6 +53,18 @@ bench: $(STAMP)
 MUTATE ?=
 mutate: $(STAMP) $(CHECKOV_STAMP)
 	$(PYTHON) tools/mutate.py $(MUTATE)
+
+# Recompile every lock from requirements/*.in (needs the package index). dev.txt is resolved first and constrains
+# the program's, the preview's and the policy pack's locks, so each is a subset of it at the same versions.
+# requirements.txt and policies/requirements.txt are locks too: they are what `pulumi up` and
+# `pulumi preview --policy-pack policies` install by themselves.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
+	$(UV_COMPILE) requirements/checkov.in -o requirements/checkov.txt
+	$(UV_COMPILE) -c requirements/dev.txt requirements/program.in -o requirements.txt
+	$(UV_COMPILE) -c requirements/dev.txt requirements/preview.in -o requirements/preview.txt
+	$(UV_COMPILE) -c requirements/dev.txt requirements/policy-pack.in -o policies/requirements.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .mutmut

@@ -192,11 +192,11 @@ def _main(argv: list[str] | None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return EXIT_BROKEN_PIPE
     except ModuleNotFoundError as exc:
-        # `make preview` installs only what the preview needs; the other commands need requirements-dev.txt.
+        # `make preview` installs only what the preview needs; the other commands need requirements/dev.txt.
         err.print(
             Text(
                 f"error: `llm-mesh {args.command}` needs {exc.name}, which `make preview` does not install; run "
-                "`make test` once, or `.venv/bin/pip install -r requirements-dev.txt`",
+                "`make test` once, or `.venv/bin/pip install -r requirements/dev.txt`",
                 style="red",
             )
         )

@@ -20,7 +20,7 @@ from llm_mesh.plan.config import parse_stack_config
 from tests.conftest import ROOT, STACKS
 from tests.helpers import served_model
 
-# Checkov's pins conflict with the project's (see requirements-checkov.txt): `make` gives it a venv of its own.
+# Checkov's pins conflict with the project's (see requirements/checkov.in): `make` gives it a venv of its own.
 CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
 SKIP_VALUE = re.compile(r"^(CKV2?_K8S_\d+)=(.*)$")
 
@@ -39,7 +39,7 @@ def renders(previews: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPa
 def scan(renders: Path) -> dict[str, Any]:
     """One Checkov run over every stack's render (about 4 s): its JSON report, failed checks only."""
     if not CHECKOV.is_file():
-        pytest.fail(f"{CHECKOV} is missing: `make unit` (or `make test`) installs it from requirements-checkov.txt")
+        pytest.fail(f"{CHECKOV} is missing: `make unit` (or `make test`) installs it from requirements/checkov.txt")
     command = [str(CHECKOV), "-d", str(renders), "--framework", "kubernetes", "-o", "json", "--quiet"]
     # --skip-download: nothing is fetched (no Prisma Cloud API key here, and none wanted).
     result = subprocess.run([*command, "--skip-download"], capture_output=True, text=True, timeout=300)

@@ -670,7 +670,7 @@ def test_validate_and_policy_stay_clean_on_prod(cli: Cli, previews: dict[str, An
 
 
 def test_requirements_pin_the_promql_parser() -> None:
-    lines = (Path(ROOT) / "requirements-dev.txt").read_text().splitlines()
+    lines = (Path(ROOT) / "requirements" / "dev.in").read_text().splitlines()
     assert "promql-parser==0.12.0" in lines
 
 

@@ -239,3 +239,27 @@ def test_private_nodes_get_webhook_access_and_egress(previews: dict[str, dict[st
     assert prop(nat, "sourceSubnetworkIpRangesToNat") == "ALL_SUBNETWORKS_ALL_IP_RANGES"
     provider = resource(document, "pulumi:providers:kubernetes", "gpu-k8s")
     assert {rule["urn"], nat["urn"]} <= set(provider["dependencies"])
+
+
+def unsorted_maps(value: Any, path: str = "") -> list[str]:
+    """Paths of the maps whose keys are not in sorted order."""
+    found = []
+    if isinstance(value, dict):
+        if list(value) != sorted(value):
+            found.append(path or "/")
+        for key, item in value.items():
+            found += unsorted_maps(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += unsorted_maps(item, f"{path}[{i}]")
+    return found
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_maps_are_written_with_sorted_keys(previews: dict[str, dict[str, Any]], stack: str) -> None:
+    """As the Pulumi engine writes them, and whatever order protobuf keeps a Struct's keys in (protobuf 6 keeps
+    none): the same program gives the same bytes."""
+    for step in previews[stack]["steps"]:
+        state = step["newState"]
+        for part in ("inputs", "outputs"):
+            assert not unsorted_maps(state.get(part, {})), (step["urn"], part, unsorted_maps(state.get(part, {})))

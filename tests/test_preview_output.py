@@ -17,7 +17,7 @@ DEV_ONLY = ("pulumi_policy", "kubernetes_validate", "cloudcoil", "boto3", "googl
 
 
 def test_preview_imports_nothing_that_make_preview_does_not_install() -> None:
-    """requirements-preview.txt holds the program's requirements and rich: the preview must need nothing else."""
+    """requirements/preview.in holds the program's requirements and rich: the preview must need nothing else."""
     script = (
         "import sys\n"
         "from llm_mesh.cli import main\n"

@@ -195,7 +195,7 @@ def test_main_deploys_dev_then_staging_then_prod_behind_environments() -> None:
 
 @pytest.mark.parametrize("name", ["pull-request.yml", "deploy.yml"])
 def test_pulumi_runs_the_policy_pack_with_the_sdks_cli(name: str) -> None:
-    sdk = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    sdk = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements" / "program.in").read_text(), re.MULTILINE)
     assert sdk
     for job in load(name)["jobs"].values():
         for step in steps_using(job, "pulumi/actions"):

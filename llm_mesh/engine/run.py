@@ -112,7 +112,7 @@ class RecordingMonitor(MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.engine_urn(request.parent, request.type, request.name)
-        inputs = json_format.MessageToDict(request.object)
+        inputs = _plain_map(request.object)
         registration = Registration(
             urn=urn,
             type=request.type,
@@ -163,7 +163,7 @@ class RecordingMonitor(MockMonitor):
     def RegisterResourceOutputs(self, request: Any) -> Any:
         registration = self._by_urn.get(request.urn)
         if registration is not None:
-            registration.outputs = json_format.MessageToDict(request.outputs)
+            registration.outputs = _plain_map(request.outputs)
         return empty_pb2.Empty()
 
     def _provider_ref(self, request: Any) -> str:
@@ -187,6 +187,23 @@ class _RecordingEngine:
         severity = engine_pb2.LogSeverity.Name(request.severity).lower()
         if severity != "debug":
             self.diagnostics.append(Diagnostic(severity, request.message, request.urn))
+
+
+def _plain_map(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain JSON with every map's keys sorted, as the Pulumi engine writes its maps.
+
+    protobuf 6 (upb) keeps no insertion order in a Struct: without sorting, one program would give documents whose
+    keys come in another order each run.
+    """
+    return typing.cast(dict[str, Any], _sorted(json_format.MessageToDict(struct)))
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
 
 
 def run_program(project: Project, stack: str, settings: StackSettings) -> Recording:
