@@ -1,4 +1,5 @@
-"""The one kind of error a command reports as a single line: an input it cannot use (exit code 2)."""
+"""The errors a command reports as a single line: an input it cannot use (exit code 2), or a stop with a code
+of its own."""
 
 import difflib
 from collections.abc import Iterable
@@ -6,6 +7,14 @@ from collections.abc import Iterable
 
 class InputError(ValueError):
     """A file, path, version, setting or endpoint the command cannot use; the message names it and the fix."""
+
+
+class CommandError(Exception):
+    """A command cannot go on (a store it cannot read, a push refused); `code` is its exit code."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def read_problem(what: str, path: object, error: Exception) -> InputError:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from llm_mesh.errors import CommandError
 from llm_mesh.plan.config import ArtifactFile, StackConfig
 from llm_mesh.plan.object_urls import ObjectUrl
 
@@ -142,7 +143,7 @@ class GcsStore:
             yield from iter(lambda: stream.read(CHUNK), b"")
 
 
-class StoreUnusable(Exception):
+class StoreUnusable(CommandError):
     """A store no file can be read from (no credentials, no answer); the message says what to do."""
 
 
@@ -182,3 +183,11 @@ def default_stores(project: str, s3_endpoint_url: str | None) -> Callable[[Versi
         return stores[key]
 
     return store_for
+
+
+def canary_problems(config: StackConfig, stack: str, model: str) -> list[str]:
+    """`models verify` for the canary version alone, before a progression steps on weights that are not there.
+    Raises StoreUnusable when the store cannot be read at all (credentials, endpoint)."""
+    wanted = [s for s in sources(config, stack) if s.model == model and s.track == "canary"]
+    results = verify(wanted, default_stores(config.gcp.project, None))
+    return [f"canary artifact {r.file.path}: {r.status} ({r.detail})" for r in results if not r.ok]

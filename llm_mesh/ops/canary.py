@@ -58,6 +58,11 @@ def split_of(config: StackConfig, model: str) -> Split:
     return Split(model, found.stable.version, canary, found.canary_weight)
 
 
+def advanced(split: Split, rules: CanaryConfig, step: int | None) -> int:
+    """The weight `advance` takes the canary to: a step more (default: canary.step), capped by canary.maxWeight."""
+    return min(split.weight + (step or rules.step), rules.max_weight)
+
+
 def _model_node(edit: StackFileEdit, project: Project, model: str) -> Any:
     models = edit.setting("llm-mesh:models", project.name) or []
     for node in models:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from llm_mesh.engine.stackfile import Project, read_stack_settings
+from llm_mesh.errors import CommandError
 from llm_mesh.ops.artifacts import CHUNK, GcsStore, S3Store, store_problem
 from llm_mesh.ops.stack_edit import StackFileEdit
 from llm_mesh.plan.config import NAMESPACE, ConfigError, StackConfig, config_from_pulumi
@@ -37,12 +38,8 @@ _DO = "name the folder that holds the version's files"
 _NEW_VERSION = "a version's files do not change: push them as a new version and point a track at it"
 
 
-class PushError(Exception):
+class PushError(CommandError):
     """A push refused (exit code 2: nothing changed) or failed part way (1: the stack file unchanged)."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
