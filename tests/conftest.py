@@ -69,7 +69,7 @@ Cli = Callable[..., CliResult]
 
 
 def piped_consoles(patch: pytest.MonkeyPatch, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
-    """The command's consoles as cli.py makes them when its output is piped, on these streams (default: whatever
+    """The command's consoles as llm_mesh.cli makes them when its output is piped, on these streams (default: whatever
     sys.stdout and sys.stderr are when they print). Its own were made at import, when stdout may have been a
     terminal (`pytest -s`): wrapped at its width, with colour codes."""
     patch.setattr(llm_mesh.cli, "out", Console(file=stdout, highlight=False, width=160))

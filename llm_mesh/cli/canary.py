@@ -1,0 +1,113 @@
+"""`canary status|advance|promote|rollback|run`: a canary moved step by step, each step a stack-file edit and a
+`pulumi up` (the workflow is llm_mesh.ops.canary's; a dry run's is llm_mesh.ops.canary_dry_run's)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+
+from rich.text import Text
+
+from llm_mesh import cli
+from llm_mesh.cli.exits import EXIT_FINDINGS
+from llm_mesh.cli.output import one_line, relative
+from llm_mesh.cli.registry import Command
+from llm_mesh.cli.stacks import project_of, stack_config
+from llm_mesh.errors import InputError
+
+VERBS = {
+    "status": "weights, versions, replicas and the last analysis",
+    "advance": "raise the canary weight by a step (capped by canary.maxWeight)",
+    "promote": "make the canary version stable, then remove the canary",
+    "rollback": "set the canary weight to 0 at once",
+    "run": "the whole progression: verify, then check and step until promoted or rolled back",
+}
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    verbs = parser.add_subparsers(dest="canary_command", required=True)
+    for verb, text in VERBS.items():
+        sub = verbs.add_parser(verb, help=text)
+        sub.add_argument("--stack", required=True)
+        sub.add_argument("--model", required=True)
+        if verb == "advance":
+            sub.add_argument("--step", type=int, help="percent to add (default: canary.step)")
+        if verb in ("advance", "promote", "rollback"):
+            sub.add_argument("--dry-run", action="store_true", help="show the offline diff instead of applying")
+        if verb == "run":
+            sub.add_argument("--prometheus-url", help="Prometheus query API (default: canary.prometheusUrl)")
+            sub.add_argument("--max-checks", type=int, default=100, help="stop undecided after this many checks")
+
+
+def _canary(args: argparse.Namespace) -> int:
+    from llm_mesh.ops import canary
+    from llm_mesh.plan.inference import replicas
+
+    project = project_of(args.project, writes=True)
+    stack, model, verb = args.stack, args.model, args.canary_command
+    config = stack_config(project, stack)
+    split = canary.split_of(config, model)
+    if verb == "status":
+        served = next(m for m in config.models if m.name == model)
+        cli.out.print(
+            f"{model} in {stack}: stable {split.stable}, canary {split.canary or '(none)'} at {split.weight}%"
+        )
+        cli.out.print(
+            f"replicas: stable {served.min_replicas}–{served.max_replicas} (autoscaled), canary "
+            f"{replicas(served, 'canary') if split.canary else 0}"
+        )
+        last = canary.load_status(project, stack, model)
+        cli.out.print(f"last analysis: {json.dumps(last) if last else 'none'}", soft_wrap=one_line())
+        return 0
+    if split.canary is None:
+        raise InputError(f"--model {model}: no canary version in {relative(project.stack_file(stack))}; add one first")
+    if getattr(args, "dry_run", False):
+        from llm_mesh.ops.canary_dry_run import dry_run
+
+        report = dry_run(
+            project, stack, model, verb, canary.advanced(split, config.canary, getattr(args, "step", None))
+        )
+        cli.out.print(f"canary {verb} of {model} in {stack} (dry run, nothing applied):")
+        print(report)
+        return 0
+    if verb == "advance" and args.step is not None and args.step <= 0:
+        raise InputError(f"--step {args.step}: a step adds percent to the canary; use `canary rollback` to lower it")
+
+    def log(line: str) -> None:
+        cli.out.print(Text(line), soft_wrap=one_line())
+
+    deployer = canary.AutomationDeployer(project, log)
+    deployer.ready(stack)  # before the stack file is edited
+    if verb == "run":
+        from llm_mesh.ops.artifacts import canary_problems
+
+        # The canary's artifacts first: no step on weights that are not there.
+        problems = canary_problems(config, stack, model)
+        for line in problems:
+            cli.err.print(Text(f"error: {line}", style="red"))
+        if problems:
+            return EXIT_FINDINGS
+
+    def progression(metrics: str = "", max_checks: int = 100) -> canary.Progression:
+        """Metrics are read by `run` alone; the other verbs take one step."""
+        load = partial(stack_config, project, stack)  # again after each edit of the stack file
+        source = canary.PrometheusApi(metrics)
+        return canary.Progression(project, stack, model, load, deployer, source, log, max_checks=max_checks)
+
+    if verb == "advance":
+        progression().step_to(canary.advanced(split, config.canary, args.step))
+        return 0
+    if verb == "rollback":
+        progression().rollback()
+        return 0
+    if verb == "promote":
+        progression().promote()
+        return 0
+    outcome = progression(args.prometheus_url or config.canary.prometheus_url, args.max_checks).run()
+    canary.save_status(project, stack, model, outcome)
+    cli.out.print(f"{outcome.result}: canary {model} at {outcome.weight}%")
+    return 0 if outcome.result == "promoted" else EXIT_FINDINGS
+
+
+CANARY = Command(_arguments, _canary)
