@@ -83,3 +83,35 @@ def test_unwritable_json_path_leaves_no_half_output(tmp_path: Path, cli: Cli) ->
         f"error: --json {tmp_path / 'no' / 'dir' / 'out.json'}: folder {tmp_path / 'no' / 'dir'} does not exist; "
         "create it or write elsewhere"
     ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["preview", "--stack", "dev"],
+        ["render", "--stack", "dev", "--out", "out"],
+        ["validate", "--stack", "dev"],
+        ["policy", "--stack", "dev"],
+        ["models", "verify", "--stack", "dev"],
+        ["canary", "status", "--stack", "dev", "--model", "llama-31-8b"],
+    ],
+)
+def test_every_config_mistake_is_a_line_whatever_the_command(tmp_path: Path, args: list[str], cli: Cli) -> None:
+    """One printer for config mistakes: each command that reads the config lists all of them, one a line."""
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "__main__.py").symlink_to(ROOT / "__main__.py")
+    (tmp_path / "components").symlink_to(ROOT / "components")
+    (tmp_path / "stacks").mkdir()
+    dev = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
+    mistaken = dev.replace("releaseChannel: RAPID", "releaseChannel: FAST").replace(
+        "machineType: g2-standard-8", "machineType: n2-standard-8"
+    )
+    assert mistaken.count("FAST") == 1 and mistaken.count("n2-standard-8") == 1
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(mistaken)
+    result = cli("--project", str(tmp_path), *args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("error: stacks/Pulumi.dev.yaml: llm-mesh:cluster.releaseChannel = 'FAST': ")
+    assert lines[1].startswith("error: stacks/Pulumi.dev.yaml: llm-mesh:gpuPools[0].machineType = 'n2-standard-8': ")
+    assert result.stdout == ""
