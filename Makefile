@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.installed
 PREVIEW_STAMP := $(VENV)/.installed-preview
 # Checkov's pins conflict with the program's (requirements/checkov.in says which): a venv of its own, inside .venv.
 CHECKOV_STAMP := $(VENV)/checkov/.installed
+# A real Prometheus for the tests of every PromQL query (tests/prometheus.py): Debian's package, unpacked, no service.
+PROMETHEUS_STAMP := $(VENV)/prometheus/.installed
 STACK  ?= dev
 PIP_INSTALL = -m pip install --quiet --disable-pip-version-check --require-hashes
 
@@ -28,6 +30,13 @@ $(CHECKOV_STAMP): requirements/checkov.txt
 	$(VENV)/checkov/bin/python $(PIP_INSTALL) -r requirements/checkov.txt
 	touch $@
 
+$(PROMETHEUS_STAMP):
+	rm -rf $(VENV)/prometheus && mkdir -p $(VENV)/prometheus
+	cd $(VENV)/prometheus && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg -x $(VENV)/prometheus/prometheus_*.deb $(VENV)/prometheus && rm $(VENV)/prometheus/prometheus_*.deb
+	$(VENV)/prometheus/usr/bin/prometheus --version | head -1
+	touch $@
+
 preview: $(PREVIEW_STAMP)
 	$(VENV)/bin/llm-mesh preview --stack $(STACK)
 
@@ -41,7 +50,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy policies/__main__.py
 
-unit: $(STAMP) $(CHECKOV_STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP) $(PROMETHEUS_STAMP)
 	$(PYTHON) -m pytest -n auto
 
 bench: $(STAMP)
@@ -51,7 +60,7 @@ bench: $(STAMP)
 # function, what each survivor changed in .mutmut/survivors.diff. Slow (each mutant runs the tests that reach it).
 # Some files only: make mutate MUTATE="policies/llm_mesh_policies/mesh.py llm_mesh/plan/config.py"
 MUTATE ?=
-mutate: $(STAMP) $(CHECKOV_STAMP)
+mutate: $(STAMP) $(CHECKOV_STAMP) $(PROMETHEUS_STAMP)
 	$(PYTHON) tools/mutate.py $(MUTATE)
 
 # Recompile every lock from requirements/*.in (needs the package index). dev.txt is resolved first and constrains

@@ -15,6 +15,7 @@ import pytest
 
 from llm_mesh.engine.stackfile import Project, read_stack_settings
 from llm_mesh.ops import canary
+from llm_mesh.plan import queries
 from llm_mesh.plan.config import StackConfig, config_from_pulumi
 from tests.conftest import ROOT, Cli
 
@@ -48,13 +49,16 @@ config:
     maxWeight: 40
     minRequests: 50
     failedChecks: 2
+    noTrafficChecks: 3
 """
 
-Answer = Callable[[str], float | None]
+Answer = dict[str, float]
 
 
 class FakePrometheus:
-    """Answers instant queries from a scenario: one answer function per check, in order."""
+    """Answers the platform's own queries, by their exact text, with the figures a real Prometheus gave for the
+    same scenario (tests/test_promql_real.py); any other query has no series, as on a real one. One answer set per
+    check, in order."""
 
     def __init__(self) -> None:
         self.scenario: list[Answer] = []
@@ -63,10 +67,9 @@ class FakePrometheus:
 
     def answer(self, query: str) -> float | None:
         self.queries.append(query)
-        if "increase(" in query:  # the first query of each check
+        if query == queries.request_count(CANARY):  # the first query of each check
             self.check += 1
-        step = self.scenario[min(self.check, len(self.scenario)) - 1]
-        return step(query)
+        return self.scenario[min(self.check, len(self.scenario)) - 1].get(query)
 
 
 @pytest.fixture
@@ -93,23 +96,24 @@ def prometheus() -> Iterator[tuple[str, FakePrometheus]]:
     server.shutdown()
 
 
-def healthy(requests: float = 500) -> Answer:
-    def answer(query: str) -> float | None:
-        if "increase(" in query:
-            return requests
-        if query.startswith("1 - ("):
-            return 0.999
-        if "time_to_first_token" in query:
-            return 0.4
-        if "istio_request_duration" in query:
-            return 800.0
-        return None
-
-    return answer
+CANARY = queries.Scope("llama", "inference", "canary")
+STABLE = queries.Scope("llama", "inference", "stable")
 
 
-def failing(query: str) -> float | None:
-    return 0.90 if query.startswith("1 - (") else healthy()(query)
+def figures(requests: float | None, success: float | None, ttft: float | None = 0.4975) -> Answer:
+    """A check's answers; None: the query has no series (a real Prometheus answers an empty vector)."""
+    found = {
+        queries.request_count(CANARY): requests,
+        queries.success_rate(CANARY): success,
+        queries.latency_quantile(CANARY, 0.99): 995.0 if requests else None,
+        queries.latency_quantile(STABLE, 0.99): 995.0,
+        queries.time_to_first_token(CANARY, 0.99): ttft if requests else None,
+    }
+    return {query: value for query, value in found.items() if value is not None}
+
+
+HEALTHY = figures(500, 1.0)
+FAILING = figures(500, 0.9)
 
 
 @pytest.fixture
@@ -144,13 +148,21 @@ def load(project: Project) -> Callable[[], StackConfig]:
 def progression(project: Project, url: str, deployer: RecordingDeployer, lines: list[str]) -> canary.Progression:
     sleeps: list[float] = []
     return canary.Progression(
-        project, "test", "llama", load(project), deployer, canary.PrometheusApi(url), lines.append, sleeps.append, 10
+        project,
+        "test",
+        "llama",
+        load(project),
+        deployer,
+        canary.PrometheusApi(url, sleep=sleeps.append),
+        lines.append,
+        sleeps.append,
+        10,
     )
 
 
 def test_a_healthy_canary_is_promoted_step_by_step(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
     url, fake = prometheus
-    fake.scenario = [healthy()]
+    fake.scenario = [HEALTHY]
     deployer = RecordingDeployer(project)
     lines: list[str] = []
     outcome = progression(project, url, deployer, lines).run()
@@ -170,7 +182,7 @@ def test_a_failing_canary_is_rolled_back_after_the_configured_checks(
     project: Project, prometheus: tuple[str, FakePrometheus]
 ) -> None:
     url, fake = prometheus
-    fake.scenario = [healthy(), failing, failing]
+    fake.scenario = [HEALTHY, FAILING, FAILING]
     deployer = RecordingDeployer(project)
     lines: list[str] = []
     outcome = progression(project, url, deployer, lines).run()
@@ -180,26 +192,42 @@ def test_a_failing_canary_is_rolled_back_after_the_configured_checks(
         "canary llama: weight 40%",
         "canary llama: weight 0%",
     ]
-    assert "check at 40%: fail (success rate 90.00% below 99.00%)" in lines
+    assert "check at 40%: fail (success rate 90.00%, limit ≥ 99.00%)" in lines
 
 
-def test_no_traffic_never_promotes_and_says_why(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
+def test_no_traffic_never_promotes_and_rolls_back_after_the_configured_checks(
+    project: Project, prometheus: tuple[str, FakePrometheus]
+) -> None:
     url, fake = prometheus
-    fake.scenario = [healthy(requests=3)]
+    fake.scenario = [figures(3, 1.0)]
     deployer = RecordingDeployer(project)
     lines: list[str] = []
     outcome = progression(project, url, deployer, lines).run()
-    assert outcome.result == "no decision" and outcome.weight == 20
-    assert [m for m, *_ in deployer.applied] == ["canary llama: weight 20%"], "only the first step, no more"
-    assert lines[1] == (
-        "check at 20%: no-data (3 canary requests in 5m, fewer than 50: no judgement on so little traffic)"
-    )
+    assert (outcome.result, outcome.weight) == ("rolled back", 0)
+    assert [m for m, *_ in deployer.applied] == ["canary llama: weight 20%", "canary llama: weight 0%"]
+    assert lines[1:5] == [
+        "check at 20%: no-data (3 canary requests in 5m, fewer than 50: no judgement on so little traffic)",
+        *["check at 20%: no-data (3 canary requests in 5m, fewer than 50: no judgement on so little traffic)"] * 2,
+        "3 checks in a row without traffic: the canary is rolled back",
+    ]
+
+
+def test_traffic_between_idle_checks_starts_the_count_again(
+    project: Project, prometheus: tuple[str, FakePrometheus]
+) -> None:
+    url, fake = prometheus
+    idle = figures(None, None)
+    fake.scenario = [idle, idle, HEALTHY, idle, idle, idle]
+    deployer = RecordingDeployer(project)
+    outcome = progression(project, url, deployer, []).run()
+    assert [c.verdict for c in outcome.checks] == ["no-data", "no-data", "pass", "no-data", "no-data", "no-data"]
+    assert [w for *_, w in deployer.applied] == [20, 40, 0]
 
 
 def test_flapping_metrics_count_every_failure(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
     """Pass, fail, pass, fail: a canary that fails half its checks is rolled back, not promoted between."""
     url, fake = prometheus
-    fake.scenario = [failing, healthy(), failing]
+    fake.scenario = [FAILING, HEALTHY, FAILING]
     deployer = RecordingDeployer(project)
     outcome = progression(project, url, deployer, []).run()
     assert outcome.result == "rolled back"
@@ -207,17 +235,21 @@ def test_flapping_metrics_count_every_failure(project: Project, prometheus: tupl
     assert [w for *_, w in deployer.applied] == [20, 40, 0]
 
 
-def test_metrics_server_down_takes_no_step(project: Project) -> None:
+def test_metrics_server_down_fails_the_checks_and_rolls_back(project: Project) -> None:
+    """A check that cannot be measured is a failed check (after retries), as in Flagger: a canary is never left
+    at its weight because the metrics went away, and what happened is kept for `canary status`."""
     deployer = RecordingDeployer(project)
-    before = project.stack_file("test").read_text()
-    run = progression(project, "http://127.0.0.1:9", deployer, [])
-    set_to = canary.set_weight(project, "test", "llama", 20)  # the run starts from a canary already at 20%
-    assert set_to
-    with pytest.raises(canary.MetricsUnavailable) as failed:
-        run.run()
-    assert str(failed.value).startswith("metrics at http://127.0.0.1:9: ")
-    assert deployer.applied == []
-    assert project.stack_file("test").read_text() == before.replace("canaryWeight: 0", "canaryWeight: 20")
+    lines: list[str] = []
+    run = progression(project, "http://127.0.0.1:9", deployer, lines)
+    assert canary.set_weight(project, "test", "llama", 20)  # the run starts from a canary already at 20%
+    outcome = run.run()
+    assert (outcome.result, outcome.weight) == ("rolled back", 0)
+    assert [c.verdict for c in outcome.checks] == ["fail", "fail"]
+    assert outcome.checks[0].reasons[0].startswith("no measurement: metrics at http://127.0.0.1:9: ")
+    assert deployer.applied == [("canary llama: weight 0%", "v1", "v2", 0)]
+    status = canary.load_status(project, "test", "llama")
+    assert status is not None and status["result"] == "rolled back"
+    assert status["lastCheck"]["reasons"][0].startswith("no measurement: ")
 
 
 def test_each_edit_touches_its_own_lines_only(project: Project) -> None:
@@ -229,7 +261,7 @@ def test_each_edit_touches_its_own_lines_only(project: Project) -> None:
 
 def test_interrupt_leaves_the_declared_weight(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
     url, fake = prometheus
-    fake.scenario = [healthy()]
+    fake.scenario = [HEALTHY]
     deployer = RecordingDeployer(project)
     lines: list[str] = []
     run = progression(project, url, deployer, lines)
@@ -301,3 +333,72 @@ def test_without_the_pulumi_cli_nothing_is_edited(cli: Cli, project: Project, mo
         "--project", str(project.root), "canary", "advance", "--stack", "test", "--model", "llama", "--step", "-5"
     )
     assert bad_step.returncode == 2 and "--step -5: a step adds percent" in bad_step.stderr
+
+
+class Died(BaseException):
+    """The process killed mid-`pulumi up`: no handler of the command runs (a SIGKILL, a lost runner)."""
+
+
+class Cluster(RecordingDeployer):
+    """What the cluster serves: the declared weight of the last `pulumi up` that finished; `dies_on` kills the
+    command during the up whose message starts so (the cluster then holds part of the change)."""
+
+    def __init__(self, project: Project, dies_on: str | None = None) -> None:
+        super().__init__(project)
+        self.dies_on = dies_on
+        self.serving: tuple[str, str | None, int] | None = ("v1", "v2", 0)
+
+    def apply(self, stack: str, message: str) -> None:
+        if self.dies_on and message.startswith(self.dies_on):
+            self.serving = None  # part of the change applied: neither the old state nor the new
+            raise Died
+        super().apply(stack, message)
+        self.serving = self.applied[-1][1:]
+
+
+def declared(project: Project) -> tuple[str, str | None, int]:
+    split = canary.split_of(load(project)(), "llama")
+    return split.stable, split.canary, split.weight
+
+
+@pytest.mark.parametrize(
+    ("verb", "dies_on"),
+    [
+        ("advance", "canary llama: weight 20%"),
+        ("rollback", "canary llama: weight 0%"),
+        ("promote", "canary llama: v2 becomes stable"),
+        ("promote", "canary llama: canary removed"),
+    ],
+)
+def test_the_same_command_after_a_crash_brings_the_cluster_to_the_file(
+    project: Project, verb: str, dies_on: str
+) -> None:
+    if verb == "rollback":
+        assert canary.set_weight(project, "test", "llama", 30)
+    cluster = Cluster(project, dies_on)
+    cluster.serving = declared(project)
+
+    def command(deployer: Cluster) -> None:
+        run = progression(project, "http://127.0.0.1:9", deployer, [])
+        {"advance": lambda: run.step_to(20), "rollback": run.rollback, "promote": run.promote}[verb]()
+
+    with pytest.raises(Died):
+        command(cluster)
+    assert cluster.serving is None
+    assert canary.journal_file(project, "test", "llama").is_file()
+    cluster.dies_on = None
+    before = len(cluster.applied)
+    command(cluster)  # the same command again, as the interrupt hint says
+    assert cluster.serving == declared(project)
+    assert cluster.applied[before][0].startswith("canary llama: settle after `" + dies_on)
+    assert not canary.journal_file(project, "test", "llama").exists()
+    if verb == "promote":
+        assert declared(project) == ("v2", None, 0)
+
+
+def test_a_step_already_applied_runs_no_second_up(project: Project) -> None:
+    cluster = Cluster(project)
+    run = progression(project, "http://127.0.0.1:9", cluster, [])
+    run.step_to(20)
+    run.step_to(20)
+    assert [m for m, *_ in cluster.applied] == ["canary llama: weight 20%"]

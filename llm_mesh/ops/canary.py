@@ -157,18 +157,34 @@ class MetricSource(Protocol):
 
 @dataclass
 class PrometheusApi:
-    """The instant-query API of a Prometheus or of managed Prometheus's frontend."""
+    """The instant-query API of a Prometheus or of managed Prometheus's frontend.
+
+    A query that fails (unreachable, refused, timed out) is tried `attempts` times, `backoff` seconds apart,
+    before MetricsUnavailable; `clock` (unix seconds) sets the instant queried, the server's now when None."""
 
     url: str
     timeout: float = 10.0
+    attempts: int = 3
+    backoff: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] | None = None
 
     def value(self, promql: str) -> float | None:
-        query = urllib.parse.urlencode({"query": promql})
-        try:
-            with urllib.request.urlopen(f"{self.url.rstrip('/')}/api/v1/query?{query}", timeout=self.timeout) as r:
-                body = json.loads(r.read())
-        except (OSError, ValueError) as exc:
-            raise MetricsUnavailable(f"metrics at {self.url}: {exc}; is the Prometheus API reachable?") from None
+        params = {"query": promql} | ({"time": f"{self.clock():.3f}"} if self.clock else {})
+        url = f"{self.url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with urllib.request.urlopen(url, timeout=self.timeout) as answer:
+                    body = json.loads(answer.read())
+                break
+            except urllib.error.HTTPError as exc:  # Prometheus refused the query (400, 422): no retry mends that
+                raise MetricsUnavailable(f"metrics at {self.url}: {_api_error(exc)}") from None
+            except (OSError, ValueError) as exc:
+                if attempt == self.attempts:
+                    raise MetricsUnavailable(
+                        f"metrics at {self.url}: {exc} ({attempt} attempts); is the Prometheus API reachable?"
+                    ) from None
+                self.sleep(self.backoff)
         if body.get("status") != "success":
             raise MetricsUnavailable(f"metrics at {self.url}: {body.get('error', 'query failed')}")
         results = (body.get("data") or {}).get("result") or []
@@ -178,12 +194,30 @@ class PrometheusApi:
         return None if value != value else value  # NaN (0/0: no requests) measures nothing
 
 
+def _api_error(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read()).get("error") or exc)
+    except (OSError, ValueError):
+        return str(exc)
+
+
 # --- analysis
 
 
 @dataclass(frozen=True)
+class Measure:
+    """One figure of a check, with the limit it was held to."""
+
+    name: str
+    value: str  # as measured, or "no data"
+    limit: str
+    ok: bool
+
+
+@dataclass(frozen=True)
 class Check:
-    """One comparison of canary against stable."""
+    """One analysis of the canary, Flagger's way: no traffic decides nothing, and with traffic every figure must
+    be measured and within its limit; a query that cannot be answered is a failed check."""
 
     verdict: str  # "pass", "fail" or "no-data"
     reasons: list[str]
@@ -192,6 +226,7 @@ class Check:
     p99_ms: float | None
     stable_p99_ms: float | None
     ttft_p99_s: float | None
+    measures: list[Measure] = field(default_factory=list)
 
     def figures(self) -> str:
         p99 = "no data" if self.p99_ms is None else f"{self.p99_ms:.0f} ms"
@@ -208,26 +243,59 @@ def analyse(source: MetricSource, config: StackConfig, model: str, rules: Canary
     canary = queries.Scope(model, namespace, "canary")
     stable = queries.Scope(model, namespace, "stable")
     window = rules.window
-    requests = source.value(queries.request_count(canary, window)) or 0.0
-    success = source.value(queries.success_rate(canary, window))
-    p99 = source.value(queries.latency_quantile(canary, 0.99, window))
-    stable_p99 = source.value(queries.latency_quantile(stable, 0.99, window))
-    ttft = source.value(queries.time_to_first_token(canary, 0.99, window))
+    try:
+        requests = source.value(queries.request_count(canary, window)) or 0.0
+        success = source.value(queries.success_rate(canary, window))
+        p99 = source.value(queries.latency_quantile(canary, 0.99, window))
+        stable_p99 = source.value(queries.latency_quantile(stable, 0.99, window))
+        ttft = source.value(queries.time_to_first_token(canary, 0.99, window))
+    except MetricsUnavailable as exc:
+        return Check("fail", [f"no measurement: {exc}"], 0.0, None, None, None, None)
+    latency_limit = None if stable_p99 is None else stable_p99 * rules.max_latency_ratio
+    measures = [
+        Measure(
+            "canary requests", f"{requests:.0f} in {window}", f"≥ {rules.min_requests}", requests >= rules.min_requests
+        ),
+        Measure(
+            "success rate",
+            _pct(success),
+            f"≥ {rules.min_success_rate:.2%}",
+            success is not None and success >= rules.min_success_rate,
+        ),
+        Measure(
+            "P99 latency",
+            _ms(p99),
+            f"≤ {rules.max_latency_ratio:g} × stable's {_ms(stable_p99)}",
+            p99 is not None and latency_limit is not None and p99 <= latency_limit,
+        ),
+        Measure(
+            "P99 time to first token",
+            "no data" if ttft is None else f"{ttft:.2f} s",
+            f"≤ {rules.max_ttft_seconds:g} s",
+            ttft is not None and ttft <= rules.max_ttft_seconds,
+        ),
+    ]
+    figures = (requests, success, p99, stable_p99, ttft)
     if requests < rules.min_requests:
         reason = f"{requests:.0f} canary requests in {window}, fewer than {rules.min_requests}: no judgement on so little traffic"
-        return Check("no-data", [reason], requests, success, p99, stable_p99, ttft)
-    reasons = []
-    if success is None or success < rules.min_success_rate:
-        reasons.append(f"success rate {_pct(success)} below {rules.min_success_rate:.2%}")
-    if p99 is not None and stable_p99 and p99 > stable_p99 * rules.max_latency_ratio:
-        reasons.append(f"P99 latency {p99:.0f} ms above {rules.max_latency_ratio}× stable's {stable_p99:.0f} ms")
-    if ttft is not None and ttft > rules.max_ttft_seconds:
-        reasons.append(f"P99 time to first token {ttft:.2f} s above {rules.max_ttft_seconds} s")
-    return Check("fail" if reasons else "pass", reasons, requests, success, p99, stable_p99, ttft)
+        return Check("no-data", [reason], *figures, measures)
+    reasons = [f"{m.name} {m.value}, limit {m.limit}" for m in measures if not m.ok]
+    return Check("fail" if reasons else "pass", reasons, *figures, measures)
 
 
 def _pct(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:.2%}"
+    return "no data" if value is None else f"{value:.2%}"
+
+
+def _ms(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.0f} ms"
+
+
+# --- a step that survives a crash
+
+
+def journal_file(project: Project, stack: str, model: str) -> Path:
+    return project.root / ".llm-mesh" / "canary" / f"{stack}-{model}.pending.json"
 
 
 # --- the progression
@@ -235,7 +303,7 @@ def _pct(value: float | None) -> str:
 
 @dataclass
 class Outcome:
-    result: str  # "promoted", "rolled back", "stopped", "no decision"
+    result: str  # "promoted", "rolled back", "stopped", "no decision", "failed"
     weight: int
     checks: list[Check] = field(default_factory=list)
 
@@ -255,7 +323,9 @@ class Progression:
     applying: bool = False
 
     def _apply(self, message: str, before: str) -> None:
-        """One `pulumi up` of the edited stack file; if it fails, the file goes back to what it was."""
+        """One `pulumi up` of the edited stack file. A journal names the step until the up has finished, so that
+        the next command finishes it after a crash; if the up fails, the file goes back to what it was and the
+        journal stays (the cluster may hold part of the change): the next command applies the file again."""
         self.applying = True
         try:
             self.deployer.apply(self.stack, message)
@@ -265,24 +335,52 @@ class Progression:
             raise
         finally:
             self.applying = False
+        journal_file(self.project, self.stack, self.model).unlink(missing_ok=True)
+
+    def _begin(self, message: str) -> None:
+        journal = journal_file(self.project, self.stack, self.model)
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(journal, json.dumps({"step": message}) + "\n")
+
+    def settle(self) -> bool:
+        """Finish a step a crash or a failed `pulumi up` left unfinished: apply the stack file as it is. True when
+        there was one."""
+        journal = journal_file(self.project, self.stack, self.model)
+        if not journal.is_file():
+            return False
+        step = json.loads(journal.read_text()).get("step", "a canary step")
+        self.log(f"`{step}` did not finish: applying the stack file as it is, so the cluster matches it")
+        before = self.project.stack_file(self.stack).read_text()
+        self._apply(f"canary {self.model}: settle after `{step}`", before)
+        return True
 
     def step_to(self, weight: int) -> None:
+        self.settle()
         before = self.project.stack_file(self.stack).read_text()
+        message = f"canary {self.model}: weight {weight}%"
+        self._begin(message)
         if set_weight(self.project, self.stack, self.model, weight):
-            self._apply(f"canary {self.model}: weight {weight}%", before)
+            self._apply(message, before)
+        else:
+            journal_file(self.project, self.stack, self.model).unlink()
         self.log(f"canary {self.model} at {weight}%")
 
     def rollback(self) -> None:
         self.step_to(0)
 
     def promote(self) -> None:
+        if self.settle() and split_of(self.load_config(), self.model).canary is None:
+            self.log(f"promotion of {self.model} finished")
+            return
         split = split_of(self.load_config(), self.model)
-        before = self.project.stack_file(self.stack).read_text()
-        make_canary_stable(self.project, self.stack, self.model)
-        self._apply(f"canary {self.model}: {split.canary} becomes stable", before)
-        before = self.project.stack_file(self.stack).read_text()
-        remove_canary(self.project, self.stack, self.model)
-        self._apply(f"canary {self.model}: canary removed after promotion", before)
+        for message, edit in (
+            (f"canary {self.model}: {split.canary} becomes stable", make_canary_stable),
+            (f"canary {self.model}: canary removed after promotion", remove_canary),
+        ):
+            before = self.project.stack_file(self.stack).read_text()
+            self._begin(message)
+            edit(self.project, self.stack, self.model)
+            self._apply(message, before)
         self.log(f"promoted {split.canary} of {self.model} to stable")
 
     def run(self) -> Outcome:
@@ -293,11 +391,13 @@ class Progression:
             raise CanaryError(f"model {self.model!r} has no canary version; add canary: {{version: ...}} first")
         weight = split.weight
         outcome = Outcome("no decision", weight)
-        failures = 0
+        failures = idle = 0
         try:
+            self.settle()
             if weight == 0:
                 weight = min(rules.step, rules.max_weight)
                 self.step_to(weight)
+                outcome.weight = weight
             for _ in range(self.max_checks):
                 self.sleep(duration_seconds(rules.interval))
                 check = analyse(self.source, config, self.model, rules)
@@ -305,7 +405,14 @@ class Progression:
                 detail = "; ".join(check.reasons) if check.reasons else check.figures()
                 self.log(f"check at {weight}%: {check.verdict} ({detail})")
                 if check.verdict == "no-data":
+                    idle += 1
+                    if idle >= rules.no_traffic_checks:
+                        self.log(f"{idle} checks in a row without traffic: the canary is rolled back")
+                        self.rollback()
+                        outcome.result, outcome.weight = "rolled back", 0
+                        return outcome
                     continue  # no traffic never promotes
+                idle = 0
                 if check.verdict == "fail":
                     failures += 1
                     if failures >= rules.failed_checks:
@@ -319,19 +426,25 @@ class Progression:
                     return outcome
                 weight = min(weight + rules.step, rules.max_weight)
                 self.step_to(weight)
-            outcome.weight = weight
+                outcome.weight = weight
             return outcome
         except KeyboardInterrupt:
-            # The stack file holds the last weight applied: the declared state and the cluster agree on it.
             declared = split_of(self.load_config(), self.model).weight
             if self.applying:
                 self.log(
                     f"interrupted during `pulumi up`: the stack file declares canary weight {declared}%, which the "
-                    "cluster may only partly have; run `pulumi up` (or `llm-mesh canary rollback`) to settle it"
+                    "cluster may only partly have; run the same command again to finish the step"
                 )
             else:
                 self.log(f"interrupted: the stack stays at canary weight {declared}%, as declared and applied")
-            return Outcome("stopped", declared, outcome.checks)
+            outcome.result, outcome.weight = "stopped", declared
+            return outcome
+        except Exception:
+            outcome.result = "failed"
+            raise
+        finally:
+            # Whatever happened, what was measured is kept for `canary status`.
+            save_status(self.project, self.stack, self.model, outcome)
 
 
 # --- status

@@ -34,7 +34,7 @@ from pydantic.alias_generators import to_camel
 from llm_mesh.errors import did_you_mean
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.mesh.networking import RETRY_CONDITIONS
-from llm_mesh.plan import gpu, gpu_fit
+from llm_mesh.plan import gpu, gpu_fit, queries
 
 NAMESPACE = "llm-mesh"
 SECRET_KEYS = frozenset({"accessKeyId", "secretAccessKey", "access_key_id", "secret_access_key"})
@@ -686,11 +686,28 @@ class CanaryConfig(_Model):
     min_success_rate: float = Field(default=0.99, gt=0, le=1)
     # The canary's P99 latency may exceed stable's by at most this factor.
     max_latency_ratio: float = Field(default=1.25, ge=1)
-    max_ttft_seconds: float = Field(default=2.0, gt=0)
+    # On a bound of vLLM's time-to-first-token histogram (1, 2.5, 5, ...): between two, interpolation decides.
+    max_ttft_seconds: float = Field(default=2.5, gt=0)
     # Failed checks in one run before the canary is rolled back.
     failed_checks: int = Field(default=3, ge=1)
+    # Checks in a row without enough traffic before the canary is rolled back: a canary no request reaches is
+    # not being tested (a wrong route, a header nobody sends), and waiting longer proves nothing.
+    no_traffic_checks: int = Field(default=6, ge=1)
     # A Prometheus-compatible query API: the managed Prometheus frontend (port-forwarded) or a Prometheus.
     prometheus_url: str = Field(default="http://localhost:9090", pattern=r"^https?://")
+
+    @field_validator("max_ttft_seconds")
+    @classmethod
+    def _on_a_bucket_bound(cls, limit: float) -> float:
+        if limit in queries.TTFT_BUCKET_BOUNDS:
+            return limit
+        below = max((b for b in queries.TTFT_BUCKET_BOUNDS if b < limit), default=None)
+        above = min((b for b in queries.TTFT_BUCKET_BOUNDS if b > limit), default=None)
+        nearest = " or ".join(f"{b:g}" for b in (below, above) if b is not None)
+        raise ValueError(
+            f"{limit:g} s lies between two bounds of vLLM's time-to-first-token histogram, so interpolation, not "
+            f"the data, would decide; use {nearest}"
+        )
 
 
 class StackConfig(_Model):

@@ -180,11 +180,15 @@ def model_charts(names: ModelNames) -> list[Widget]:
         ),
         *(latency(track) for track in names.tracks),
         chart(f"{model}: time to first token P99", per_track(names, queries.time_to_first_token), "s", "seconds"),
-        chart(f"{model}: time per output token P99", per_track(names, queries.time_per_output_token), "s", "seconds"),
+        chart(f"{model}: inter-token latency P99", per_track(names, queries.inter_token_latency), "s", "seconds"),
         chart(f"{model}: end-to-end latency P99 (vLLM)", per_track(names, queries.end_to_end_latency), "s", "seconds"),
+        chart(f"{model}: inference time P99 (on the GPU)", per_track(names, queries.inference_time), "s", "seconds"),
         chart(f"{model}: queue depth", per_track(names, queries.queue_depth), "1", "requests waiting"),
         chart(f"{model}: KV cache usage (fullest replica)", per_track(names, queries.kv_cache_usage), "1", "share"),
         chart(f"{model}: generated tokens per second", per_track(names, queries.tokens_per_second), "1/s", "tokens/s"),
+        chart(
+            f"{model}: GPU utilization (DCGM)", per_track(names, queries.gpu_utilization_by_track), "%", "percent busy"
+        ),
     ]
 
 

@@ -20,7 +20,15 @@ ISTIO_REQUESTS = "istio_requests_total"
 ISTIO_DURATION = "istio_request_duration_milliseconds_bucket"
 VLLM_E2E = "vllm:e2e_request_latency_seconds_bucket"
 VLLM_TTFT = "vllm:time_to_first_token_seconds_bucket"
-VLLM_TPOT = "vllm:time_per_output_token_seconds_bucket"
+# vLLM 0.27 (the pinned image): `time_per_output_token_seconds` is gone; inter-token latency replaces it.
+VLLM_ITL = "vllm:inter_token_latency_seconds_bucket"
+VLLM_INFERENCE = "vllm:request_inference_time_seconds_bucket"
+# The bounds of vLLM 0.27's time-to-first-token histogram (vllm/v1/metrics/loggers.py). A limit between two bounds
+# is judged by histogram_quantile's interpolation, not by the data: limits sit on a bound.
+TTFT_BUCKET_BOUNDS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+    160.0, 640.0, 2560.0,
+)  # fmt: skip
 VLLM_WAITING = "vllm:num_requests_waiting"
 VLLM_RUNNING = "vllm:num_requests_running"
 VLLM_PROMPT_TOKENS = "vllm:prompt_tokens_total"
@@ -31,7 +39,7 @@ DCGM_FB_USED = "DCGM_FI_DEV_FB_USED"
 DCGM_FB_FREE = "DCGM_FI_DEV_FB_FREE"
 
 METRICS = (
-    ISTIO_REQUESTS, ISTIO_DURATION, VLLM_E2E, VLLM_TTFT, VLLM_TPOT, VLLM_WAITING, VLLM_RUNNING, VLLM_PROMPT_TOKENS,
+    ISTIO_REQUESTS, ISTIO_DURATION, VLLM_E2E, VLLM_TTFT, VLLM_ITL, VLLM_INFERENCE, VLLM_WAITING, VLLM_RUNNING, VLLM_PROMPT_TOKENS,
     VLLM_GENERATION_TOKENS, VLLM_KV_CACHE, DCGM_UTIL, DCGM_FB_USED, DCGM_FB_FREE,
 )  # fmt: skip
 
@@ -70,15 +78,23 @@ def qps(scope: Scope, window: str = "5m") -> str:
     return f"sum{scope.istio_by()}(rate({ISTIO_REQUESTS}{{{scope.istio()}}}[{window}]))"
 
 
-def error_rate(scope: Scope, window: str = "5m") -> str:
-    """Share of requests answered 5xx (0..1)."""
-    errors = f'sum{scope.istio_by()}(rate({ISTIO_REQUESTS}{{{scope.istio()},response_code=~"5.."}}[{window}]))'
-    return f"{errors} / {qps(scope, window)}"
+def good_rate(scope: Scope, window: str = "5m") -> str:
+    """Requests per second answered with anything but 5xx."""
+    return f'sum{scope.istio_by()}(rate({ISTIO_REQUESTS}{{{scope.istio()},response_code!~"5.."}}[{window}]))'
 
 
 def success_rate(scope: Scope, window: str = "5m") -> str:
-    """Share of requests not answered 5xx (0..1): what a canary is judged on."""
-    return f"1 - ({error_rate(scope, window)})"
+    """Share of requests not answered 5xx (0..1): what a canary is judged on.
+
+    Good over total, as Flagger computes it: Istio writes a `response_code="5.."` series only once a 5xx has
+    happened, so errors over total is an empty vector (no value at all) for a track that never failed. Good over
+    total has a value whenever there was traffic, and none only when there was none."""
+    return f"{good_rate(scope, window)} / {qps(scope, window)}"
+
+
+def error_rate(scope: Scope, window: str = "5m") -> str:
+    """Share of requests answered 5xx (0..1): 0, not an empty line, for a track with traffic and no error."""
+    return f"1 - ({success_rate(scope, window)})"
 
 
 def request_count(scope: Scope, window: str = "5m") -> str:
@@ -102,14 +118,19 @@ def time_to_first_token(scope: Scope, quantile: float = 0.99, window: str = "5m"
     return _vllm_quantile(VLLM_TTFT, scope, quantile, window)
 
 
-def time_per_output_token(scope: Scope, quantile: float = 0.99, window: str = "5m") -> str:
-    """Seconds per generated token after the first, at a quantile."""
-    return _vllm_quantile(VLLM_TPOT, scope, quantile, window)
+def inter_token_latency(scope: Scope, quantile: float = 0.99, window: str = "5m") -> str:
+    """Seconds between two generated tokens, at a quantile (vLLM's `inter_token_latency_seconds`)."""
+    return _vllm_quantile(VLLM_ITL, scope, quantile, window)
 
 
 def end_to_end_latency(scope: Scope, quantile: float = 0.99, window: str = "5m") -> str:
     """Seconds from arrival to the last token, in the server, at a quantile."""
     return _vllm_quantile(VLLM_E2E, scope, quantile, window)
+
+
+def inference_time(scope: Scope, quantile: float = 0.99, window: str = "5m") -> str:
+    """Seconds a request spent running on the GPU (prefill and decode, no queueing), at a quantile."""
+    return _vllm_quantile(VLLM_INFERENCE, scope, quantile, window)
 
 
 def queue_depth(scope: Scope) -> str:
@@ -127,14 +148,31 @@ def kv_cache_usage(scope: Scope) -> str:
     return f"max{scope.by()}({VLLM_KV_CACHE}{{{scope.pods()}}})"
 
 
+# dcgm-exporter's own label for the node: the exporter writes its host name, which GKE's managed DCGM sets to the
+# node's name. Its series carry no `node` label (the scrape adds none by default).
+GPU_NODE_LABEL = "Hostname"
+
+
 def gpu_utilization() -> str:
-    """Percent of time each GPU was busy, averaged per node (GKE's DCGM exporter)."""
-    return f"avg by (node)({DCGM_UTIL})"
+    """Percent of time the GPUs were busy, averaged per node (GKE's DCGM exporter)."""
+    return f"avg by ({GPU_NODE_LABEL})({DCGM_UTIL})"
 
 
 def gpu_memory_used_share() -> str:
-    """Share of each GPU's memory in use, per node."""
-    return f"sum by (node)({DCGM_FB_USED}) / (sum by (node)({DCGM_FB_USED}) + sum by (node)({DCGM_FB_FREE}))"
+    """Share of the GPUs' memory in use, per node."""
+    used, free = (f"sum by ({GPU_NODE_LABEL})({metric})" for metric in (DCGM_FB_USED, DCGM_FB_FREE))
+    return f"{used} / ({used} + {free})"
+
+
+def gpu_utilization_by_track(scope: Scope) -> str:
+    """Percent of time the model's GPUs were busy, per track: each GPU series is matched to the server pod that
+    holds it. dcgm-exporter names the GPU's pod `pod`; a scrape that adds a `pod` of its own (the exporter's)
+    renames it `exported_pod`, which is taken where present. The server pods' series (scraped by the model's
+    PodMonitoring) say which model and track a pod serves."""
+    gpus = f'label_replace({DCGM_UTIL}, "pod", "$1", "exported_pod", "(.+)")'
+    pods = f"group by (pod, {MODEL_LABEL}, {TRACK_LABEL})({VLLM_RUNNING}{{{scope.pods()}}})"
+    grouping = MODEL_LABEL if scope.track else f"{MODEL_LABEL}, {TRACK_LABEL}"
+    return f"avg by ({grouping})({gpus} * on (pod) group_left ({MODEL_LABEL}, {TRACK_LABEL}) {pods})"
 
 
 def gateway_requests(namespace: str, window: str = "5m") -> str:
