@@ -105,7 +105,7 @@ class InferenceService(pulumi.ComponentResource):
             version = inference.version_of(names.model, track)
             gates = []
             if inference.replicas(names.model, track) != 0:
-                gates = [_weights_gate(f"{name}-{track}-weights", args, version, child)]
+                gates = [_weights_gate(f"{name}-{track}-weights", args, track, version, child)]
             deployment_opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=gates))
             _deployment(f"{name}-{track}", args, track, deployment_opts)
         core.Service(
@@ -202,13 +202,12 @@ def _autoscaler(resource_name: str, names: ModelNames, opts: pulumi.ResourceOpti
 
 
 def _weights_gate(
-    resource_name: str, args: InferenceServiceArgs, version: ModelVersion, opts: pulumi.ResourceOptions
+    resource_name: str, args: InferenceServiceArgs, track: str, version: ModelVersion, opts: pulumi.ResourceOptions
 ) -> k8s.batch.v1.Job:
     """A Job that completes once the store serves every file of the version; the track's Deployment waits for it."""
     names = args.names
     base_url = inference.store_url(names, args.store_namespace, version)
-    # One Job per version: a Job's template cannot change, and a new version is a new gate.
-    job_name = f"{names.service}-weights-{version.version}"
+    job_name = inference.weights_gate_name(names.service, track, version.version)
     container = core.ContainerArgs(
         name="check",
         image=args.gate_image,

@@ -78,6 +78,8 @@ class ModelStoreArgs:
             for i in imports
             if (i.location.scheme, i.location.bucket, i.location.prefix) != ("gs", bucket, i.sink_path)
         ]
+        # One import per version, whichever tracks serve it: during a promotion stable and canary share one.
+        imports = list({i.sink_path: i for i in imports}.values())
         return cls(
             project=config.gcp.project,
             bucket_name=config.bucket_name(stack),

@@ -17,7 +17,7 @@ import pytest
 from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 
-from llm_mesh.engine.run import RecordingMonitor, _ComputedOutputs, record
+from llm_mesh.engine.run import DuplicateResourceUrn, RecordingMonitor, _ComputedOutputs, record
 from llm_mesh.engine.stackfile import StackSettings
 from tests.conftest import isolated_sdk
 
@@ -215,3 +215,20 @@ def test_answers_are_the_bytes_the_stock_monitor_would_send() -> None:
             assert ours.SerializeToString(deterministic=True) == stock.SerializeToString(deterministic=True)
     finally:
         loop.close()
+
+
+@pytest.mark.usefixtures("fresh_loop")
+def test_two_resources_with_one_urn_fail_the_run_as_the_engine_does() -> None:
+    """The stock mock monitor accepts a duplicate; the Pulumi engine refuses it at preview, in these words."""
+
+    def program() -> None:
+        pulumi.CustomResource(THING, "models-import-llama-v2", {})
+        pulumi.CustomResource(THING, "models-import-llama-v2", {"other": True})
+
+    with pytest.raises(DuplicateResourceUrn) as refused:
+        record(program, "llm-mesh", "test", StackSettings({}))
+    assert str(refused.value) == (
+        "Duplicate resource URN 'urn:pulumi:test::llm-mesh::test:index:Thing::models-import-llama-v2'; "
+        "try giving it a unique name"
+    )
+

@@ -56,7 +56,7 @@ def test_servers_wait_for_their_weights_gate(previews: dict[str, Any]) -> None:
     document = previews["prod"]
     for track, version in (("stable", "v1"), ("canary", "v2"), ("mirror", "v3-rc1")):
         gate = resource(document, JOB, f"model-llama-31-8b-{track}-weights")
-        assert prop(gate, "metadata.name") == f"llama-31-8b-weights-{version}"
+        assert prop(gate, "metadata.name") == f"llama-31-8b-{track}-weights-{version}"
         assert prop(gate, "metadata.annotations")["pulumi.com/replaceUnready"] == "true"
         deployment = resource(document, DEPLOYMENT, f"model-llama-31-8b-{track}")
         gate_urn = next(s["urn"] for s in document["steps"] if s["newState"] is gate)

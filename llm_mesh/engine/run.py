@@ -91,6 +91,14 @@ class _ComputedOutputs(Mocks):
         return _fill(shape, {}, function, "")
 
 
+class DuplicateResourceUrn(Exception):
+    """Two resources of one program with the same type, name and parent: the engine's own words."""
+
+    def __init__(self, urn: str) -> None:
+        super().__init__(f"Duplicate resource URN '{urn}'; try giving it a unique name")
+        self.urn = urn
+
+
 class RecordingMonitor(MockMonitor):
     """MockMonitor that records each registration with its options and engine-shaped URNs."""
 
@@ -112,6 +120,9 @@ class RecordingMonitor(MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.engine_urn(request.parent, request.type, request.name)
+        if urn in self._by_urn:
+            # As the Pulumi engine refuses it at preview (diag 2001), where the stock mock monitor accepts it.
+            raise DuplicateResourceUrn(urn)
         inputs = _plain_map(request.object)
         registration = Registration(
             urn=urn,

@@ -628,6 +628,11 @@ def text_report(result: Diff, base: dict[str, State], head: dict[str, State], ma
     groups: dict[str, list[Change]] = {}
     for change in sorted(result.changes, key=lambda c: (order[c.kind], c.state.urn)):
         groups.setdefault(component_of(change.state, head, base), []).append(change)
+    from llm_mesh.ops.transitions import name_conflicts  # it reads this module's Diff
+
+    for conflict in name_conflicts(result):
+        lines.append(f"{'**' if markdown else ''}Cannot apply:{'**' if markdown else ''} {conflict.message()}")
+        lines.append("")
     replaced = [c for c in result.changes if c.kind == "replace"]
     if replaced:
         names = ", ".join(f"{c.state.type} {c.state.name}" for c in replaced)
@@ -675,7 +680,13 @@ def unknown_replace(change: Change) -> str:
 def json_report(result: Diff) -> dict[str, Any]:
     """Every changed property with its whole values, as the documents hold them (unknowns as the engine's
     sentinel); `knownAfterDeploy` counts the values left out as known on one side only."""
+    from llm_mesh.ops.transitions import name_conflicts  # it reads this module's Diff
+
     return {
+        "cannotApply": [
+            {"name": c.name, "created": c.created.urn, "heldBy": c.held_by.urn, "message": c.message()}
+            for c in name_conflicts(result)
+        ],
         "summary": {**result.counts(), "unchanged": result.unchanged, "knownAfterDeploy": result.known_after_deploy},
         "changes": [
             {

@@ -33,6 +33,14 @@ def version_of(model: ServedModel, track: str) -> ModelVersion:
     return versions[track]
 
 
+def weights_gate_name(service: str, track: str, version: str) -> str:
+    """The gate Job's name: one per track and version. Per version, since a Job's template cannot change and a new
+    version is a new gate (the old one is replaced); per track, since a promotion gives stable the canary's version
+    while the canary's gate, deleted in the same `pulumi up`, still holds its name, and Pulumi creates the
+    replacement before it deletes: a shared name would meet AlreadyExists."""
+    return f"{service}-{track}-weights-{version}"
+
+
 def replicas(model: ServedModel, track: str) -> int | None:
     """None for stable when the autoscaler owns its count (declaring one would fight it on every `up`);
     a canary in proportion to its weight, and one warm replica at weight zero; a mirror, which serves no

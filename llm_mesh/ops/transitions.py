@@ -1,0 +1,69 @@
+"""Whether an update can be applied: a physical name created while another resource still holds it.
+
+Pulumi creates new resources and replacements before it deletes the old ones. So when one update deletes a
+resource and creates another, under another URN, with the same physical name (a Kubernetes object's kind,
+namespace and name; a Google Cloud resource's name in its project and location), the create comes first and
+the API answers AlreadyExists. pulumi-kubernetes no longer upserts on create (since pulumi/pulumi-kubernetes
+#4278), and its old upsert lost data (the later delete removed the object just "created"). A replacement under
+the same URN is not one of these: the provider deletes a named object before it creates it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llm_mesh.ops.diff import Diff, State
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+# Where a Google Cloud resource's name is unique, beside its type and project.
+GCP_SCOPES = ("location", "region", "zone", "bucket", "dataset", "service")
+
+
+@dataclass(frozen=True)
+class NameConflict:
+    name: str  # the physical name, as a reader says it
+    created: State  # created or replaced in this update
+    held_by: State  # deleted (or replaced away from the name) later in the same update
+
+    def message(self) -> str:
+        api = "Kubernetes" if self.created.type.startswith("kubernetes:") else "the API"
+        return (
+            f"{self.created.type} {self.created.name} creates {self.name}, which {self.held_by.type} "
+            f"{self.held_by.name} holds until it is deleted later in the same update: {api} answers AlreadyExists "
+            "(Pulumi creates before it deletes); give the new object a name of its own, or split the change "
+            "into two updates"
+        )
+
+
+def physical_name(state: State) -> str | None:
+    """The name the cloud or the cluster knows the resource by, when the document states it."""
+    inputs: dict[str, Any] = state.inputs or {}
+    if state.type.startswith("kubernetes:") and state.type != HELM_RELEASE:
+        metadata = inputs.get("metadata")
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
+            return None
+        kind = inputs.get("kind") or state.type.rsplit(":", 1)[-1]
+        namespace = metadata.get("namespace")
+        return f"{kind} {namespace}/{metadata['name']}" if namespace else f"{kind} {metadata['name']}"
+    if state.type.startswith("gcp:") and isinstance(inputs.get("name"), str):
+        scope = [str(inputs[key]) for key in ("project", *GCP_SCOPES) if isinstance(inputs.get(key), str)]
+        return f"{state.type.rsplit(':', 1)[-1]} {'/'.join([*scope, inputs['name']])}"
+    return None
+
+
+def name_conflicts(result: Diff) -> list[NameConflict]:
+    freed: dict[str, State] = {}
+    for change in result.changes:
+        old = physical_name(change.before) if change.before else None
+        new = physical_name(change.after) if change.after else None
+        if old and change.before and (change.kind == "delete" or (change.kind == "replace" and old != new)):
+            freed[old] = change.before
+    conflicts = []
+    for change in result.changes:
+        if change.kind in ("create", "replace") and change.after:
+            name = physical_name(change.after)
+            holder = freed.get(name) if name else None
+            if name and holder is not None and holder.urn != change.after.urn:
+                conflicts.append(NameConflict(name, change.after, holder))
+    return conflicts
