@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from components.pods import (
     image_skips,
     mesh_pod_annotations,
+    node_spread,
     pod_security,
     pull_policy,
     restricted,
@@ -129,6 +130,15 @@ class InferenceService(pulumi.ComponentResource):
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=stable_selector),
             opts=child,
         )
+        if "canary" in names.tracks and inference.disruption_budgeted(names.model, "canary"):
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-canary-pdb",
+                metadata=meta.ObjectMetaArgs(name=f"{names.service}-canary", namespace=namespace),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels=names.labels("canary"))
+                ),
+                opts=child,
+            )
         model = names.model
         _pod_monitoring(f"{name}-metrics", names, child)
         if inference.replicas(model, "stable") is None:
@@ -376,7 +386,7 @@ def _deployment(
             core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
         ],
         termination_grace_period_seconds=inference.grace_period_seconds(args.routing),
-        topology_spread_constraints=zone_spread(names.labels(track)),
+        topology_spread_constraints=[*zone_spread(names.labels(track)), *node_spread(names.labels(track))],
     )
     mesh = mesh_pod_annotations(drain_seconds=inference.grace_period_seconds(args.routing))
     # The proxy's span tags and access log lines read the model, track and version from its environment.

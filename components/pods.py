@@ -102,3 +102,15 @@ def zone_spread(labels: dict[str, str]) -> list[core.TopologySpreadConstraintArg
             label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
         )
     ]
+
+
+def node_spread(labels: dict[str, str]) -> list[core.TopologySpreadConstraintArgs]:
+    """Replicas on different nodes when capacity allows: one node drained or preempted takes one of them."""
+    return [
+        core.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key="kubernetes.io/hostname",
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+        )
+    ]

@@ -231,4 +231,3 @@ def test_two_resources_with_one_urn_fail_the_run_as_the_engine_does() -> None:
         "Duplicate resource URN 'urn:pulumi:test::llm-mesh::test:index:Thing::models-import-llama-v2'; "
         "try giving it a unique name"
     )
-

@@ -64,7 +64,7 @@ def test_autoscaler_owns_the_stable_replica_count(previews: dict[str, Any]) -> N
     assert (
         prop(hpa, "spec.metrics.0.external.metric.name") == "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
     )
-    assert prop(resource(document, DEPLOYMENT, "model-llama-31-8b-canary"), "spec.replicas") == 1
+    assert prop(resource(document, DEPLOYMENT, "model-llama-31-8b-canary"), "spec.replicas") == 2
     pdb = resource(document, "kubernetes:policy/v1:PodDisruptionBudget", "model-llama-31-8b-pdb")
     assert prop(pdb, "spec.maxUnavailable") == 1
 
@@ -77,7 +77,7 @@ def test_canary_replicas_follow_the_weight() -> None:
         ).models[0]
 
     assert replicas(model(0), "canary") == 1, "a canary with no traffic stays warm: the first step finds a pod"
-    assert replicas(model(10), "canary") == 1
+    assert replicas(model(10), "canary") == 2, "a canary taking traffic keeps serving when one pod goes"
     assert replicas(model(50), "canary") == 2
     assert replicas(model(10), "stable") is None
     assert replicas(model(100), "canary") == 4
@@ -280,3 +280,15 @@ def test_foreign_buckets_and_cmek_get_the_grants_they_need() -> None:
     bucket = resource(document, BUCKET, "models-bucket")
     assert kms["urn"] in bucket["dependencies"], "the key is usable before the bucket is created with it"
     assert prop(bucket, "encryption.defaultKmsKeyName") == key
+
+
+def test_a_canary_taking_traffic_survives_the_loss_of_a_pod(previews: dict[str, Any]) -> None:
+    """Two pods, spread over nodes, evicted one at a time: a drain or a preemption never empties its subset."""
+    document = previews["prod"]
+    canary = resource(document, "kubernetes:apps/v1:Deployment", "model-llama-31-8b-canary")
+    assert prop(canary, "spec.replicas") >= 2
+    spread = prop(canary, "spec.template.spec.topologySpreadConstraints")
+    assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    budget = resource(document, "kubernetes:policy/v1:PodDisruptionBudget", "model-llama-31-8b-canary-pdb")
+    assert prop(budget, "spec.maxUnavailable") == 1
+    assert prop(budget, "spec.selector.matchLabels") == prop(canary, "spec.selector.matchLabels")

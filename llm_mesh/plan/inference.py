@@ -13,6 +13,8 @@ from llm_mesh.plan.observability import resource_attributes, trace_identity
 from llm_mesh.plan.topology import MODEL_STORE, ModelNames
 
 SERVER_PORT = 8000
+# Pods of a canary that takes traffic: one can go while the other serves (see `replicas`).
+CANARY_MIN_SERVING = 2
 MODEL_DIR = "/models"
 # Weights of a large model take many minutes to load onto the GPUs: allow up to 30 minutes to start.
 STARTUP_PERIOD_SECONDS = 10
@@ -43,19 +45,31 @@ def weights_gate_name(service: str, track: str, version: str) -> str:
 
 def replicas(model: ServedModel, track: str) -> int | None:
     """None for stable when the autoscaler owns its count (declaring one would fight it on every `up`);
-    a canary in proportion to its weight, and one warm replica at weight zero; a mirror, which serves no
-    client, one. `minReplicas: 0` turns the model off: every track runs zero.
+    a canary in proportion to its weight, never fewer than CANARY_MIN_SERVING while it takes traffic, and one
+    warm replica at weight zero; a mirror, which serves no client, one. `minReplicas: 0` turns the model off:
+    every track runs zero.
 
     The warm canary replica is what lets every weight change be one `pulumi up` that never routes to a subset
     without pods: the first step from 0 finds a ready pod, and a rollback to 0 leaves the pods in place while
-    the route moves away (removing the canary version removes the replica)."""
+    the route moves away (removing the canary version removes the replica). While the canary takes traffic,
+    a single pod would take the canary's share of requests with it when it goes (a node upgrade, a spot
+    preemption, a ComputeClass move: 503s until a new pod has loaded the weights); two, spread over nodes and
+    held by a PodDisruptionBudget, keep the subset serving. A mirror's subset going empty fails no client."""
     if model.min_replicas == 0:
         return 0
     if track == "stable":
         return None
     if track == "canary":
-        return max(1, math.ceil(model.min_replicas * model.canary_weight / 100))
+        if model.canary_weight == 0:
+            return 1
+        return max(CANARY_MIN_SERVING, math.ceil(model.min_replicas * model.canary_weight / 100))
     return 1
+
+
+def disruption_budgeted(model: ServedModel, track: str) -> bool:
+    """Tracks whose pods a voluntary eviction takes one at a time: stable always, the canary while it serves."""
+    count = replicas(model, track)
+    return track == "stable" or (track == "canary" and count is not None and count >= CANARY_MIN_SERVING)
 
 
 def server_args(
