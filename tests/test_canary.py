@@ -293,8 +293,32 @@ def test_cli_status_and_dry_run(cli: Cli, project: Project) -> None:
     assert "      spec.http[0].route[0].destination.subset: stable → canary" in lines
     added = lines.index("      spec.http[1]: added (name=weighted)")
     assert {"        + route[0].weight: 80", "        + route[1].weight: 20"} <= set(lines[added + 1 : added + 13])
-    assert lines[-1] == "Resources: ~ 1 to update, 105 unchanged"
+    # A canary taking traffic gets its second pod and its disruption budget.
+    assert "  + kubernetes:policy/v1:PodDisruptionBudget model-llama-canary-pdb (create)" in lines
+    assert "      spec.replicas: 1 → 2" in lines
+    assert lines[-1] == "Resources: + 1 to create, ~ 2 to update, 104 unchanged"
     assert project.stack_file("test").read_text() == before, "a dry run changes nothing"
+    refused = cli(
+        "--project", str(project.root), "canary", "advance", "--stack", "test", "--model", "llama", "--step", "0",
+        "--dry-run",
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--step 0: a step adds percent" in refused.stderr, "as the real command"
+
+
+def test_a_promotion_dry_run_previews_each_pulumi_up_in_order(cli: Cli, project: Project) -> None:
+    (project.root / "__main__.py").symlink_to(ROOT / "__main__.py")
+    (project.root / "components").symlink_to(ROOT / "components")
+    assert canary.set_weight(project, "test", "llama", 40)
+    dry = cli("--project", str(project.root), "canary", "promote", "--stack", "test", "--model", "llama", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    first, second = (
+        lines.index("pulumi up 1 of 2: the canary's version becomes stable"),
+        lines.index("pulumi up 2 of 2: the canary is removed"),
+    )
+    assert 0 < first < second
+    assert "Cannot apply" not in dry.stdout
+    assert "  - kubernetes:apps/v1:Deployment model-llama-canary (delete)" in lines[second:]
 
 
 def test_automation_api_needs_the_pulumi_cli(project: Project) -> None:

@@ -8,11 +8,13 @@ renamed dcgm-exporter's `pod` label.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from llm_mesh.ops import canary
 from llm_mesh.plan import queries
@@ -20,6 +22,7 @@ from llm_mesh.plan.alerts import alert_rules
 from llm_mesh.plan.config import StackConfig, parse_stack_config
 from llm_mesh.plan.dashboards import overview
 from tests import exporters
+from tests.conftest import ROOT, Cli
 from tests.helpers import served_model, version
 from tests.prometheus import AT, MODEL, SCENARIOS, Prometheus, start
 
@@ -185,3 +188,50 @@ def test_the_latency_alert_fires_on_the_slow_track(server: Prometheus) -> None:
 
 def test_the_ttft_limit_bounds_are_vllms() -> None:
     assert exporters.TTFT_BUCKETS == queries.TTFT_BUCKET_BOUNDS
+
+
+# --- `llm-mesh canary check`, read-only, against the same server ----------------------------------------------------
+
+
+@pytest.fixture
+def scenario_project(tmp_path: Path) -> Callable[[str], Path]:
+    def make(scenario: str) -> Path:
+        root = tmp_path / scenario
+        (root / "stacks").mkdir(parents=True)
+        shutil.copy(ROOT / "Pulumi.yaml", root)
+        config = {
+            "llm-mesh:environment": "dev",
+            "llm-mesh:gcp": {"project": "llm-mesh-test"},
+            "llm-mesh:inference": {"namespace": SCENARIOS[scenario].namespace},
+            "llm-mesh:models": [served_model(MODEL, canary=version("v2"), canaryWeight=20)],
+        }
+        (root / "stacks" / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
+        return root
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code", "verdict"),
+    [("error-free", 0, "pass"), ("errors", 1, "fail"), ("idle", 4, "no decision: too little traffic to judge")],
+)
+def test_canary_check_prints_each_figure_its_limit_and_the_verdict(
+    server: Prometheus, scenario_project: Callable[[str], Path], cli: Cli, scenario: str, code: int, verdict: str
+) -> None:
+    root = scenario_project(scenario)
+    args = ("canary", "check", "--stack", "test", "--model", MODEL, "--prometheus-url", server.url, "--at", str(AT))
+    result = cli("--project", str(root), *args)
+    assert (result.returncode, result.stderr) == (code, "")
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"canary {MODEL} in test, 5m up to 2026-01-01T00:30:00+00:00 (Prometheus API {server.url}):"
+    assert lines[-1] == f"verdict: {verdict}"
+    if scenario == "errors":
+        assert "  success rate: 90.00%  (limit ≥ 99.00%)  FAIL" in lines
+    if scenario == "error-free":
+        assert lines[1:5] == [
+            "  canary requests: 300 in 5m  (limit ≥ 100)  ok",
+            "  success rate: 100.00%  (limit ≥ 99.00%)  ok",
+            "  P99 latency: 995 ms  (limit ≤ 1.25 × stable's 995 ms)  ok",
+            "  P99 time to first token: 0.50 s  (limit ≤ 2.5 s)  ok",
+        ]
+    assert not (root / ".llm-mesh").exists(), "a check is read-only"

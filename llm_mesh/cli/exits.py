@@ -20,6 +20,7 @@ from llm_mesh.errors import CommandError, InputError
 EXIT_FINDINGS = 1  # the command ran and found problems: validate errors, mandatory violations, missing artifacts
 EXIT_UNUSABLE = 2  # an input it cannot use: a file, a config mistake, a path, credentials, an endpoint, a version
 EXIT_PROGRAM_FAILED = 3  # the Pulumi program raised on a valid config: a bug to report
+EXIT_UNDECIDED = 4  # `canary check`: too little traffic to judge the canary, neither pass nor fail
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report an interrupted command
 EXIT_BROKEN_PIPE = 141  # the output's reader closed it, as shells report a command ended by SIGPIPE
 

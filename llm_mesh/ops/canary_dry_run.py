@@ -18,24 +18,39 @@ Step = Literal["advance", "rollback", "promote"]
 
 
 def dry_run(project: Project, stack: str, model: str, step: Step, weight: int) -> str:
-    """The text diff of the step (`weight` is where `advance` takes the canary)."""
+    """The text diff of each `pulumi up` the step runs, in order (`weight` is where `advance` takes the canary):
+    one for `advance` and `rollback`, two for `promote` (stable takes the canary's version, then the canary
+    goes). Each is previewed offline as the engine would take it: a duplicate URN fails its preview, and a name
+    still held by an object deleted in the same update is flagged."""
+    edits = {
+        "advance": [(f"weight {weight}%", lambda copy: canary.set_weight(copy, stack, model, weight))],
+        "rollback": [("weight 0%", lambda copy: canary.set_weight(copy, stack, model, 0))],
+        "promote": [
+            ("the canary's version becomes stable", lambda copy: canary.make_canary_stable(copy, stack, model)),
+            ("the canary is removed", lambda copy: canary.remove_canary(copy, stack, model)),
+        ],
+    }[step]
     with tempfile.TemporaryDirectory(prefix="llm-mesh-canary-") as scratch:
-        copy = _stack_files_copy(project, Path(scratch) / "project")
-        if step == "advance":
-            canary.set_weight(copy, stack, model, weight)
-        elif step == "rollback":
-            canary.set_weight(copy, stack, model, 0)
-        else:
-            canary.make_canary_stable(copy, stack, model)
-            canary.remove_canary(copy, stack, model)
-        before = start_previews(project.root, [stack], Path(scratch) / "before")
-        after = start_previews(copy.root, [stack], Path(scratch) / "after")
-        sides = collect(before, Path(scratch) / "before", [stack]), collect(after, Path(scratch) / "after", [stack])
-    for side in sides:
+        roots = [project.root]
+        for i in range(len(edits)):
+            copy = _stack_files_copy(project, Path(scratch) / f"up-{i + 1}")
+            for _, edit in edits[: i + 1]:
+                edit(copy)
+            roots.append(copy.root)
+        runs = [(root, Path(scratch) / f"preview-{i}") for i, root in enumerate(roots)]
+        started = [start_previews(root, [stack], out) for root, out in runs]
+        sides = [collect(previews, out, [stack]) for previews, (_, out) in zip(started, runs, strict=True)]
+    for (_, out), side in zip(runs, sides, strict=True):
         if stack in side.errors:
-            raise InputError(f"the dry run's preview failed: {side.errors[stack][0]}")
-    base, head = states(sides[0].documents[stack]), states(sides[1].documents[stack])
-    return text_report(diff(base, head), base, head)
+            state = "as it is" if out.name == "preview-0" else f"after {edits[int(out.name[-1]) - 1][0]}"
+            raise InputError(f"the dry run's preview of the stack {state} failed: {side.errors[stack][0]}")
+    documents = [states(side.documents[stack]) for side in sides]
+    reports = []
+    for i, (message, _) in enumerate(edits):
+        base, head = documents[i], documents[i + 1]
+        heading = f"pulumi up {i + 1} of {len(edits)}: {message}" if len(edits) > 1 else ""
+        reports.append("\n".join(filter(None, [heading, text_report(diff(base, head), base, head)])))
+    return "\n\n".join(reports)
 
 
 def _stack_files_copy(project: Project, root: Path) -> Project:
