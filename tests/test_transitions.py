@@ -62,3 +62,17 @@ def test_google_cloud_names_are_scoped_by_project_and_location() -> None:
     assert physical_name(job_of("a", "transferJobs/x", "p")) == "TransferJob p/transferJobs/x"
     assert len(name_conflicts(diff(by_urn(job_of("a", "n", "p")), by_urn(job_of("b", "n", "p"))))) == 1
     assert name_conflicts(diff(by_urn(job_of("a", "n", "p")), by_urn(job_of("b", "n", "q")))) == []
+
+
+def test_a_name_another_resource_keeps_cannot_be_taken() -> None:
+    """A promotion's first update of old: stable's gate renamed to the canary's version while the canary, still
+    declared, keeps its gate of that name."""
+    base = by_urn(job("stable", "llama-weights-v1"), job("canary", "llama-weights-v2"))
+    head = by_urn(job("stable", "llama-weights-v2"), job("canary", "llama-weights-v2"))
+    [conflict] = name_conflicts(diff(base, head))
+    assert (conflict.created.name, conflict.held_by.name, conflict.deleted) == ("stable", "canary", False)
+    assert (
+        "which kubernetes:batch/v1:Job canary holds and keeps: Kubernetes answers AlreadyExists" in conflict.message()
+    )
+    # Two new resources with one name: said once.
+    assert len(name_conflicts(diff({}, by_urn(job("a", "same"), job("b", "same"))))) == 1

@@ -185,6 +185,8 @@ class Diff:
     unchanged: int
     # Property values one document knows and the other leaves to the deployment: not counted as changes.
     known_after_deploy: int = 0
+    # The resources the update leaves as they are (the stack's own resource aside).
+    unchanged_states: list[State] = field(default_factory=list)
 
     def counts(self) -> dict[Kind, int]:
         counts: dict[Kind, int] = {"create": 0, "update": 0, "replace": 0, "delete": 0}
@@ -343,6 +345,7 @@ def diff(base: dict[str, State], head: dict[str, State]) -> Diff:
     changes = _stack_changes(base_stack, head_stack)
     unchanged = int(base_stack is not None and head_stack is not None)
     known_after_deploy = 0
+    unchanged_states: list[State] = []
     for urn in sorted(base.keys() | head.keys()):
         before, after = base.get(urn), head.get(urn)
         if before is None:
@@ -356,12 +359,13 @@ def diff(base: dict[str, State], head: dict[str, State]) -> Diff:
             known_after_deploy += len(found) - len(properties)
             if not properties:
                 unchanged += 1
+                unchanged_states.append(after)
                 continue
             # The engine's verdict wins over the table: it replaces even when the table knows no reason to.
             replaced = any(p.replaces for p in properties) or after.engine_verdict == "replace"
             kind: Kind = "replace" if replaced else "update"
             changes.append(Change(kind, before, after, properties, replaced or replace_known(after)))
-    return Diff(changes, unchanged, known_after_deploy)
+    return Diff(changes, unchanged, known_after_deploy, unchanged_states)
 
 
 def _split_stack(states: dict[str, State]) -> tuple[State | None, dict[str, State]]:

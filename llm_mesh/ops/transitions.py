@@ -24,15 +24,20 @@ GCP_SCOPES = ("location", "region", "zone", "bucket", "dataset", "service")
 class NameConflict:
     name: str  # the physical name, as a reader says it
     created: State  # created or replaced in this update
-    held_by: State  # deleted (or replaced away from the name) later in the same update
+    held_by: State  # another resource with that name: deleted later in the same update, or kept
+    deleted: bool = True
 
     def message(self) -> str:
         api = "Kubernetes" if self.created.type.startswith("kubernetes:") else "the API"
+        if self.deleted:
+            held = "holds until it is deleted later in the same update"
+            why = "(Pulumi creates before it deletes); give the new object a name of its own, or split the change into two updates"
+        else:
+            held = "holds and keeps"
+            why = "(two resources cannot have one name); give each a name of its own"
         return (
             f"{self.created.type} {self.created.name} creates {self.name}, which {self.held_by.type} "
-            f"{self.held_by.name} holds until it is deleted later in the same update: {api} answers AlreadyExists "
-            "(Pulumi creates before it deletes); give the new object a name of its own, or split the change "
-            "into two updates"
+            f"{self.held_by.name} {held}: {api} answers AlreadyExists {why}"
         )
 
 
@@ -59,11 +64,27 @@ def name_conflicts(result: Diff) -> list[NameConflict]:
         new = physical_name(change.after) if change.after else None
         if old and change.before and (change.kind == "delete" or (change.kind == "replace" and old != new)):
             freed[old] = change.before
+    kept: dict[str, list[State]] = {}
+    for state in after_states(result):
+        if name := physical_name(state):
+            kept.setdefault(name, []).append(state)
     conflicts = []
     for change in result.changes:
         if change.kind in ("create", "replace") and change.after:
             name = physical_name(change.after)
-            holder = freed.get(name) if name else None
-            if name and holder is not None and holder.urn != change.after.urn:
+            if not name:
+                continue
+            holder = freed.get(name)
+            if holder is not None and holder.urn != change.after.urn:
                 conflicts.append(NameConflict(name, change.after, holder))
+            others = [s for s in kept.get(name, []) if s.urn != change.after.urn]
+            if others and not any(
+                {c.created.urn, c.held_by.urn} == {change.after.urn, others[0].urn} for c in conflicts
+            ):
+                conflicts.append(NameConflict(name, change.after, others[0], deleted=False))
     return conflicts
+
+
+def after_states(result: Diff) -> list[State]:
+    """Every resource the update leaves: the changed ones as they will be, and the unchanged ones."""
+    return [change.after for change in result.changes if change.after] + list(result.unchanged_states)
