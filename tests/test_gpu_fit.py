@@ -44,7 +44,13 @@ def test_8k_context_fits_two_full_sequences_on_one_l4() -> None:
 
 def test_the_fewest_gpus_that_hold_a_full_sequence_are_chosen() -> None:
     assert choose_fit(LLAMA_8B, L4, 8192, gpus_available=2).tensor_parallel == 1
-    assert choose_fit(LLAMA_8B, L4, 65536, gpus_available=2).tensor_parallel == 2
+    two = choose_fit(LLAMA_8B, L4, 65536, gpus_available=2)
+    assert two.tensor_parallel == 2 and two.fits
+    # Each rank holds half the weights and half the KV heads: 8 KV heads over 2 ranks, 64 KiB per token per GPU.
+    assert two.weights_per_gpu == LLAMA_8B.weight_bytes / 2
+    assert two.kv_bytes_per_token_per_gpu == 64 * 1024
+    one = choose_fit(LLAMA_8B, L4, 65536, gpus_available=1)
+    assert one.tensor_parallel == 1 and not one.fits, "without the second GPU the same context does not fit"
     # Nothing fits on what a node has: the largest candidate is returned, and it says why.
     assert choose_fit(LLAMA_8B, L4, 131072, gpus_available=2).tensor_parallel == 2
     too_long = choose_fit(LLAMA_8B, L4, 131072, gpus_available=1)

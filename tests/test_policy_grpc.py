@@ -314,3 +314,28 @@ def test_violations_are_reported_on_the_resource_to_change(configured: Pack) -> 
         f"warning: policy istio-namespace-injection not evaluated on {computed.urn}: {why}",
     ]
     assert configured.engine.logs == []
+
+
+def test_the_offline_runner_and_the_served_pack_agree_on_the_same_inputs(
+    configured: Pack, previews: dict[str, Any]
+) -> None:
+    """`llm-mesh policy` runs the rules in this process; the CLI serves them over gRPC. On the same resources (a
+    stack with violations, and each stack's own preview) both find the same violations on the same resources."""
+    from llm_mesh.checks.policy_runner import run_policies
+    from llm_mesh.engine.readers import read_document
+
+    violating = [
+        {
+            SERVER.urn: with_inputs(SERVER, unpinned_and_mismatched),
+            INFERENCE.urn: with_inputs(INFERENCE, unlabelled),
+        }.get(r.urn, r)
+        for r in COMPLIANT
+        if r.urn != ALLOW_NOTHING.urn
+    ]
+    sets = {"violating": violating, **{stack: read_document(document) for stack, document in previews.items()}}
+    for label, resources in sets.items():
+        served = {(policy, urn, message) for policy, urn, _, message in analyze(configured, resources)}
+        report = run_policies(POLICIES, resources)
+        offline = {(v.policy, v.urn, v.message) for v in report.violations}
+        assert served == offline, label
+        assert served or label != "violating", "the violating set violates"

@@ -292,3 +292,29 @@ def test_a_canary_taking_traffic_survives_the_loss_of_a_pod(previews: dict[str, 
     budget = resource(document, "kubernetes:policy/v1:PodDisruptionBudget", "model-llama-31-8b-canary-pdb")
     assert prop(budget, "spec.maxUnavailable") == 1
     assert prop(budget, "spec.selector.matchLabels") == prop(canary, "spec.selector.matchLabels")
+
+
+def test_every_label_the_autoscaler_selects_is_one_the_pod_monitoring_writes_from_stable_pods(
+    previews: dict[str, Any],
+) -> None:
+    """Each `metric.labels.X: value` of the HPA's selector is a label the PodMonitoring copies from a pod label
+    (targetLabels.fromPod), and the stable pods carry that pod label with that value: otherwise the selector
+    matches no series and the autoscaler never scales."""
+    document = previews["prod"]
+    selector = prop(
+        resource(document, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-llama-31-8b-hpa"),
+        "spec.metrics.0.external.metric.selector.matchLabels",
+    )
+    monitoring = resource(
+        document, "kubernetes:monitoring.googleapis.com/v1:PodMonitoring", "model-llama-31-8b-metrics"
+    )
+    copied = {entry["to"]: entry["from"] for entry in prop(monitoring, "spec.targetLabels.fromPod")}
+    stable = resource(document, DEPLOYMENT, "model-llama-31-8b-stable")
+    pod_labels = prop(stable, "spec.template.metadata.labels")
+    scraped = prop(monitoring, "spec.selector.matchLabels")
+    assert scraped.items() <= pod_labels.items(), "the PodMonitoring scrapes the stable pods"
+    assert selector, "the autoscaler selects by label"
+    for key, value in selector.items():
+        label = key.removeprefix("metric.labels.")
+        assert label in copied, f"{label} is not written by the PodMonitoring"
+        assert pod_labels.get(copied[label]) == value, (label, copied[label], pod_labels)
