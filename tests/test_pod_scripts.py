@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from llm_mesh.plan import drain_server, fetch_model
+from llm_mesh.payloads import drain_server, fetch_model
 from llm_mesh.plan.config import ModelVersion, RoutingConfig
 from llm_mesh.plan.inference import (
     DRAIN_SOURCE,
@@ -25,6 +25,7 @@ from llm_mesh.plan.inference import (
     fetch_command,
     weights_gate_command,
 )
+from tests.helpers import prop, resource
 
 WEIGHTS = b"\x01" * 4096
 WEIGHTS_SHA = hashlib.sha256(WEIGHTS).hexdigest()
@@ -242,3 +243,27 @@ def test_drain_command_runs_as_the_pre_stop_hook(tmp_path: Path) -> None:
         server.shutdown()
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["drain: no requests in flight"]
+
+
+@pytest.mark.parametrize("script", ["fetch_model.py", "drain_server.py"])
+def test_a_comment_or_docstring_edit_changes_nothing_the_pod_runs_and_a_code_edit_does(script: str) -> None:
+    """Editing a payload's comment would otherwise roll every GPU Deployment."""
+    from llm_mesh import payloads
+
+    source = (Path(payloads.__file__).parent / script).read_text()
+    commented = source.replace("\ndef ", "\n# a new comment\ndef ", 1).replace('"""', '"""Reworded. ', 1)
+    assert commented != source
+    assert payloads.shipped(commented) == payloads.shipped(source)
+    changed = source.replace("\ndef ", "\nNEW_CONSTANT = 1\n\n\ndef ", 1)
+    assert payloads.shipped(changed) != payloads.shipped(source)
+    assert "a new comment" not in payloads.shipped(commented) and "Reworded" not in payloads.shipped(commented)
+
+
+def test_the_pods_run_the_shipped_payloads(previews: dict[str, Any]) -> None:
+    from llm_mesh import payloads
+
+    deployment = resource(previews["prod"], "kubernetes:apps/v1:Deployment", "model-llama-31-8b-stable")
+    init = prop(deployment, "spec.template.spec.initContainers")[0]["command"]
+    assert init[:3] == ["python3", "-c", payloads.FETCH_MODEL]
+    hook = prop(deployment, "spec.template.spec.containers")[0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[:3] == ["python3", "-c", payloads.DRAIN_SERVER]

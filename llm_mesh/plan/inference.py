@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 from llm_mesh.mesh.base import duration_seconds
+from llm_mesh.payloads import DRAIN_SERVER, FETCH_MODEL
 from llm_mesh.plan.config import WEIGHT_SUFFIXES, ModelVersion, RoutingConfig, ServedModel
 from llm_mesh.plan.gpu_fit import Fit
 from llm_mesh.plan.observability import resource_attributes, trace_identity
@@ -19,8 +19,9 @@ MODEL_DIR = "/models"
 # Weights of a large model take many minutes to load onto the GPUs: allow up to 30 minutes to start.
 STARTUP_PERIOD_SECONDS = 10
 STARTUP_FAILURES = 180
-FETCH_SOURCE = (Path(__file__).parent / "fetch_model.py").read_text()
-DRAIN_SOURCE = (Path(__file__).parent / "drain_server.py").read_text()
+# What the pods run, shipped without comments or docstrings (llm_mesh.payloads).
+FETCH_SOURCE = FETCH_MODEL
+DRAIN_SOURCE = DRAIN_SERVER
 # How long a pod waits for weights that are not in the store yet: inside the 45-minute rollout `pulumi up` allows.
 WEIGHTS_WAIT_SECONDS = 40 * 60
 # Endpoint removal reaching every Envoy, and the server's own exit after SIGTERM.
