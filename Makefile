@@ -49,7 +49,7 @@ bench: $(STAMP)
 
 # Mutation testing (mutmut) of the decision modules and the policy rules: killed / total, survivors by module and
 # function, what each survivor changed in .mutmut/survivors.diff. Slow (each mutant runs the tests that reach it).
-# Some files only: make mutate MUTATE="policies/llm_mesh_policies/mesh.py llm_mesh/plan/config.py"
+# Some files only: make mutate MUTATE="policies/llm_mesh_policies/mesh.py llm_mesh/plan/config/rules.py"
 MUTATE ?=
 mutate: $(STAMP) $(CHECKOV_STAMP)
 	$(PYTHON) tools/mutate.py $(MUTATE)
