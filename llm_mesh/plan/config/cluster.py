@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from llm_mesh.plan import gpu
-from llm_mesh.plan.config.fields import CIDR, ConfigModel, Name, check_min_max
+from llm_mesh.plan.config.fields import CIDR, ConfigModel, Name, max_not_below_min
 
 ReleaseChannel = Literal["RAPID", "REGULAR", "STABLE"]
 DriverVersion = Literal["DEFAULT", "LATEST", "INSTALLATION_DISABLED"]
@@ -48,10 +48,7 @@ class SystemPool(ConfigModel):
     max_nodes: int = Field(default=3, ge=1)
     disk_size_gb: int = Field(default=100, ge=20)
 
-    @field_validator("max_nodes")
-    @classmethod
-    def _max_not_below_min(cls, max_nodes: int, info: ValidationInfo) -> int:
-        return check_min_max(info.data.get("min_nodes"), max_nodes)
+    _max_not_below_min = max_not_below_min("Nodes")
 
 
 class ClusterConfig(ConfigModel):
@@ -129,10 +126,7 @@ class GpuPool(ConfigModel):
             raise ValueError(f"{machine_type} carries {carried} × {accelerator}; set gpusPerNode: {carried} or omit it")
         return count
 
-    @field_validator("max_nodes")
-    @classmethod
-    def _max_not_below_min(cls, max_nodes: int, info: ValidationInfo) -> int:
-        return check_min_max(info.data.get("min_nodes"), max_nodes)
+    _max_not_below_min = max_not_below_min("Nodes")
 
     @field_validator("reservation")
     @classmethod

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from llm_mesh.mesh.base import duration_seconds
@@ -38,11 +38,17 @@ def _image(value: str) -> str:
     return value
 
 
-def check_min_max(low: int | None, high: int, what: str = "Nodes") -> int:
-    """A range's upper bound, refused when below its lower one (`maxNodes` under `minNodes`)."""
-    if low is not None and low > high:
-        raise ValueError(f"max{what} must be at least min{what} ({low})")
-    return high
+def max_not_below_min(what: Literal["Nodes", "Replicas"]) -> Any:
+    """The validator of a range's upper bound, `max<what>`, refused when below `min<what>` (`maxNodes` under
+    `minNodes`); assigned in the class body of a section with both fields."""
+
+    def check(high: int, info: ValidationInfo) -> int:
+        low = info.data.get(f"min_{what.lower()}")
+        if low is not None and low > high:
+            raise ValueError(f"max{what} must be at least min{what} ({low})")
+        return high
+
+    return field_validator(f"max_{what.lower()}")(check)
 
 
 def _duration(value: str) -> str:

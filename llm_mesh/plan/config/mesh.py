@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from llm_mesh.mesh.networking import RETRY_CONDITIONS
-from llm_mesh.plan.config.fields import CIDR, ConfigModel, Duration, check_min_max
+from llm_mesh.plan.config.fields import CIDR, ConfigModel, Duration, max_not_below_min
 
 IstioChart = Literal["base", "cni", "istiod", "gateway"]
 _PRINCIPAL = re.compile(r"^[a-z0-9.-]+/ns/[a-z0-9]([-a-z0-9]*[a-z0-9])?/sa/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -64,10 +64,7 @@ class GatewayConfig(ConfigModel):
     min_replicas: int = Field(default=2, ge=1)
     max_replicas: int = Field(default=5, ge=1)
 
-    @field_validator("max_replicas")
-    @classmethod
-    def _replicas_ordered(cls, max_replicas: int, info: ValidationInfo) -> int:
-        return check_min_max(info.data.get("min_replicas"), max_replicas, "Replicas")
+    _max_not_below_min = max_not_below_min("Replicas")
 
 
 class RoutingConfig(ConfigModel):

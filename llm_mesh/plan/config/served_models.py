@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llm_mesh.errors import did_you_mean
 from llm_mesh.plan import gpu_fit
-from llm_mesh.plan.config.fields import ConfigModel, Image, Name, check_min_max
+from llm_mesh.plan.config.fields import ConfigModel, Image, Name, max_not_below_min
 from llm_mesh.plan.config.problems import FieldProblem
 
 # Files that hold a model's weights: a version without one serves nothing.
@@ -205,10 +205,7 @@ class ServedModel(ConfigModel):
             )
         return self
 
-    @field_validator("max_replicas")
-    @classmethod
-    def _replicas_ordered(cls, max_replicas: int, info: ValidationInfo) -> int:
-        return check_min_max(info.data.get("min_replicas"), max_replicas, "Replicas")
+    _max_not_below_min = max_not_below_min("Replicas")
 
 
 class InferenceConfig(ConfigModel):
