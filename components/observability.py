@@ -34,7 +34,7 @@ from llm_mesh.plan.alerts import AlertRule, alert_rules
 from llm_mesh.plan.config import ObservabilityConfig, StackConfig
 from llm_mesh.plan.dashboards import Dashboard, overview
 from llm_mesh.plan.gcp_names import service_account_id
-from llm_mesh.plan.network_peers import Admit, Peer, PodIngress, caller_namespaces
+from llm_mesh.plan.network_peers import Admit, Peer, PodIngress, trace_senders
 from llm_mesh.plan.observability import (
     HEALTH_PORT,
     LOG_METRIC_LABELS,
@@ -83,12 +83,7 @@ class ObservabilityArgs:
 
     @classmethod
     def from_config(cls, config: StackConfig, stack: str, cluster_name: str) -> ObservabilityArgs:
-        senders = [
-            Peer(INGRESS_NAMESPACE, GATEWAY_SELECTOR),
-            Peer(config.inference.namespace),
-            Peer(config.model_store.namespace),
-            *(Peer(namespace) for namespace in caller_namespaces(config)),
-        ]
+        senders = trace_senders(config)
         return cls(
             project=config.gcp.project,
             stack=stack,

@@ -85,3 +85,14 @@ def application_ingress(config: StackConfig) -> list[PodIngress]:
         )
     )
     return rules
+
+
+def trace_senders(config: StackConfig) -> list[Peer]:
+    """Pods whose proxies (or servers) export spans to the collector: the gateway, and the namespaces that serve
+    or call the models."""
+    return [
+        Peer(INGRESS_NAMESPACE, GATEWAY_SELECTOR),
+        Peer(config.inference.namespace),
+        Peer(config.model_store.namespace),
+        *(Peer(namespace) for namespace in caller_namespaces(config)),
+    ]
