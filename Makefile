@@ -45,6 +45,7 @@ test: lint typecheck unit
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -58,7 +59,7 @@ bench: $(STAMP)
 
 # Mutation testing (mutmut) of the decision modules and the policy rules: killed / total, survivors by module and
 # function, what each survivor changed in .mutmut/survivors.diff. Slow (each mutant runs the tests that reach it).
-# Some files only: make mutate MUTATE="policies/llm_mesh_policies/mesh.py llm_mesh/plan/config.py"
+# Some files only: make mutate MUTATE="policies/llm_mesh_policies/mesh.py llm_mesh/plan/config/rules.py"
 MUTATE ?=
 mutate: $(STAMP) $(CHECKOV_STAMP) $(PROMETHEUS_STAMP)
 	$(PYTHON) tools/mutate.py $(MUTATE)

@@ -154,11 +154,10 @@ def _urn_key(urn: str) -> tuple[str, str]:
 def _replay_step(r: Any) -> ReplayStep:
     """How to declare one recorded resource again: the real generated class with the recorded inputs as its
     keyword arguments (its own option handling, aliases and output properties included)."""
-    import inspect
-
     import pulumi
 
     from llm_mesh.engine.run import _resource_class
+    from llm_mesh.engine.sdk_private import init_parameters
 
     inputs = dict(r.inputs)
     declare: Callable[[Any], Any]
@@ -170,7 +169,7 @@ def _replay_step(r: Any) -> ReplayStep:
     elif (cls := _resource_class(r.type)) is None:
         declare = functools.partial(pulumi.CustomResource, r.type, r.name, inputs)
     else:
-        parameters = list(inspect.signature(cls._internal_init).parameters)[3:]  # type: ignore[attr-defined]
+        parameters = init_parameters(cls)[3:]
         by_wire = {_camel(p): p for p in parameters if p != "__props__"}
         unknown = set(inputs) - set(by_wire)
         if unknown:
@@ -217,7 +216,8 @@ def child_floor(count: int, engine: bool = False) -> dict[str, Any]:
         return {"seconds": time.perf_counter() - started, "resources": count, "peak_kib": resource_usage_kib()}
 
     from pulumi.runtime.stack import run_in_stack
-    from pulumi.runtime.sync_await import _sync_await
+
+    from llm_mesh.engine.sdk_private import sync_await
 
     class Echo(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -229,7 +229,7 @@ def child_floor(count: int, engine: bool = False) -> dict[str, Any]:
     pulumi.runtime.set_mocks(Echo(), project="llm-mesh", stack="floor", preview=False)
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     started = time.perf_counter()
-    _sync_await(run_in_stack(program))
+    sync_await(run_in_stack(program))
     return {"seconds": time.perf_counter() - started, "resources": count, "peak_kib": resource_usage_kib()}
 
 

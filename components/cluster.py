@@ -9,7 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.iam import service_account_member
+from components.shared.iam import service_account_member
 from llm_mesh.plan.config import ClusterConfig, GpuPool, StackConfig
 from llm_mesh.plan.gcp_names import cluster_name, service_account_id
 from llm_mesh.plan.placement import COMPUTE_CLASS_LABEL, ComputeClassPlan, compute_classes

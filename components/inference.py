@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pods import (
+from components.shared.pods import (
     image_skips,
     mesh_pod_annotations,
     node_spread,
@@ -24,7 +24,14 @@ from llm_mesh.plan.config import GpuPool, ModelVersion, RoutingConfig, StackConf
 from llm_mesh.plan.gpu_fit import Fit
 from llm_mesh.plan.observability import otlp_endpoint, trace_identity
 from llm_mesh.plan.placement import COMPUTE_CLASS_LABEL, class_for
-from llm_mesh.plan.topology import POOL_LABEL, SHAPE_ANNOTATION, TRACK_LABEL, ModelNames
+from llm_mesh.plan.topology import (
+    MERGED_METRICS_PORT,
+    POOL_LABEL,
+    SHAPE_ANNOTATION,
+    TRACK_LABEL,
+    WEIGHTS_GATE_LABELS,
+    ModelNames,
+)
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -39,8 +46,6 @@ QUEUE_METRIC = "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
 QUEUE_TARGET_PER_REPLICA = "10"
 MODEL_LABEL = "llm_mesh_model"
 TRACK_METRIC_LABEL = "llm_mesh_track"
-MERGED_METRICS_PORT = 15020  # istio-proxy's agent serves app and proxy metrics here, outside mTLS
-WEIGHTS_GATE_LABELS = {"llm-mesh/role": "weights-gate"}
 PROXY_CONFIG = "proxy.istio.io/config"
 # The server writes caches under its home (vLLM, Triton, CUDA, FlashInfer) and sockets under /tmp: both are
 # emptyDirs, so that the image's root file system stays read-only.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.manifests import declare
+from components.shared.manifests import declare
 from llm_mesh.mesh.base import IstioObject
 from llm_mesh.plan.config import RoutingConfig
 from llm_mesh.plan.routing import destination_rule, virtual_service

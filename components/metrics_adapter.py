@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.iam import workload_account
-from components.network_policy import Admit, PodIngress, admit_ingress, deny_ingress
-from components.pods import image_skips, pod_security, pull_policy, restricted, scanner_skips
+from components.shared.iam import workload_account
+from components.shared.network_policies import admit_ingress, deny_ingress
+from components.shared.pods import image_skips, pod_security, pull_policy, restricted, scanner_skips
 from llm_mesh.plan.config import StackConfig
 from llm_mesh.plan.gcp_names import service_account_id
+from llm_mesh.plan.network_peers import Admit, PodIngress
 from llm_mesh.plan.topology import OUTSIDE_MESH_ANNOTATION, POOL_LABEL
 
 meta = k8s.meta.v1

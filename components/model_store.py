@@ -8,9 +8,9 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.iam import service_account_member, workload_identity
-from components.manifests import declare
-from components.pods import (
+from components.shared.iam import service_account_member, workload_identity
+from components.shared.manifests import declare
+from components.shared.pods import (
     image_skips,
     mesh_pod_annotations,
     pod_security,
@@ -24,15 +24,11 @@ from llm_mesh.mesh.networking import ServiceEntryPort, ServiceEntrySpec
 from llm_mesh.plan.config import ModelStoreConfig, ModelVersion, S3Import, StackConfig
 from llm_mesh.plan.gcp_names import service_account_id
 from llm_mesh.plan.object_urls import ObjectUrl
-from llm_mesh.plan.topology import MODEL_STORE
+from llm_mesh.plan.topology import METADATA_SERVER, MODEL_STORE, MODEL_STORE_LABELS, MODEL_STORE_PORT
 
 meta = k8s.meta.v1
 core = k8s.core.v1
-SERVER_PORT = 8080  # nginx-unprivileged listens here, as a non-root user
-SERVER_LABELS = {"app.kubernetes.io/name": MODEL_STORE, "app.kubernetes.io/part-of": "llm-mesh"}
 ARTIFACT_ROOT = "/usr/share/nginx/html/models"  # served as /models/<model>/<version>/<file>
-# GKE's metadata server must stay reachable past the sidecar: the GCS FUSE driver gets its token there.
-METADATA_SERVER = "169.254.169.254/32"
 # A past start date with a daily repeat: the job runs at once, then keeps the copy in step with the source.
 IMPORT_START = gcp.storage.TransferJobScheduleScheduleStartDateArgs(year=2025, month=1, day=1)
 
@@ -253,7 +249,7 @@ def _transfer_spec(
 
 def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:
     store = args.store
-    labels = SERVER_LABELS
+    labels = MODEL_STORE_LABELS
     annotations = {
         "gke-gcsfuse/volumes": "true",
         "traffic.sidecar.istio.io/excludeOutboundIPRanges": METADATA_SERVER,
@@ -264,7 +260,7 @@ def _server(name: str, args: ModelStoreArgs, bucket: pulumi.Input[str], opts: pu
         name="server",
         image=store.server_image,
         image_pull_policy=pull_policy(store.server_image),
-        ports=[core.ContainerPortArgs(name="http", container_port=SERVER_PORT)],
+        ports=[core.ContainerPortArgs(name="http", container_port=MODEL_STORE_PORT)],
         # The GCS FUSE sidecar reads the bucket; nginx only copies what it reads to the socket.
         resources=core.ResourceRequirementsArgs(
             requests={"cpu": "250m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "512Mi"}

@@ -17,12 +17,10 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.iam import workload_account
-from components.inference import MERGED_METRICS_PORT
-from components.manifests import declare
-from components.model_store import METADATA_SERVER
-from components.network_policy import Admit, Peer, PodIngress, admit_ingress, caller_namespaces, deny_ingress
-from components.pods import (
+from components.shared.iam import workload_account
+from components.shared.manifests import declare
+from components.shared.network_policies import admit_ingress, deny_ingress
+from components.shared.pods import (
     image_skips,
     mesh_pod_annotations,
     pod_security,
@@ -36,6 +34,7 @@ from llm_mesh.plan.alerts import AlertRule, alert_rules
 from llm_mesh.plan.config import ObservabilityConfig, StackConfig
 from llm_mesh.plan.dashboards import Dashboard, overview
 from llm_mesh.plan.gcp_names import service_account_id
+from llm_mesh.plan.network_peers import Admit, Peer, PodIngress, trace_senders
 from llm_mesh.plan.observability import (
     HEALTH_PORT,
     LOG_METRIC_LABELS,
@@ -47,7 +46,14 @@ from llm_mesh.plan.observability import (
     collector_mesh_objects,
     server_errors_query,
 )
-from llm_mesh.plan.topology import GATEWAY_SELECTOR, INGRESS_NAMESPACE, POOL_LABEL, model_names
+from llm_mesh.plan.topology import (
+    GATEWAY_SELECTOR,
+    INGRESS_NAMESPACE,
+    MERGED_METRICS_PORT,
+    METADATA_SERVER,
+    POOL_LABEL,
+    model_names,
+)
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -77,12 +83,7 @@ class ObservabilityArgs:
 
     @classmethod
     def from_config(cls, config: StackConfig, stack: str, cluster_name: str) -> ObservabilityArgs:
-        senders = [
-            Peer(INGRESS_NAMESPACE, GATEWAY_SELECTOR),
-            Peer(config.inference.namespace),
-            Peer(config.model_store.namespace),
-            *(Peer(namespace) for namespace in caller_namespaces(config)),
-        ]
+        senders = trace_senders(config)
         return cls(
             project=config.gcp.project,
             stack=stack,

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from components.network_policy import MANAGED_PROMETHEUS_NAMESPACE, Admit, Peer, application_ingress
-from components.pods import SCANNER_SKIP, image_skips, pull_policy, scanner_skips
+from components.shared.pods import SCANNER_SKIP, image_skips, pull_policy, scanner_skips
 from llm_mesh.checks.kube_objects import KubeObject, kube_objects, render, without_unknowns
 from llm_mesh.engine.readers import read_document
 from llm_mesh.plan.config import parse_stack_config
+from llm_mesh.plan.network_peers import MANAGED_PROMETHEUS_NAMESPACE, Admit, Peer, application_ingress
 from tests.conftest import ROOT, STACKS
 from tests.helpers import served_model
 

@@ -18,6 +18,7 @@ from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 
 from llm_mesh.engine.run import DuplicateResourceUrn, RecordingMonitor, _ComputedOutputs, record
+from llm_mesh.engine.sdk_private import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 from llm_mesh.engine.stackfile import StackSettings
 from tests.conftest import isolated_sdk
 
@@ -195,7 +196,7 @@ def test_a_run_does_not_freeze_garbage_left_before_it() -> None:
 
 def test_answers_are_the_bytes_the_stock_monitor_would_send() -> None:
     """Every shape our mocks produce (copied inputs with numbers, booleans, nested lists, secrets, nulls)."""
-    secret = {rpc._special_sig_key: rpc._special_secret_sig, "value": {"k": [1.0, None, True]}}
+    secret = {SPECIAL_SIG_KEY: SPECIAL_SECRET_SIG, "value": {"k": [1.0, None, True]}}
     inputs = {"masterAuth": {"clientCertificateConfig": {"issueClientCertificate": False}, "n": 3.0, "s": secret}}
     states = [
         _ComputedOutputs().new_resource(

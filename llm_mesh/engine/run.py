@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import empty_pb2, json_format, struct_pb2
-from pulumi import _types
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks, MockSettings
 from pulumi.runtime.proto import engine_pb2, resource_pb2
-from pulumi.runtime.settings import SETTINGS, _get_rpc_manager, configure, set_root_resource
+from pulumi.runtime.settings import SETTINGS, configure, set_root_resource
 from pulumi.runtime.stack import run_in_stack
-from pulumi.runtime.sync_await import _sync_await
 
+from llm_mesh.engine.sdk_private import get_rpc_manager, resource_modules, sdk_types, sync_await
 from llm_mesh.engine.stackfile import Project, StackSettings
 from llm_mesh.engine.values import UNKNOWN, computed_marker
 
@@ -255,7 +254,7 @@ def record(
     set_root_resource(None)  # type: ignore[arg-type]
     set_all_config(settings.config, settings.secret_keys)
     with _quiet_sdk_logging(), _monitor_calls_inline(asyncio.get_event_loop()), _fewer_collections():
-        _sync_await(run_in_stack(lambda: _settled(program)))
+        sync_await(run_in_stack(lambda: _settled(program)))
     return Recording(project, stack, monitor.registrations, engine.diagnostics)
 
 
@@ -268,7 +267,7 @@ async def _settled(program: Callable[[], None]) -> None:
     Failures are left to the SDK's loop, which reports them as it always does.
     """
     program()
-    rpcs = _get_rpc_manager().rpcs
+    rpcs = get_rpc_manager().rpcs
     while True:
         with SETTINGS.lock:
             tasks = [*rpcs, *SETTINGS.outputs]
@@ -369,7 +368,7 @@ def _output_shape(type_token: str) -> tuple[tuple[str, Any], ...]:
     cls = _resource_class(type_token)
     if cls is None:
         return ()
-    return _shape(_types.resource_types(cls), depth=0)
+    return _shape(sdk_types.resource_types(cls), depth=0)
 
 
 def _shape(types: dict[str, Any], depth: int) -> tuple[tuple[str, Any], ...]:
@@ -377,9 +376,9 @@ def _shape(types: dict[str, Any], depth: int) -> tuple[tuple[str, Any], ...]:
     for prop, kind in types.items():
         if kind is str:
             shape.append((prop, "str"))
-        elif isinstance(kind, type) and _types.is_output_type(kind) and depth < 2:
+        elif isinstance(kind, type) and sdk_types.is_output_type(kind) and depth < 2:
             try:
-                nested = _types.output_type_types(kind)
+                nested = sdk_types.output_type_types(kind)
             except (AttributeError, NameError):
                 # A generated type whose annotations name a module the SDK does not ship (pulumi-kubernetes'
                 # JobSpec names scheduling.v1alpha3): its outputs stay unset and fall back to the inputs.
@@ -403,9 +402,9 @@ def _invoke_shape(token: str) -> tuple[tuple[str, Any], ...] | None:
     except ImportError:
         return None
     result = getattr(module, function[0].upper() + function[1:] + "Result", None)
-    if result is None or not _types.is_output_type(result):
+    if result is None or not sdk_types.is_output_type(result):
         return None
-    return _shape(_types.output_type_types(result), depth=0)
+    return _shape(sdk_types.output_type_types(result), depth=0)
 
 
 def _resource_class(type_token: str) -> type | None:
@@ -413,7 +412,7 @@ def _resource_class(type_token: str) -> type | None:
     if len(parts) != 3 or type_token.startswith(PROVIDER_PREFIX):
         return None
     package, module, _ = parts
-    for resource_module in rpc._RESOURCE_MODULES.get(f"{package}:{module}", []):
+    for resource_module in resource_modules(f"{package}:{module}"):
         info = getattr(resource_module, "mod_info", None)
         if not info or type_token not in info.get("classes", {}):
             continue

@@ -19,6 +19,12 @@ POOL_LABEL = "llm-mesh/pool"  # on every node: which node pool it belongs to
 SHAPE_ANNOTATION = "llm-mesh/model-shape"
 # A workload deliberately outside the mesh says why on its pod template; the injection checks accept it.
 OUTSIDE_MESH_ANNOTATION = "llm-mesh/outside-mesh"
+MERGED_METRICS_PORT = 15020  # istio-proxy's agent serves app and proxy metrics here, outside mTLS
+WEIGHTS_GATE_LABELS = {"llm-mesh/role": "weights-gate"}
+MODEL_STORE_PORT = 8080  # nginx-unprivileged listens here, as a non-root user
+MODEL_STORE_LABELS = {"app.kubernetes.io/name": MODEL_STORE, "app.kubernetes.io/part-of": "llm-mesh"}
+# GKE's metadata server must stay reachable past the sidecar: the GCS FUSE driver gets its token there.
+METADATA_SERVER = "169.254.169.254/32"
 
 
 def principal(namespace: str, service_account: str) -> str:
