@@ -7,6 +7,7 @@ import asyncio
 import gc
 import io
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +25,19 @@ from llm_mesh.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("dev", "staging", "prod")
+# Frozen copies of the stacks: the exact answers tests state are about these, not about the live stack files,
+# which are the users' to change (tests/fixtures/README.md).
+FIXTURE_STACKS = ROOT / "tests" / "fixtures" / "stacks"
+
+
+def project_with_stacks(folder: Path, stacks: Path = FIXTURE_STACKS) -> Path:
+    """A project at `folder`: the program linked from this one, the stack files copied from `stacks`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Pulumi.yaml", folder)
+    for entry in ("__main__.py", "components"):
+        (folder / entry).symlink_to(ROOT / entry)
+    shutil.copytree(stacks, folder / "stacks", ignore=shutil.ignore_patterns("README.md"))
+    return folder
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -95,21 +109,36 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return run
 
 
-@pytest.fixture(scope="session")
-def previews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Each stack's `llm-mesh preview --stack X --json` document, written by the command in this process: the
-    SDK's imports are paid once, not once per stack (test_offline_preview compares one with a process's)."""
-    folder = tmp_path_factory.mktemp("previews")
+def _previews(project: Path, folder: Path) -> dict[str, dict[str, Any]]:
     documents = {}
     for stack in STACKS:
         out = folder / f"{stack}.json"
         printed = io.StringIO()
         with isolated_sdk(), pytest.MonkeyPatch.context() as here:
             piped_consoles(here, printed, printed)
-            code = main(["--project", str(ROOT), "preview", "--stack", stack, "--json", str(out)])
+            code = main(["--project", str(project), "preview", "--stack", stack, "--json", str(out)])
         assert code == 0, f"llm-mesh preview --stack {stack} exited {code}:\n{printed.getvalue()}"
         documents[stack] = json.loads(out.read_text())
     return documents
+
+
+@pytest.fixture(scope="session")
+def fixture_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project with the frozen stacks (tests/fixtures/stacks)."""
+    return project_with_stacks(tmp_path_factory.mktemp("fixture") / "project")
+
+
+@pytest.fixture(scope="session")
+def previews(tmp_path_factory: pytest.TempPathFactory, fixture_project: Path) -> dict[str, dict[str, Any]]:
+    """Each frozen stack's `llm-mesh preview --stack X --json` document, written by the command in this process:
+    the SDK's imports are paid once, not once per stack (test_offline_preview compares one with a process's)."""
+    return _previews(fixture_project, tmp_path_factory.mktemp("previews"))
+
+
+@pytest.fixture(scope="session")
+def live_previews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The live stacks' documents (stacks/): for invariants only, never exact answers."""
+    return _previews(ROOT, tmp_path_factory.mktemp("live-previews"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -28,7 +28,7 @@ from llm_mesh.plan.observability import (
     server_errors_query,
 )
 from tests import exporters
-from tests.conftest import ROOT, STACKS, Cli
+from tests.conftest import FIXTURE_STACKS, ROOT, STACKS, Cli
 from tests.helpers import prop, resource, served_model, steps_of_type, version
 
 PROD_CLUSTER = "llm-mesh-prod"
@@ -40,7 +40,7 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 
 def stack_config(stack: str) -> StackConfig:
-    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    raw = yaml.safe_load((FIXTURE_STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]
     return parse_stack_config({key.split(":", 1)[1]: value for key, value in raw.items()})
 
 
@@ -125,7 +125,7 @@ def test_an_unknown_alert_metric_is_refused_with_the_known_ones() -> None:
 
 
 def test_prod_refuses_a_collector_image_by_tag() -> None:
-    raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())["config"]
+    raw = yaml.safe_load((FIXTURE_STACKS / "Pulumi.prod.yaml").read_text())["config"]
     values = {key.split(":", 1)[1]: value for key, value in raw.items()}
     values["observability"] = {
         **values["observability"],

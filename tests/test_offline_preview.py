@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from llm_mesh.engine.values import UNKNOWN
-from tests.conftest import ROOT, STACKS, Cli
+from tests.conftest import FIXTURE_STACKS, ROOT, STACKS, Cli
 from tests.helpers import prop, resource, steps_of_type
 
 URN = re.compile(r"^urn:pulumi:(?P<stack>[a-z]+)::llm-mesh::(?P<types>[^:]+(:[^:$]+)*(\$[^$]+)*)::(?P<name>[^:]+)$")
@@ -84,7 +84,7 @@ def test_cluster_is_hardened_and_private(previews: dict[str, dict[str, Any]]) ->
         assert prop(cluster, "addonsConfig.gcsFuseCsiDriverConfig.enabled") is True
         assert "DCGM" in prop(cluster, "monitoringConfig.enableComponents")
         assert prop(cluster, "monitoringConfig.managedPrometheus.enabled") is True
-        stack_file = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+        stack_file = yaml.safe_load((FIXTURE_STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]
         assert (
             prop(cluster, "masterAuthorizedNetworksConfig.cidrBlocks")
             == stack_file["llm-mesh:cluster"]["masterAuthorizedNetworks"]
@@ -165,7 +165,7 @@ def test_steps_use_only_keys_the_engine_writes(previews: dict[str, dict[str, Any
 
 
 def test_installed_command_writes_the_same_document_in_its_own_process(
-    previews: dict[str, dict[str, Any]], tmp_path: Path
+    previews: dict[str, dict[str, Any]], fixture_project: Path, tmp_path: Path
 ) -> None:
     """The console script pip installed, in a process of its own, from the project folder: the packaging works,
     its own consoles print the plan unwrapped into a pipe, and the session's in-process previews are what the
@@ -175,7 +175,7 @@ def test_installed_command_writes_the_same_document_in_its_own_process(
     again = tmp_path / "prod.json"
     result = subprocess.run(
         [str(command), "preview", "--stack", "prod", "--json", str(again)],
-        cwd=ROOT,
+        cwd=fixture_project,
         capture_output=True,
         text=True,
         timeout=300,
@@ -187,8 +187,8 @@ def test_installed_command_writes_the_same_document_in_its_own_process(
     assert any("├─ gcp:container/cluster:Cluster" in line and "protected" in line for line in lines)
 
 
-def test_readable_plan_and_summary(previews: dict[str, dict[str, Any]], cli: Cli) -> None:
-    result = cli("preview", "--stack", "prod")
+def test_readable_plan_and_summary(previews: dict[str, dict[str, Any]], fixture_project: Path, cli: Cli) -> None:
+    result = cli("--project", str(fixture_project), "preview", "--stack", "prod")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "Previewing llm-mesh/prod offline (Pulumi SDK mock runtime: no cloud calls, no state)"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from llm_mesh.ops.review import one_level_lower, promotion_order, stacks_to_review
-from tests.conftest import ROOT, Cli
+from tests.conftest import FIXTURE_STACKS, ROOT, Cli
 from tests.git_repos import WHO, git, project_repo
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -143,7 +143,7 @@ def test_out_is_never_where_pulumi_reads_stack_files(cli: Cli, tmp_path: Path, o
     project = tmp_path / "project"
     (project / "elsewhere").mkdir(parents=True)
     shutil.copy(ROOT / "Pulumi.yaml", project)
-    shutil.copytree(ROOT / "stacks", project / "stacks")
+    shutil.copytree(FIXTURE_STACKS, project / "stacks", ignore=shutil.ignore_patterns("README.md"))
     result = cli("review", "--base", "HEAD", "--out", out, cwd=project)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"error: --out {out}: {says}"]
