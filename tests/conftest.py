@@ -135,12 +135,6 @@ def previews(tmp_path_factory: pytest.TempPathFactory, fixture_project: Path) ->
     return _previews(fixture_project, tmp_path_factory.mktemp("previews"))
 
 
-@pytest.fixture(scope="session")
-def live_previews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """The live stacks' documents (stacks/): for invariants only, never exact answers."""
-    return _previews(ROOT, tmp_path_factory.mktemp("live-previews"))
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Close the event loops the SDK's mock monitor left in its worker threads (it never closes them), so that
     they are not collected at interpreter exit, after pytest's summary, with a spurious warning."""

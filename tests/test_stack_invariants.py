@@ -3,11 +3,16 @@ and the names that would replace a resource if they changed stay as they are."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import STACKS
+from llm_mesh.engine.stackfile import Project, read_stack_settings
+from llm_mesh.ops import canary
+from llm_mesh.plan.config import config_from_pulumi
+from tests.conftest import ROOT, STACKS, Cli, project_with_stacks
 
 UNKNOWN_ID = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
@@ -79,3 +84,41 @@ def test_names_that_would_replace_a_resource_are_pinned(previews: dict[str, Any]
         if s["newState"]["type"] in NAME_INPUT
     }
     assert names == PHYSICAL_NAMES[stack]
+
+
+# --- the live stacks: invariants only (their values are the users' to change) ------------------------------------
+
+
+def live_projects(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Each live stack, and prod after the edit `canary advance` makes (a scratch copy of the live stacks)."""
+    scratch = project_with_stacks(tmp_path / "advanced", ROOT / "stacks")
+    project = Project.find(scratch)
+    config = config_from_pulumi(read_stack_settings(project, "prod").config)
+    for model in config.models:
+        split = canary.split_of(config, model.name)
+        if split.canary is not None:
+            canary.set_weight(project, "prod", model.name, canary.advanced(split, config.canary, None))
+    return {**{stack: (ROOT, stack) for stack in STACKS}, "prod advanced a step": (scratch, "prod")}
+
+
+def test_the_live_stacks_and_a_canary_step_preview_validate_pass_policy_and_render(cli: Cli, tmp_path: Path) -> None:
+    for label, (root, stack) in live_projects(tmp_path).items():
+        project = ("--project", str(root))
+        document = tmp_path / f"{label}.json"
+        preview = cli(*project, "preview", "--stack", stack, "--json", str(document))
+        assert preview.returncode == 0, (label, preview.stderr)
+        steps = json.loads(document.read_text())["steps"]
+        assert all(s["newState"].get("provider") == own_cluster_provider(stack) for s in kubernetes_objects(steps))
+        validate = cli(*project, "validate", "--stack", stack)
+        assert validate.returncode == 0 and validate.stdout.splitlines()[-1].endswith(": 0 errors, 0 warnings"), (
+            label,
+            validate.stdout,
+        )
+        policy = cli(*project, "policy", str(document))
+        assert policy.returncode == 0, (label, policy.stdout)
+        render = cli(*project, "render", "--stack", stack, "--out", str(tmp_path / f"{label}-render"))
+        assert render.returncode == 0, (label, render.stderr)
+
+
+def kubernetes_objects(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in steps if s["newState"]["type"].startswith("kubernetes:") and s["newState"]["custom"]]
