@@ -142,8 +142,10 @@ class Observability(pulumi.ComponentResource):
         self.dashboard = gcp.monitoring.Dashboard(
             f"{name}-dashboard", project=args.project, dashboard_json=args.dashboard.to_json(), opts=child
         )
+        channels: list[pulumi.Input[str]] = list(obs.alerts.notification_channels)
+        channels += [_email_channel(name, args, address, child).name for address in obs.alerts.emails]
         for alert in args.alerts:
-            _alert_policy(f"{name}-alert-{alert.key}", args, alert, child)
+            _alert_policy(f"{name}-alert-{alert.key}", args, alert, channels, child)
         for model, total, bad in args.availability:
             _availability_slo(f"{name}-slo-{model}", args, model, total, bad, child)
         gcp.logging.Metric(
@@ -289,7 +291,28 @@ def _gateway_metrics(resource_name: str, opts: pulumi.ResourceOptions) -> None:
     )
 
 
-def _alert_policy(resource_name: str, args: ObservabilityArgs, alert: AlertRule, opts: pulumi.ResourceOptions) -> None:
+def _email_channel(
+    name: str, args: ObservabilityArgs, address: str, opts: pulumi.ResourceOptions
+) -> gcp.monitoring.NotificationChannel:
+    # Named after the address, not its place in the list: reordering the list replaces nothing.
+    digest = hashlib.sha256(address.encode()).hexdigest()[:8]
+    return gcp.monitoring.NotificationChannel(
+        f"{name}-email-{digest}",
+        project=args.project,
+        type="email",
+        display_name=f"llm-mesh {args.stack}: {address}",
+        labels={"email_address": address},
+        opts=opts,
+    )
+
+
+def _alert_policy(
+    resource_name: str,
+    args: ObservabilityArgs,
+    alert: AlertRule,
+    channels: list[pulumi.Input[str]],
+    opts: pulumi.ResourceOptions,
+) -> None:
     gcp.monitoring.AlertPolicy(
         resource_name,
         project=args.project,
@@ -300,11 +323,16 @@ def _alert_policy(resource_name: str, args: ObservabilityArgs, alert: AlertRule,
             gcp.monitoring.AlertPolicyConditionArgs(
                 display_name=alert.display_name,
                 condition_prometheus_query_language=gcp.monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
-                    query=alert.query, duration=alert.duration, evaluation_interval="60s"
+                    query=alert.query,
+                    duration=alert.duration,
+                    evaluation_interval="60s",
+                    # Cloud Monitoring refuses a condition on a metric never written, and on a new project nothing
+                    # has been scraped yet (a canary's or a GPU's series appear only once it runs).
+                    disable_metric_validation=True,
                 ),
             )
         ],
-        notification_channels=list(args.observability.alerts.notification_channels),
+        notification_channels=channels,
         documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
             content=alert.documentation, mime_type="text/markdown"
         ),

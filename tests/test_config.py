@@ -139,6 +139,12 @@ def problems_of(config: dict[str, Any]) -> list[str]:
 
 
 PINNED = "prod images must be pinned by digest: 'repo@sha256:<64 hex>'"
+NOBODY_TOLD = (
+    "llm-mesh:observability.alerts.notificationChannels = []: prod alerts would notify nobody; name a channel "
+    "(projects/PROJECT/notificationChannels/ID) or set observability.alerts.emails, for which the stack declares "
+    "email channels"
+)
+TOLD = {"alerts": {"emails": ["oncall@example.com"]}}
 
 
 def test_prod_serves_https_only_with_pinned_images_all_said_at_once() -> None:
@@ -147,6 +153,7 @@ def test_prod_serves_https_only_with_pinned_images_all_said_at_once() -> None:
         "llm-mesh:gateway.tlsCredentialName = None: prod serves HTTPS only; name the gateway's TLS secret",
         f"llm-mesh:inference.image = 'vllm/vllm-openai:v0.27.1': {PINNED}",
         f"llm-mesh:modelStore.serverImage = 'nginxinc/nginx-unprivileged:1.30.5-alpine': {PINNED}",
+        NOBODY_TOLD,
     ]
 
 
@@ -155,6 +162,7 @@ def test_prod_images_must_be_pinned_by_digest() -> None:
     prod["gateway"] = {"tlsCredentialName": "llm-tls"}
     prod["inference"] = {"image": "vllm/vllm-openai" + DIGEST}
     prod["modelStore"] = {"serverImage": "nginxinc/nginx-unprivileged" + DIGEST}
+    prod["observability"] = TOLD
     prod["models"][0]["canary"]["image"] = "vllm/vllm-openai:latest"
     assert problems_of(prod) == [f"llm-mesh:models[0].canary.image = 'vllm/vllm-openai:latest': {PINNED}"]
     del prod["models"][0]["canary"]["image"]
@@ -168,6 +176,7 @@ def test_defaults_are_the_safe_ones() -> None:
             "inference": {"image": "a" + DIGEST},
             "modelStore": {"serverImage": "b" + DIGEST},
             "gateway": {"tlsCredentialName": "llm-tls"},
+            "observability": TOLD,
         }
     )
     assert config.environment == "prod"
@@ -206,6 +215,7 @@ def test_single_key_and_cross_key_mistakes_come_in_one_run() -> None:
         "llm-mesh:gateway.tlsCredentialName = None: prod serves HTTPS only; name the gateway's TLS secret",
         f"llm-mesh:inference.image = 'vllm/vllm-openai:v0.27.1': {PINNED}",
         f"llm-mesh:modelStore.serverImage = 'nginxinc/nginx-unprivileged:1.30.5-alpine': {PINNED}",
+        NOBODY_TOLD,
     ]
 
 

@@ -214,6 +214,7 @@ def prod(**gateway: Any) -> dict[str, Any]:
         "modelStore": {"serverImage": "nginxinc/nginx-unprivileged" + digest},
         "gateway": {"tlsCredentialName": "tls", **gateway},
         "models": [served_model(stable=version("v1"))],
+        "observability": {"alerts": {"emails": ["oncall@example.com"]}},
     }
 
 

@@ -16,6 +16,7 @@ import yaml
 from llm_mesh.checks.serving import serving_findings
 from llm_mesh.checks.telemetry import telemetry_findings
 from llm_mesh.engine.readers import EngineResource, read_document
+from llm_mesh.engine.values import UNKNOWN
 from llm_mesh.plan import queries
 from llm_mesh.plan.alerts import alert_rules
 from llm_mesh.plan.config import ConfigError, StackConfig, image_pinned, parse_stack_config
@@ -120,7 +121,7 @@ def test_out_of_range_observability_settings_are_refused_naming_the_key(
 def test_an_unknown_alert_metric_is_refused_with_the_known_ones() -> None:
     assert problems(alerts={"errorRatio": 0.1}) == [
         "llm-mesh:observability.alerts.errorRatio: unknown key; did you mean 'errorRate'? (known keys: "
-        "notificationChannels, errorRate, latencyP99Seconds, queueDepth, gpuUtilizationPercent)"
+        "notificationChannels, emails, errorRate, latencyP99Seconds, queueDepth, gpuUtilizationPercent)"
     ]
 
 
@@ -598,10 +599,14 @@ def test_prod_declares_the_dashboard_alerts_and_slos(previews: dict[str, Any]) -
                     "query": rule.query,
                     "duration": rule.duration,
                     "evaluationInterval": "60s",
+                    "disableMetricValidation": True,
                 },
             }
         ]
-        assert policy["severity"] == rule.severity and policy["notificationChannels"] == []
+        # The email channel the stack declares for observability.alerts.emails, known once created.
+        assert policy["severity"] == rule.severity and policy["notificationChannels"] == [UNKNOWN]
+    channel = resource(prod, "gcp:monitoring/notificationChannel:NotificationChannel", "observability-email-b25b9162")
+    assert (prop(channel, "type"), prop(channel, "labels")) == ("email", {"email_address": "llm-oncall@example.com"})
     slo = resource(prod, "gcp:monitoring/slo:Slo", "observability-slo-llama-31-8b")
     total, bad = availability_filters(PROD_CLUSTER, "inference", "llama-31-8b")
     assert prop(slo, "requestBasedSli") == {"goodTotalRatio": {"totalServiceFilter": total, "badServiceFilter": bad}}

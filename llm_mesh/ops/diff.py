@@ -80,6 +80,8 @@ REPLACED_BY: dict[str, tuple[str, ...]] = {
     ),
     "gcp:logging/metric:Metric": ("project",),
     "gcp:monitoring/alertPolicy:AlertPolicy": ("project",),
+    # A channel of another type is another channel; taken as a replacement (the safe reading).
+    "gcp:monitoring/notificationChannel:NotificationChannel": ("project", "type"),
     "gcp:monitoring/customService:CustomService": ("serviceId", "project"),
     "gcp:monitoring/dashboard:Dashboard": ("project",),
     "gcp:monitoring/slo:Slo": ("service", "sloId", "project"),

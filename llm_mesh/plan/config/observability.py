@@ -13,6 +13,13 @@ _IN_CLUSTER_HOST = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc\.cluster\.local$"
 )
 _NOTIFICATION_CHANNEL = re.compile(r"^projects/[^/\s]+/notificationChannels/[0-9]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(address: str) -> str:
+    if not _EMAIL.match(address):
+        raise ValueError("an email address (name@domain), told of every incident")
+    return address
 
 
 def _notification_channel(name: str) -> str:
@@ -39,8 +46,11 @@ def _between(low: float, high: float, what: str, low_open: bool = False) -> Afte
 class AlertsConfig(ConfigModel):
     """Thresholds of the alert policies (one per model and track, one for the GPUs) and who is told."""
 
-    # Cloud Monitoring notification channels by resource name; none: incidents open in the console only.
+    # Cloud Monitoring notification channels by resource name (Slack, PagerDuty, ... made outside the stack).
     notification_channels: list[Annotated[str, AfterValidator(_notification_channel)]] = []
+    # Email addresses the stack declares a notification channel for. Neither these nor channels: incidents open in
+    # the console only, which prod refuses.
+    emails: list[Annotated[str, AfterValidator(_email)]] = []
     # Share of a track's requests answered 5xx over 5 minutes.
     error_rate: Annotated[float, _between(0, 1, "a share of requests", low_open=True)] = 0.05
     # A track's P99 request latency at its sidecar: a whole (streamed) generation, so minutes are not unusual.

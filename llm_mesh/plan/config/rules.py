@@ -155,6 +155,14 @@ def prod_hardened(config: StackConfig) -> Iterator[KeyProblem]:
     for path, image in config.images():
         if not image_pinned(image):
             yield KeyProblem(path, image, "prod images must be pinned by digest: 'repo@sha256:<64 hex>'")
+    alerts = config.observability.alerts
+    if not alerts.notification_channels and not alerts.emails:
+        yield KeyProblem(
+            "observability.alerts.notificationChannels",
+            [],
+            "prod alerts would notify nobody; name a channel (projects/PROJECT/notificationChannels/ID) or set "
+            "observability.alerts.emails, for which the stack declares email channels",
+        )
 
 
 def _duplicates(key: str, names: list[str]) -> Iterator[KeyProblem]:
