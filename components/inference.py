@@ -34,6 +34,9 @@ from llm_mesh.plan.topology import (
 )
 
 meta = k8s.meta.v1
+# A pod that is not ready (crash-looping, still loading weights) may always be evicted: the budget guards serving
+# pods, and a bad canary's crash-looping pods must not hold a node drain or a scale-down for an hour.
+EVICT_UNHEALTHY = "AlwaysAllow"
 core = k8s.core.v1
 GPU = "nvidia.com/gpu"
 # A rollout waits for a GPU node to scale up, a multi-GB image and the weights: far past the 10-minute default.
@@ -132,7 +135,9 @@ class InferenceService(pulumi.ComponentResource):
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=meta.ObjectMetaArgs(name=names.service, namespace=namespace),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=stable_selector),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1, selector=stable_selector, unhealthy_pod_eviction_policy=EVICT_UNHEALTHY
+            ),
             opts=child,
         )
         if "canary" in names.tracks and inference.disruption_budgeted(names.model, "canary"):
@@ -140,7 +145,9 @@ class InferenceService(pulumi.ComponentResource):
                 f"{name}-canary-pdb",
                 metadata=meta.ObjectMetaArgs(name=f"{names.service}-canary", namespace=namespace),
                 spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels=names.labels("canary"))
+                    max_unavailable=1,
+                    selector=meta.LabelSelectorArgs(match_labels=names.labels("canary")),
+                    unhealthy_pod_eviction_policy=EVICT_UNHEALTHY,
                 ),
                 opts=child,
             )
@@ -391,7 +398,11 @@ def _deployment(
             core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
         ],
         termination_grace_period_seconds=inference.grace_period_seconds(args.routing),
-        topology_spread_constraints=[*zone_spread(names.labels(track)), *node_spread(names.labels(track))],
+        # The canary's two pods on two nodes, always: one node lost (a spot preemption) must not take both.
+        topology_spread_constraints=[
+            *zone_spread(names.labels(track)),
+            *node_spread(names.labels(track), required=track == "canary"),
+        ],
     )
     mesh = mesh_pod_annotations(drain_seconds=inference.grace_period_seconds(args.routing))
     # The proxy's span tags and access log lines read the model, track and version from its environment.

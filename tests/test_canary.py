@@ -170,7 +170,7 @@ def test_a_healthy_canary_is_promoted_step_by_step(project: Project, prometheus:
     assert deployer.applied == [
         ("canary llama: weight 20%", "v1", "v2", 20),
         ("canary llama: weight 40%", "v1", "v2", 40),
-        ("canary llama: v2 becomes stable", "v2", "v2", 0),
+        ("canary llama: v2 becomes stable", "v2", "v2", 40),
         ("canary llama: canary removed after promotion", "v2", None, 0),
     ]
     assert [c.verdict for c in outcome.checks] == ["pass", "pass"]
@@ -235,17 +235,38 @@ def test_flapping_metrics_count_every_failure(project: Project, prometheus: tupl
     assert [w for *_, w in deployer.applied] == [20, 40, 0]
 
 
-def test_metrics_server_down_fails_the_checks_and_rolls_back(project: Project) -> None:
+def test_a_run_that_cannot_read_its_metrics_takes_no_step(project: Project) -> None:
+    deployer = RecordingDeployer(project)
+    before = project.stack_file("test").read_text()
+    with pytest.raises(canary.CanaryError) as refused:
+        progression(project, "http://127.0.0.1:9", deployer, []).run()
+    assert str(refused.value).startswith("metrics at http://127.0.0.1:9: ")
+    assert str(refused.value).endswith("no step taken (port-forward managed Prometheus's frontend first)")
+    assert deployer.applied == [] and project.stack_file("test").read_text() == before
+
+
+class Outage:
+    """Prometheus answering its health probe, then every figure's query refused: an outage mid-run."""
+
+    def value(self, promql: str) -> float | None:
+        if promql == "vector(1)":
+            return 1.0
+        raise canary.MetricsUnavailable("metrics at http://prometheus: 503 Service Unavailable (3 attempts)")
+
+
+def test_metrics_going_away_mid_run_fail_the_checks_and_roll_back(project: Project) -> None:
     """A check that cannot be measured is a failed check (after retries), as in Flagger: a canary is never left
     at its weight because the metrics went away, and what happened is kept for `canary status`."""
     deployer = RecordingDeployer(project)
-    lines: list[str] = []
-    run = progression(project, "http://127.0.0.1:9", deployer, lines)
+    run = progression(project, "http://127.0.0.1:9", deployer, [])
+    run.source = Outage()
     assert canary.set_weight(project, "test", "llama", 20)  # the run starts from a canary already at 20%
     outcome = run.run()
     assert (outcome.result, outcome.weight) == ("rolled back", 0)
     assert [c.verdict for c in outcome.checks] == ["fail", "fail"]
-    assert outcome.checks[0].reasons[0].startswith("no measurement: metrics at http://127.0.0.1:9: ")
+    assert outcome.checks[0].reasons == [
+        "no measurement: metrics at http://prometheus: 503 Service Unavailable (3 attempts)"
+    ]
     assert deployer.applied == [("canary llama: weight 0%", "v1", "v2", 0)]
     status = canary.load_status(project, "test", "llama")
     assert status is not None and status["result"] == "rolled back"
@@ -414,7 +435,9 @@ def test_the_same_command_after_a_crash_brings_the_cluster_to_the_file(
     before = len(cluster.applied)
     command(cluster)  # the same command again, as the interrupt hint says
     assert cluster.serving == declared(project)
-    assert cluster.applied[before][0].startswith("canary llama: settle after `" + dies_on)
+    # Rollback abandons the unfinished step; the others finish it.
+    first = "canary llama: weight 0%" if verb == "rollback" else "canary llama: settle after `" + dies_on
+    assert cluster.applied[before][0].startswith(first)
     assert not canary.journal_file(project, "test", "llama").exists()
     if verb == "promote":
         assert declared(project) == ("v2", None, 0)
@@ -426,3 +449,51 @@ def test_a_step_already_applied_runs_no_second_up(project: Project) -> None:
     run.step_to(20)
     run.step_to(20)
     assert [m for m, *_ in cluster.applied] == ["canary llama: weight 20%"]
+
+
+def test_a_rollback_after_an_interrupted_promotion_undoes_it(project: Project) -> None:
+    """The promotion died in its first `pulumi up` (stable already v2 in the file): rollback goes back to the file
+    before the promotion began, at weight 0, and applies it."""
+    assert canary.set_weight(project, "test", "llama", 40)
+    cluster = Cluster(project, dies_on="canary llama: v2 becomes stable")
+    with pytest.raises(Died):
+        progression(project, "http://127.0.0.1:9", cluster, []).promote()
+    assert declared(project) == ("v2", "v2", 40)
+    cluster.dies_on = None
+    lines: list[str] = []
+    progression(project, "http://127.0.0.1:9", cluster, lines).rollback()
+    assert declared(project) == ("v1", "v2", 0) and cluster.serving == ("v1", "v2", 0)
+    assert (
+        lines[0]
+        == "`canary llama: v2 becomes stable` did not finish: abandoned, the stack file is back as it was before it"
+    )
+
+
+def test_a_failed_up_leaves_an_edit_made_meanwhile(project: Project) -> None:
+    path = project.stack_file("test")
+
+    class EditedMeanwhile(RecordingDeployer):
+        def apply(self, stack: str, message: str) -> None:
+            path.write_text(path.read_text().replace("maxWeight: 40", "maxWeight: 30"))
+            raise canary.CanaryError("pulumi up failed")
+
+    lines: list[str] = []
+    with pytest.raises(canary.CanaryError):
+        progression(project, "http://127.0.0.1:9", EditedMeanwhile(project), lines).step_to(20)
+    assert "maxWeight: 30" in path.read_text(), "the other edit is kept"
+    assert lines == ["`pulumi up` failed; the stack file was changed meanwhile, so it is left as it is now"]
+
+
+def test_the_canary_version_changing_mid_run_stops_it(project: Project, prometheus: tuple[str, FakePrometheus]) -> None:
+    url, fake = prometheus
+    fake.scenario = [HEALTHY]
+    deployer = RecordingDeployer(project)
+    run = progression(project, url, deployer, [])
+    path = project.stack_file("test")
+
+    def someone_edits(_: float) -> None:
+        path.write_text(path.read_text().replace("version: v2", "version: v3"))
+
+    run.sleep = someone_edits
+    with pytest.raises(canary.CanaryError, match=r"the canary version changed during the run \(v2 → v3\)"):
+        run.run()

@@ -353,3 +353,13 @@ def test_nested_secure_values_make_the_key_secret(tmp_path: Path) -> None:
         "s3": {"accessKeyId": "[secret]", "secretAccessKey": "[secret]"}
     }
     assert "v1:abc" not in settings.config["llm-mesh:modelStore"]
+
+
+def test_one_version_name_is_one_set_of_weights() -> None:
+    config = with_change("environment", "dev")
+    stable = config["models"][0]["stable"]
+    config["models"][0]["canary"] = {**stable, "source": "gs://other-registry/llama/v1-retrained/"}
+    [problem] = problems_of(config)
+    assert problem.startswith("llm-mesh:models[0].canary.version = 'v1': is also stable's version, with another source")
+    config["models"][0]["canary"] = dict(stable)  # the same version on two tracks, as during a promotion
+    assert parse_stack_config(config).models[0].canary is not None

@@ -267,3 +267,14 @@ def test_the_pods_run_the_shipped_payloads(previews: dict[str, Any]) -> None:
     assert init[:3] == ["python3", "-c", payloads.FETCH_MODEL]
     hook = prop(deployment, "spec.template.spec.containers")[0]["lifecycle"]["preStop"]["exec"]["command"]
     assert hook[:3] == ["python3", "-c", payloads.DRAIN_SERVER]
+
+
+def test_a_weights_gate_name_fits_the_job_name_label() -> None:
+    """Kubernetes copies a Job's name into its pods' `job-name` label: 63 characters at most."""
+    from llm_mesh.plan.inference import weights_gate_name
+
+    assert weights_gate_name("llama-31-8b", "canary", "v2") == "llama-31-8b-canary-weights-v2"
+    long = weights_gate_name("m" * 40, "mirror", "v" * 40)
+    other = weights_gate_name("m" * 40, "mirror", "v" * 39 + "w")
+    assert len(long) <= 63 and len(other) <= 63 and long != other
+    assert long.startswith("m" * 40 + "-mirror-weight")

@@ -104,13 +104,14 @@ def zone_spread(labels: dict[str, str]) -> list[core.TopologySpreadConstraintArg
     ]
 
 
-def node_spread(labels: dict[str, str]) -> list[core.TopologySpreadConstraintArgs]:
-    """Replicas on different nodes when capacity allows: one node drained or preempted takes one of them."""
+def node_spread(labels: dict[str, str], required: bool = False) -> list[core.TopologySpreadConstraintArgs]:
+    """Replicas on different nodes: one node drained or preempted takes one of them. Required, the scheduler
+    (and the cluster autoscaler, which plans nodes by it) never puts two on one node; else when capacity allows."""
     return [
         core.TopologySpreadConstraintArgs(
             max_skew=1,
             topology_key="kubernetes.io/hostname",
-            when_unsatisfiable="ScheduleAnyway",
+            when_unsatisfiable="DoNotSchedule" if required else "ScheduleAnyway",
             label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
         )
     ]

@@ -42,7 +42,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         if verb in ("advance", "promote", "rollback"):
             sub.add_argument("--dry-run", action="store_true", help="show the offline diff instead of applying")
         if verb in ("run", "check"):
-            sub.add_argument("--prometheus-url", help="Prometheus query API (default: canary.prometheusUrl)")
+            sub.add_argument(
+                "--prometheus-url", type=_http_url, help="Prometheus query API (default: canary.prometheusUrl)"
+            )
         if verb == "check":
             sub.add_argument(
                 "--at", type=_instant, help="judge the canary as of this time (RFC 3339 or unix seconds; default: now)"
@@ -68,6 +70,19 @@ def _canary(args: argparse.Namespace) -> int:
             f"replicas: stable {served.min_replicas}–{served.max_replicas} (autoscaled), canary "
             f"{replicas(served, 'canary') if split.canary else 0}"
         )
+        if served.mirror is not None:
+            cli.out.print(
+                f"mirror {served.mirror.version.version}: {served.mirror.percentage:g}% of requests copied, "
+                f"{replicas(served, 'mirror')} replica(s)"
+            )
+        journal = canary.journal_file(project, stack, model)
+        if journal.is_file():
+            step = json.loads(journal.read_text()).get("step", "a canary step")
+            cli.out.print(
+                f"unfinished: `{step}` (a crash or a failed `pulumi up`): the same command again finishes it, "
+                "`canary rollback` abandons it",
+                soft_wrap=one_line(),
+            )
         last = canary.load_status(project, stack, model)
         cli.out.print(f"last analysis: {json.dumps(last) if last else 'none'}", soft_wrap=one_line())
         return 0
@@ -117,7 +132,10 @@ def _canary(args: argparse.Namespace) -> int:
         progression().settle()
         return 0
     if verb == "advance":
-        progression().step_to(canary.advanced(split, config.canary, args.step))
+        target = canary.advanced(split, config.canary, args.step)
+        if args.step is not None and target < split.weight + args.step:
+            log(f"--step {args.step} capped: canary.maxWeight is {config.canary.max_weight}%")
+        progression().step_to(target)
         return 0
     if verb == "rollback":
         progression().rollback()
@@ -128,6 +146,12 @@ def _canary(args: argparse.Namespace) -> int:
     outcome = progression(args.prometheus_url or config.canary.prometheus_url, args.max_checks).run()
     cli.out.print(f"{outcome.result}: canary {model} at {outcome.weight}%")
     return 0 if outcome.result == "promoted" else EXIT_FINDINGS
+
+
+def _http_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r}: a URL with its scheme, e.g. http://localhost:9090")
+    return text
 
 
 def _instant(text: str) -> float:
@@ -149,6 +173,8 @@ def _check(config: StackConfig, stack: str, model: str, prometheus_url: str, at:
 
     source = canary.PrometheusApi(prometheus_url, clock=None if at is None else lambda: at)
     result = canary.analyse(source, config, model, config.canary)
+    if result.unmeasured is not None:  # an outage, not a verdict on the canary
+        raise InputError(f"{result.unmeasured}; nothing was judged")
     when = "" if at is None else f" up to {datetime.fromtimestamp(at, UTC).isoformat()}"
     cli.out.print(f"canary {model} in {stack}, {config.canary.window}{when} (Prometheus API {prometheus_url}):")
     for measure in result.measures:

@@ -82,15 +82,16 @@ def set_weight(project: Project, stack: str, model: str, weight: int) -> bool:
 
 
 def make_canary_stable(project: Project, stack: str, model: str) -> bool:
-    """The canary's version (its files, source and image) becomes stable's, and the weight goes to 0: one `up`
-    in which the stable pods roll to the new version while the canary's still serve, so no subset is empty."""
+    """The canary's version (its files, source and image) becomes stable's, the weight kept: one `up` in which
+    the stable pods roll to the new version while the canary's keep serving their share, so that stable, sized
+    for its own share, does not take the canary's too while it rolls (Flagger routes to the canary until the
+    primary's rollout has finished, for the same reason). The next `up` removes the canary."""
     edit = StackFileEdit.open(project.stack_file(stack))
     node = _model_node(edit, project, model)
     canary = node.get("canary")
     if not isinstance(canary, dict):
         raise CanaryError(f"{edit.path}: model {model!r} has no canary to promote")
     edit.set(node, "stable", canary)
-    edit.set(node, "canaryWeight", 0)
     return edit.save()
 
 
@@ -177,8 +178,10 @@ class PrometheusApi:
                 with urllib.request.urlopen(url, timeout=self.timeout) as answer:
                     body = json.loads(answer.read())
                 break
-            except urllib.error.HTTPError as exc:  # Prometheus refused the query (400, 422): no retry mends that
-                raise MetricsUnavailable(f"metrics at {self.url}: {_api_error(exc)}") from None
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == self.attempts:  # a refused query (400, 422): no retry mends that
+                    raise MetricsUnavailable(f"metrics at {self.url}: {_api_error(exc)}") from None
+                self.sleep(self.backoff)  # a frontend or proxy in trouble (502, 503, 504): try again
             except (OSError, ValueError) as exc:
                 if attempt == self.attempts:
                     raise MetricsUnavailable(
@@ -190,6 +193,9 @@ class PrometheusApi:
         results = (body.get("data") or {}).get("result") or []
         if not results:
             return None
+        if len(results) > 1:  # a figure is one number: several series mean the query does not say which
+            labels = [r.get("metric") for r in results[:3]]
+            raise MetricsUnavailable(f"metrics at {self.url}: {len(results)} series where one was expected: {labels}")
         value = float(results[0]["value"][1])
         return None if value != value else value  # NaN (0/0: no requests) measures nothing
 
@@ -227,6 +233,9 @@ class Check:
     stable_p99_ms: float | None
     ttft_p99_s: float | None
     measures: list[Measure] = field(default_factory=list)
+    # Set when nothing could be measured (Prometheus unreachable, a refused query): a failed check for a run,
+    # an unusable input for `canary check`.
+    unmeasured: str | None = None
 
     def figures(self) -> str:
         p99 = "no data" if self.p99_ms is None else f"{self.p99_ms:.0f} ms"
@@ -250,7 +259,7 @@ def analyse(source: MetricSource, config: StackConfig, model: str, rules: Canary
         stable_p99 = source.value(queries.latency_quantile(stable, 0.99, window))
         ttft = source.value(queries.time_to_first_token(canary, 0.99, window))
     except MetricsUnavailable as exc:
-        return Check("fail", [f"no measurement: {exc}"], 0.0, None, None, None, None)
+        return Check("fail", [f"no measurement: {exc}"], 0.0, None, None, None, None, unmeasured=str(exc))
     latency_limit = None if stable_p99 is None else stable_p99 * rules.max_latency_ratio
     measures = [
         Measure(
@@ -324,31 +333,42 @@ class Progression:
 
     def _apply(self, message: str, before: str) -> None:
         """One `pulumi up` of the edited stack file. A journal names the step until the up has finished, so that
-        the next command finishes it after a crash; if the up fails, the file goes back to what it was and the
-        journal stays (the cluster may hold part of the change): the next command applies the file again."""
+        the next command finishes it after a crash; if the up fails, the file goes back to what it was (unless
+        someone changed it meanwhile) and the journal stays (the cluster may hold part of the change): the next
+        command applies the file again."""
+        path = self.project.stack_file(self.stack)
+        edited = path.read_text()
         self.applying = True
         try:
             self.deployer.apply(self.stack, message)
         except Exception:
-            write_atomically(self.project.stack_file(self.stack), before)
-            self.log(f"`pulumi up` failed: the stack file is back as it was before `{message}`")
+            if path.read_text() == edited:
+                write_atomically(path, before)
+                self.log(f"`pulumi up` failed: the stack file is back as it was before `{message}`")
+            else:
+                self.log("`pulumi up` failed; the stack file was changed meanwhile, so it is left as it is now")
             raise
         finally:
             self.applying = False
         journal_file(self.project, self.stack, self.model).unlink(missing_ok=True)
 
-    def _begin(self, message: str) -> None:
+    def _begin(self, message: str, before: str) -> None:
+        """The journal: the step, and the stack file as it was before it (what a rollback goes back to)."""
         journal = journal_file(self.project, self.stack, self.model)
         journal.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(journal, json.dumps({"step": message}) + "\n")
+        write_atomically(journal, json.dumps({"step": message, "before": before}) + "\n")
+
+    def pending(self) -> str | None:
+        """The step a crash or a failed `pulumi up` left unfinished, if any."""
+        journal = journal_file(self.project, self.stack, self.model)
+        return str(json.loads(journal.read_text()).get("step", "a canary step")) if journal.is_file() else None
 
     def settle(self) -> bool:
         """Finish a step a crash or a failed `pulumi up` left unfinished: apply the stack file as it is. True when
         there was one."""
-        journal = journal_file(self.project, self.stack, self.model)
-        if not journal.is_file():
+        step = self.pending()
+        if step is None:
             return False
-        step = json.loads(journal.read_text()).get("step", "a canary step")
         self.log(f"`{step}` did not finish: applying the stack file as it is, so the cluster matches it")
         before = self.project.stack_file(self.stack).read_text()
         self._apply(f"canary {self.model}: settle after `{step}`", before)
@@ -358,7 +378,7 @@ class Progression:
         self.settle()
         before = self.project.stack_file(self.stack).read_text()
         message = f"canary {self.model}: weight {weight}%"
-        self._begin(message)
+        self._begin(message, before)
         if set_weight(self.project, self.stack, self.model, weight):
             self._apply(message, before)
         else:
@@ -366,7 +386,25 @@ class Progression:
         self.log(f"canary {self.model} at {weight}%")
 
     def rollback(self) -> None:
-        self.step_to(0)
+        """Weight 0 at once. An unfinished step is abandoned, not finished: the stack file goes back to what it
+        was before that step (an interrupted promotion stays undone), and the up always runs, since the cluster
+        may hold part of the abandoned step."""
+        journal = journal_file(self.project, self.stack, self.model)
+        step = self.pending()
+        if step is None:
+            self.step_to(0)
+            return
+        path = self.project.stack_file(self.stack)
+        before = path.read_text()
+        abandoned = json.loads(journal.read_text()).get("before")
+        if isinstance(abandoned, str):
+            write_atomically(path, abandoned)
+        self.log(f"`{step}` did not finish: abandoned, the stack file is back as it was before it")
+        set_weight(self.project, self.stack, self.model, 0)
+        message = f"canary {self.model}: weight 0%"
+        self._begin(message, before)
+        self._apply(message, before)
+        self.log(f"canary {self.model} at 0%")
 
     def promote(self) -> None:
         if self.settle() and split_of(self.load_config(), self.model).canary is None:
@@ -378,7 +416,7 @@ class Progression:
             (f"canary {self.model}: canary removed after promotion", remove_canary),
         ):
             before = self.project.stack_file(self.stack).read_text()
-            self._begin(message)
+            self._begin(message, before)
             edit(self.project, self.stack, self.model)
             self._apply(message, before)
         self.log(f"promoted {split.canary} of {self.model} to stable")
@@ -393,6 +431,11 @@ class Progression:
         outcome = Outcome("no decision", weight)
         failures = idle = 0
         try:
+            # Before the first step: a run that cannot read its metrics would step, fail and roll back.
+            try:
+                self.source.value("vector(1)")
+            except MetricsUnavailable as exc:
+                raise CanaryError(f"{exc}; no step taken (port-forward managed Prometheus's frontend first)") from None
             self.settle()
             if weight == 0:
                 weight = min(rules.step, rules.max_weight)
@@ -400,6 +443,12 @@ class Progression:
                 outcome.weight = weight
             for _ in range(self.max_checks):
                 self.sleep(duration_seconds(rules.interval))
+                now = split_of(self.load_config(), self.model)
+                if now.canary != split.canary:
+                    raise CanaryError(
+                        f"the canary version changed during the run ({split.canary} → {now.canary}): its checks "
+                        "so far judged another version; start the run again"
+                    )
                 check = analyse(self.source, config, self.model, rules)
                 outcome.checks.append(check)
                 detail = "; ".join(check.reasons) if check.reasons else check.figures()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -13,6 +14,7 @@ from llm_mesh.plan.observability import resource_attributes, trace_identity
 from llm_mesh.plan.topology import MODEL_STORE, ModelNames
 
 SERVER_PORT = 8000
+JOB_NAME_LIMIT = 63
 # Pods of a canary that takes traffic: one can go while the other serves (see `replicas`).
 CANARY_MIN_SERVING = 2
 MODEL_DIR = "/models"
@@ -41,7 +43,13 @@ def weights_gate_name(service: str, track: str, version: str) -> str:
     version is a new gate (the old one is replaced); per track, since a promotion gives stable the canary's version
     while the canary's gate, deleted in the same `pulumi up`, still holds its name, and Pulumi creates the
     replacement before it deletes: a shared name would meet AlreadyExists."""
-    return f"{service}-{track}-weights-{version}"
+    name = f"{service}-{track}-weights-{version}"
+    if len(name) <= JOB_NAME_LIMIT:
+        return name
+    # Kubernetes copies a Job's name into its pods' `job-name` label, at most 63 characters: a long model and
+    # version keep a readable start and a digest of the whole, so that two long names stay two names.
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: JOB_NAME_LIMIT - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
 def replicas(model: ServedModel, track: str) -> int | None:

@@ -13,7 +13,8 @@ class CanaryConfig(ConfigModel):
 
     # Percent added per healthy check; the last step before promotion is maxWeight.
     step: int = Field(default=10, ge=1, le=100)
-    max_weight: int = Field(default=50, ge=1, le=100)
+    # At most 99: at 100 stable takes no traffic, has no latency to compare with, and no check could pass.
+    max_weight: int = Field(default=50, ge=1, le=99)
     # Time between checks, and the window each check's queries look back over.
     interval: Duration = "5m"
     window: Duration = "5m"

@@ -165,6 +165,26 @@ def prod_hardened(config: StackConfig) -> Iterator[KeyProblem]:
         )
 
 
+VERSION_KEYS = {"stable": "stable.version", "canary": "canary.version", "mirror": "mirror.version.version"}
+
+
+def one_version_one_definition(config: StackConfig) -> Iterator[KeyProblem]:
+    """A version name shared by two tracks must be one version: the store keeps it at <model>/<version>/, and one
+    import fills that folder, so a second definition would silently serve the first's weights (or overwrite them)."""
+    for i, model in enumerate(config.models):
+        seen: dict[str, tuple[str, object]] = {}
+        for track, version in model.tracks():
+            first_track, first = seen.setdefault(version.version, (track, version))
+            if first != version:
+                yield KeyProblem(
+                    f"models[{i}].{VERSION_KEYS[track]}",
+                    version.version,
+                    f"is also {first_track}'s version, with another source, files or image; one version name is "
+                    f"one set of weights (the store keeps it at {model.name}/{version.version}/): give this one a "
+                    "name of its own",
+                )
+
+
 def _duplicates(key: str, names: list[str]) -> Iterator[KeyProblem]:
     for i, name in enumerate(names):
         if name in names[:i]:
