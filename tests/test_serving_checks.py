@@ -82,6 +82,12 @@ def _no_gate(resources: list[EngineResource]) -> None:
     named(resources, STABLE, ":Deployment").dependencies.clear()
 
 
+def _small_pools(resources: list[EngineResource]) -> None:
+    """Prod's pools cut to 2 GPUs in all: stable's 2, the canary's 2 and the mirror's 1 cannot all be placed."""
+    named(resources, "gpu-l4-ondemand").inputs["autoscaling"]["totalMaxNodeCount"] = 1
+    named(resources, "gpu-l4-spot").inputs["autoscaling"]["totalMaxNodeCount"] = 0
+
+
 @pytest.mark.parametrize(
     ("break_plan", "code", "subject"),
     [
@@ -94,6 +100,7 @@ def _no_gate(resources: list[EngineResource]) -> None:
         (_spot_unused, "LM0116", "NodePool/gpu-l4-spot"),
         (_model_flag, "LM0117", "Deployment/inference/llama-31-8b-stable"),
         (_no_gate, "LM0118", "Deployment/inference/llama-31-8b-stable"),
+        (_small_pools, "LM0119", "NodePool/l4-ondemand, l4-spot"),
     ],
 )
 def test_each_defect_is_named_once(
@@ -126,3 +133,12 @@ def test_an_internal_or_source_ranged_gateway_is_not_anonymous(previews: dict[st
     release = named(resources, "istio-istio-ingressgateway")
     release.inputs["values"]["service"]["loadBalancerSourceRanges"] = ["198.51.100.0/24"]
     assert serving_findings(resources, "prod") == []
+
+
+def test_the_capacity_finding_counts_each_tracks_floor(previews: dict[str, Any]) -> None:
+    resources = plan(previews)
+    _small_pools(resources)
+    (finding,) = serving_findings(resources, "prod")
+    assert finding.message.startswith(
+        "at their minimum replicas the GPU workloads on pools l4-ondemand, l4-spot need 5 GPUs; the pools hold at most 2"
+    )

@@ -6,6 +6,7 @@ weights serves nothing, an autoscaler without a metrics adapter never scales. Co
   LM0112 a track fetches no weights                          LM0116 a GPU pool no workload can be scheduled on
   LM0113 inference exposed to the internet anonymously       LM0117 `--model` given to `vllm serve` (deprecated)
   LM0114 an autoscaler reads metrics nobody serves           LM0118 servers that may start before their weights exist
+  LM0119 GPU workloads at their minimum need more GPUs than their pools can ever hold
 and, as the mesh analysis's LM0103, spans sent to a host no Service serves (llm_mesh.checks.telemetry).
 """
 
@@ -112,6 +113,7 @@ def serving_findings(resources: list[EngineResource], environment: str) -> list[
     findings += _weights_before_servers(workloads, resources)
     findings += _drain(workloads, resources)
     findings += _unused_pools(workloads, resources)
+    findings += _gpu_capacity(workloads, resources)
     findings += _metrics_served(resources)
     findings += _anonymous(resources, environment)
     findings += telemetry_findings(resources)
@@ -286,6 +288,64 @@ def _unused_pools(workloads: list[Workload], resources: list[EngineResource]) ->
                 "name the pool in a model's gpuPool or overflowPools, or remove it",
             )
         )  # fmt: skip
+    return findings
+
+
+def _pool_gpus(resources: list[EngineResource]) -> dict[str, float | None]:
+    """Each GPU pool's most GPUs (its most nodes × GPUs per node); None when the plan does not say its most nodes
+    in total (a per-zone maximum without the zones)."""
+    pools: dict[str, float | None] = {}
+    for r in resources:
+        config = r.inputs.get("nodeConfig") or {}
+        accelerators = config.get("guestAccelerators") or []
+        if r.type != NODE_POOL or not accelerators:
+            continue
+        per_node = sum(_number(a.get("count")) for a in accelerators)
+        scaling = r.inputs.get("autoscaling") or {}
+        zones = r.inputs.get("nodeLocations")
+        if scaling.get("totalMaxNodeCount") is not None:
+            nodes: float | None = _number(scaling["totalMaxNodeCount"])
+        elif scaling.get("maxNodeCount") is not None and isinstance(zones, list):
+            nodes = _number(scaling["maxNodeCount"]) * len(zones)
+        elif not scaling and r.inputs.get("nodeCount") is not None:
+            nodes = _number(r.inputs["nodeCount"]) * (len(zones) if isinstance(zones, list) else 1)
+        else:
+            nodes = None
+        pools[str((config.get("labels") or {}).get(POOL_LABEL))] = None if nodes is None else nodes * per_node
+    return pools
+
+
+def _gpu_capacity(workloads: list[Workload], resources: list[EngineResource]) -> list[Finding]:
+    """At their minimum replicas (an autoscaler's minReplicas where it owns the count), the GPU workloads that may
+    only run on some pools must fit what those pools can ever hold: otherwise pods stay Pending for ever, and a
+    canary step or a promotion never finishes rolling out."""
+    floors: dict[str, float] = {}
+    for r in resources:
+        if r.type.endswith(":HorizontalPodAutoscaler"):
+            spec = r.inputs.get("spec") or {}
+            target = spec.get("scaleTargetRef") or {}
+            namespace = (r.inputs.get("metadata") or {}).get("namespace", "")
+            floors[f"{target.get('kind')}/{namespace}/{target.get('name')}"] = _number(spec.get("minReplicas") or 1)
+    pools = _pool_gpus(resources)
+    sets = {frozenset(allowed) for w in workloads if w.gpus > 0 and (allowed := w.pools())}
+    findings = []
+    for pool_set in sorted(sets, key=sorted):
+        held = [pools.get(p) for p in pool_set]
+        if not held or any(h is None for h in held):
+            continue  # a pool whose most nodes the plan does not say: nothing to compare with
+        inside = [w for w in workloads if w.gpus > 0 and (allowed := w.pools()) and allowed <= pool_set]
+        needed = sum(w.gpus * (w.replicas if w.replicas is not None else floors.get(w.key, 1)) for w in inside)
+        capacity = sum(h for h in held if h is not None)
+        if needed > capacity:
+            names = ", ".join(sorted(pool_set))
+            findings.append(
+                Finding(
+                    "LM0119", "error", f"NodePool/{names}",
+                    f"at their minimum replicas the GPU workloads on pools {names} need {needed:.0f} GPUs; the pools "
+                    f"hold at most {capacity:.0f} ({', '.join(sorted(w.key for w in inside))})",
+                    "raise the pools' maxNodes, or lower minReplicas (a canary taking traffic runs two pods)",
+                )
+            )  # fmt: skip
     return findings
 
 
