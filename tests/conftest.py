@@ -7,6 +7,7 @@ import asyncio
 import gc
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -135,9 +136,32 @@ def previews(tmp_path_factory: pytest.TempPathFactory, fixture_project: Path) ->
     return _previews(fixture_project, tmp_path_factory.mktemp("previews"))
 
 
+# Skips CI accepts: what no machine of this project's kind can have. Any other skip in CI fails the run, so that
+# a test silently not running (a missing sample folder, a tool not installed) cannot pass for a green build.
+EXPECTED_SKIPS = ("no Pulumi CLI on this machine",)
+_unexpected_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if not reason.startswith(EXPECTED_SKIPS):
+            _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if _unexpected_skips and os.environ.get("CI"):
+        terminalreporter.write_line(f"CI expects every test to run; {len(_unexpected_skips)} skipped:", red=True)
+        for line in _unexpected_skips:
+            terminalreporter.write_line(f"  {line}", red=True)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Close the event loops the SDK's mock monitor left in its worker threads (it never closes them), so that
-    they are not collected at interpreter exit, after pytest's summary, with a spurious warning."""
+    """Fail a CI run that skipped a test it expects to run. Close the event loops the SDK's mock monitor left in
+    its worker threads (it never closes them), so that they are not collected at interpreter exit, after pytest's
+    summary, with a spurious warning."""
+    if _unexpected_skips and os.environ.get("CI") and not hasattr(session.config, "workerinput"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     for obj in gc.get_objects():
         if isinstance(obj, asyncio.AbstractEventLoop) and not obj.is_running() and not obj.is_closed():
             obj.close()
