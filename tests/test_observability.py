@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,54 @@ def metric_names(query: str) -> list[str]:
 
     promql_parser.walk(promql_parser.parse(query), visit)
     return names
+
+
+def label_names(query: str) -> set[str]:
+    """Every label a PromQL expression matches on, groups by or joins on."""
+    names: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            names.update(m.name for m in node.matchers.matchers)
+        if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            names.update(node.modifier.labels)
+        if isinstance(node, promql_parser.BinaryExpr) and node.modifier is not None:
+            if node.modifier.matching is not None:
+                names.update(node.modifier.matching.labels)
+            names.update(node.modifier.group_labels or [])
+
+    promql_parser.walk(promql_parser.parse(query), visit)
+    return names
+
+
+def test_the_label_reader_sees_matchers_groupings_and_joins() -> None:
+    query = 'sum by (a)(rate(x{b="1",c!~"2"}[5m])) / on (pod) group_left (d) y'
+    assert label_names(query) == {"a", "b", "c", "pod", "d"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_label_a_query_reads_is_one_an_exporter_or_the_scrape_writes(stack: str) -> None:
+    config = stack_config(stack)
+    cluster = f"llm-mesh-{stack}"
+    all_queries = overview(config, stack, cluster).queries() + [r.query for r in alert_rules(config, stack, cluster)]
+    unknown = {(label, q) for q in all_queries for label in label_names(q) - exporters.label_names()}
+    assert unknown == set()
+
+
+def test_the_slo_filters_name_labels_the_scrape_and_istio_write() -> None:
+    total, bad = availability_filters(PROD_CLUSTER, "inference", "llama-31-8b")
+    metric_labels = set(re.findall(r"metric\.labels\.(\w+)", bad))
+    resource_labels = set(re.findall(r"resource\.labels\.(\w+)", bad))
+    assert metric_labels == {
+        "reporter",
+        "destination_canonical_service",
+        "destination_canonical_revision",
+        "response_code",
+    }
+    assert metric_labels <= set(exporters.ISTIO_LABELS)
+    # Managed Prometheus's monitored resource prometheus_target carries these (and project_id, location, job, instance).
+    assert resource_labels <= set(exporters.SCRAPE_LABELS)
+    assert total in bad
 
 
 def test_the_metric_reader_sees_every_selector_and_refuses_broken_queries() -> None:
