@@ -23,6 +23,8 @@ NODE_ROLES = (
     "roles/stackdriver.resourceMetadata.writer",
     "roles/artifactregistry.reader",
 )
+# A new primary version of the Secrets key every 90 days; old versions stay to decrypt what they encrypted.
+SECRETS_KEY_ROTATION_DAYS = 90
 # istiod's webhooks listen on 15017; GKE's own firewall rule lets the control plane reach only 443 and 10250.
 ISTIO_WEBHOOK_PORT = "15017"
 
@@ -39,6 +41,8 @@ class GpuClusterArgs:
     protect: bool
     # Pools a model prefers in order, as GKE ComputeClasses (see llm_mesh.plan.placement).
     compute_classes: list[ComputeClassPlan] = field(default_factory=list)
+    # Kubernetes Secrets encrypted with a KMS key of the stack's own (CIS GKE 5.3.1).
+    secrets_encryption: bool = False
 
     @classmethod
     def from_config(cls, config: StackConfig, stack: str) -> GpuClusterArgs:
@@ -51,6 +55,7 @@ class GpuClusterArgs:
             gpu_pools=list(config.gpu_pools),
             protect=config.environment == "prod",
             compute_classes=compute_classes(config),
+            secrets_encryption=config.secrets_encrypted,
         )
 
     @property
@@ -87,8 +92,13 @@ class GpuCluster(pulumi.ComponentResource):
                 opts=child,
             )
 
+        secrets_key = _secrets_key(name, args, child) if args.secrets_encryption else None
         self.cluster = _cluster(
-            f"{name}-gke", args, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect))
+            f"{name}-gke",
+            args,
+            node_account.email,
+            secrets_key,
+            pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect)),
         )
         network = _network(name, args, child)
         pool_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster])
@@ -199,17 +209,89 @@ def kubeconfig(cluster_name: str, endpoint: str, ca_certificate: str) -> str:
     )
 
 
-def _cluster(resource_name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions) -> gcp.container.Cluster:
+def _secrets_key(name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions) -> SecretsKey:
+    """A key ring and key of the cluster's own for application-layer Secrets encryption, and the grant GKE's service
+    agent needs to use it. The key is kept (protected, retained) wherever the cluster is: destroying it would make
+    every Secret of the cluster unreadable."""
+    keep = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=args.protect, retain_on_delete=True))
+    ring = gcp.kms.KeyRing(
+        f"{name}-secrets-ring",
+        name=f"{args.cluster_name}-secrets",
+        project=args.project,
+        location=args.region,
+        opts=keep,
+    )
+    key = gcp.kms.CryptoKey(
+        f"{name}-secrets-key",
+        name="kubernetes-secrets",
+        key_ring=ring.id,
+        purpose="ENCRYPT_DECRYPT",
+        rotation_period=f"{SECRETS_KEY_ROTATION_DAYS * 86400}s",
+        opts=keep,
+    )
+    project = gcp.organizations.get_project_output(project_id=args.project)
+    grant = gcp.kms.CryptoKeyIAMMember(
+        f"{name}-secrets-key-gke",
+        crypto_key_id=key.id,
+        role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+        member=project.number.apply(
+            lambda number: f"serviceAccount:service-{number}@container-engine-robot.iam.gserviceaccount.com"
+        ),
+        opts=opts,
+    )
+    return SecretsKey(key.id, grant)
+
+
+@dataclass(frozen=True)
+class SecretsKey:
+    key_id: pulumi.Output[str]
+    grant: pulumi.Resource
+
+
+def _cluster(
+    resource_name: str,
+    args: GpuClusterArgs,
+    node_account: pulumi.Input[str],
+    secrets_key: SecretsKey | None,
+    opts: pulumi.ResourceOptions,
+) -> gcp.container.Cluster:
     cfg = args.cluster
     container = gcp.container
+    if secrets_key is not None:  # the grant first: GKE checks it can use the key when the cluster is made
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secrets_key.grant]))
+    # nodeConfig describes the default pool, which lives only while the cluster is made: once it is removed the API
+    # reports none, and the provider would replace the cluster on every `up` (terraform-provider-google#12070), and
+    # also on the first `up` of a cluster made before nodeConfig was set here.
+    opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["nodeConfig"]))
     return container.Cluster(
         resource_name,
         name=args.cluster_name,
         project=args.project,
         location=args.location,
-        # Pools are managed as their own resources; the default pool only exists during creation.
+        # Pools are managed as their own resources; the default pool only exists during creation, and runs as the
+        # nodes' own account, not the Compute Engine default one (CIS GKE 5.2.1).
         remove_default_node_pool=True,
         initial_node_count=1,
+        node_config=container.ClusterNodeConfigArgs(
+            service_account=node_account,
+            oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            shielded_instance_config=container.ClusterNodeConfigShieldedInstanceConfigArgs(
+                enable_secure_boot=True, enable_integrity_monitoring=True
+            ),
+            workload_metadata_config=container.ClusterNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+        ),
+        # The kubelet's unauthenticated read-only port (10255) off on every node pool (CIS GKE 4.2.4).
+        node_pool_defaults=container.ClusterNodePoolDefaultsArgs(
+            node_config_defaults=container.ClusterNodePoolDefaultsNodeConfigDefaultsArgs(
+                insecure_kubelet_readonly_port_enabled="FALSE"
+            )
+        ),
+        binary_authorization=container.ClusterBinaryAuthorizationArgs(
+            evaluation_mode="PROJECT_SINGLETON_POLICY_ENFORCE" if cfg.binary_authorization else "DISABLED"
+        ),
+        database_encryption=container.ClusterDatabaseEncryptionArgs(state="ENCRYPTED", key_name=secrets_key.key_id)
+        if secrets_key is not None
+        else None,
         deletion_protection=cfg.deletion_protection,
         network=cfg.network,
         subnetwork=cfg.subnetwork,
@@ -287,6 +369,8 @@ def _node_config(
             enable_secure_boot=True, enable_integrity_monitoring=True
         ),
         workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+        # Stated on each pool too: the cluster's default covers pools created after it, and drift shows here.
+        kubelet_config=container.NodePoolNodeConfigKubeletConfigArgs(insecure_kubelet_readonly_port_enabled="FALSE"),
         gvnic=container.NodePoolNodeConfigGvnicArgs(enabled=True),
         # Image streaming: multi-GB inference images start in seconds instead of minutes.
         gcfs_config=container.NodePoolNodeConfigGcfsConfigArgs(enabled=True),

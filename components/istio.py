@@ -13,6 +13,7 @@ from llm_mesh.plan import inference
 from llm_mesh.plan.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
 from llm_mesh.plan.istio_values import base_values, cni_values, gateway_values, istiod_values, merged
 from llm_mesh.plan.mesh_objects import gateway_object, telemetry_object
+from llm_mesh.plan.pod_security import PRIVILEGED_NAMESPACES, namespace_labels
 from llm_mesh.plan.topology import GATEWAY_RELEASE, INGRESS_NAMESPACE, ISTIO_NAMESPACE, application_namespaces
 
 
@@ -54,8 +55,15 @@ class IstioMesh(pulumi.ComponentResource):
         repository = k8s.helm.v3.RepositoryOptsArgs(repo=istio.chart_repository)
 
         def namespace(ns: str, labels: dict[str, str]) -> k8s.core.v1.Namespace:
+            why = PRIVILEGED_NAMESPACES.get(ns)
             return k8s.core.v1.Namespace(
-                f"{name}-ns-{ns}", metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels=labels), opts=child
+                f"{name}-ns-{ns}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=ns,
+                    labels={**labels, **namespace_labels(ns)},
+                    annotations={"llm-mesh/pod-security-privileged": why} if why else None,
+                ),
+                opts=child,
             )
 
         def release(

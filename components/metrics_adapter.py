@@ -23,6 +23,7 @@ from components.shared.pods import image_skips, pod_security, pull_policy, restr
 from llm_mesh.plan.config import StackConfig
 from llm_mesh.plan.gcp_names import service_account_id
 from llm_mesh.plan.network_peers import Admit, PodIngress
+from llm_mesh.plan.pod_security import namespace_labels
 from llm_mesh.plan.topology import OUTSIDE_MESH_ANNOTATION, POOL_LABEL
 
 meta = k8s.meta.v1
@@ -70,7 +71,9 @@ class MetricsAdapter(pulumi.ComponentResource):
         )
         namespace = core.Namespace(
             f"{name}-ns",
-            metadata=meta.ObjectMetaArgs(name=NAMESPACE, labels={"istio-injection": "disabled"}),
+            metadata=meta.ObjectMetaArgs(
+                name=NAMESPACE, labels={"istio-injection": "disabled", **namespace_labels(NAMESPACE)}
+            ),
             opts=child,
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])

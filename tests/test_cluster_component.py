@@ -129,7 +129,7 @@ def test_side_by_side_upgrade_keeps_the_previous_istiod() -> None:
     assert releases["istiod-1-30"]["values"]["revision"] == "1-30"
     assert releases["istio-base"]["values"]["defaultRevision"] == "1-31", "new workloads go to the new control plane"
     namespace = resource(document, "kubernetes:core/v1:Namespace", "istio-ns-inference")
-    assert prop(namespace, "metadata.labels") == {"istio.io/rev": "1-31"}
+    assert prop(namespace, "metadata.labels")["istio.io/rev"] == "1-31"
 
 
 def test_jwt_at_the_gateway_refuses_requests_without_a_token() -> None:

@@ -465,7 +465,7 @@ def test_the_prod_collector_is_deployed_pinned_hardened_and_in_the_mesh(previews
     annotations = prop(deployment, "spec.template.metadata.annotations")
     assert annotations["traffic.sidecar.istio.io/excludeOutboundIPRanges"] == "169.254.169.254/32"
     namespace = resource(prod, "kubernetes:core/v1:Namespace", "istio-ns-observability")
-    assert prop(namespace, "metadata.labels") == {"istio.io/rev": "1-31"}
+    assert prop(namespace, "metadata.labels")["istio.io/rev"] == "1-31"
     service = resource(prod, "kubernetes:core/v1:Service", "observability-collector-svc")
     assert prop(service, "metadata.name") == "opentelemetry-collector"
     assert [(p["name"], p["port"], p["appProtocol"]) for p in prop(service, "spec.ports")] == [

@@ -7,6 +7,7 @@ weights serves nothing, an autoscaler without a metrics adapter never scales. Co
   LM0113 inference exposed to the internet anonymously       LM0117 `--model` given to `vllm serve` (deprecated)
   LM0114 an autoscaler reads metrics nobody serves           LM0118 servers that may start before their weights exist
   LM0119 GPU workloads at their minimum need more GPUs than their pools can ever hold
+  LM0120 a pod its namespace's Pod Security level would refuse (llm_mesh.checks.pod_security)
 and, as the mesh analysis's LM0103, spans sent to a host no Service serves (llm_mesh.checks.telemetry).
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from llm_mesh.checks.findings import Finding
 from llm_mesh.checks.kube_objects import HELM_RELEASE
+from llm_mesh.checks.pod_security import pod_security_findings
 from llm_mesh.checks.telemetry import telemetry_findings
 from llm_mesh.engine.readers import EngineResource
 from llm_mesh.mesh.base import duration_seconds
@@ -117,6 +119,7 @@ def serving_findings(resources: list[EngineResource], environment: str) -> list[
     findings += _metrics_served(resources)
     findings += _anonymous(resources, environment)
     findings += telemetry_findings(resources)
+    findings += pod_security_findings(resources)
     return findings
 
 

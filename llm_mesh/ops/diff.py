@@ -79,6 +79,9 @@ REPLACED_BY: dict[str, tuple[str, ...]] = {
         "name", "router", "region", "project", "type", "endpointTypes", "initialNatIps",
     ),
     "gcp:logging/metric:Metric": ("project",),
+    "gcp:kms/keyRing:KeyRing": ("name", "project", "location"),
+    "gcp:kms/cryptoKey:CryptoKey": ("name", "keyRing", "purpose", "skipInitialVersionCreation", "importOnly"),
+    "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": ("cryptoKeyId", "role", "member", "condition"),
     "gcp:monitoring/alertPolicy:AlertPolicy": ("project",),
     # A channel of another type is another channel; taken as a replacement (the safe reading).
     "gcp:monitoring/notificationChannel:NotificationChannel": ("project", "type"),

@@ -69,6 +69,12 @@ class ClusterConfig(ConfigModel):
     kubernetes_version: str = Field(default="1.34", pattern=r"^1\.\d+$")
     maintenance_window: MaintenanceWindow = MaintenanceWindow()
     system_pool: SystemPool = SystemPool()
+    # Binary Authorization: the cluster admits images by the project's Binary Authorization policy (CIS GKE 5.10.5).
+    binary_authorization: bool = True
+    # Kubernetes Secrets encrypted with a Cloud KMS key the stack declares (CIS GKE 5.3.1). None: on in prod. A key
+    # ring can never be deleted, so a stack torn down and brought up again keeps its name and reuses nothing:
+    # bring it back with `pulumi import` of the ring, or rename the cluster.
+    secrets_encryption: bool | None = None
 
 
 class GpuSharing(ConfigModel):

@@ -76,6 +76,12 @@ class StackConfig(ConfigModel):
             for track, version in model.tracks():
                 yield f"models[{i}].{'mirror.version' if track == 'mirror' else track}", version
 
+    @property
+    def secrets_encrypted(self) -> bool:
+        """Secrets encrypted with the stack's own KMS key: as cluster.secretsEncryption says, on in prod by default."""
+        chosen = self.cluster.secrets_encryption
+        return self.environment == "prod" if chosen is None else chosen
+
     def bucket_name(self, stack: str) -> str:
         return self.model_store.bucket_name or f"{self.gcp.project}-{stack}-models"
 
