@@ -37,7 +37,9 @@ if config.autoscaled_models():
 # Servers start after the store serves (and each track's weights gate has seen its files there).
 serving = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh, store, *adapters])
 for names in model_names(config):
-    InferenceService(f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names), serving)
+    InferenceService(
+        f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names, cluster_name(config, stack)), serving
+    )
     MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh, config.security.allow_gateway)
 # Traces (the collector the mesh and the servers export to), the gateway's metrics, the dashboard, alerts and SLOs.
 observability = Observability(

@@ -80,9 +80,11 @@ class InferenceServiceArgs:
     otlp_endpoint: str | None = None
     detailed_traces: bool = False
     environment: str = "prod"
+    # The cluster's name, as managed Prometheus labels every series it scrapes there (resource.labels.cluster).
+    cluster: str = ""
 
     @classmethod
-    def for_model(cls, config: StackConfig, names: ModelNames) -> InferenceServiceArgs:
+    def for_model(cls, config: StackConfig, names: ModelNames, cluster: str = "") -> InferenceServiceArgs:
         model = names.model
         return cls(
             names,
@@ -96,6 +98,7 @@ class InferenceServiceArgs:
             otlp_endpoint(config.observability),
             config.observability.detailed_traces,
             config.environment,
+            cluster,
         )
 
 
@@ -154,7 +157,7 @@ class InferenceService(pulumi.ComponentResource):
         model = names.model
         _pod_monitoring(f"{name}-metrics", names, child)
         if inference.replicas(model, "stable") is None:
-            _autoscaler(f"{name}-hpa", names, child)
+            _autoscaler(f"{name}-hpa", names, args.cluster, child)
         self.register_outputs({"host": names.host, "tracks": names.tracks})
 
 
@@ -182,7 +185,7 @@ def _pod_monitoring(resource_name: str, names: ModelNames, opts: pulumi.Resource
     )
 
 
-def _autoscaler(resource_name: str, names: ModelNames, opts: pulumi.ResourceOptions) -> None:
+def _autoscaler(resource_name: str, names: ModelNames, cluster: str, opts: pulumi.ResourceOptions) -> None:
     model = names.model
     # Scales stable on queue depth from managed Prometheus (needs the custom metrics adapter); without the
     # adapter the metric is missing and the autoscaler keeps the current count: minReplicas is the floor.
@@ -203,6 +206,9 @@ def _autoscaler(resource_name: str, names: ModelNames, opts: pulumi.ResourceOpti
                             name=QUEUE_METRIC,
                             selector=meta.LabelSelectorArgs(
                                 match_labels={
+                                    # This cluster's series only: another cluster of the project with the same
+                                    # model and track would otherwise be summed in.
+                                    **({"resource.labels.cluster": cluster} if cluster else {}),
                                     f"metric.labels.{MODEL_LABEL}": model.name,
                                     f"metric.labels.{TRACK_METRIC_LABEL}": "stable",
                                 }

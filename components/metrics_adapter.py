@@ -34,6 +34,7 @@ NAME = "custom-metrics-stackdriver-adapter"
 # The API server reaches extension servers on 443, which GKE's private-cluster firewall admits from the control plane.
 PORT = 443
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "llm-mesh"}
+ADAPTER_REPLICAS = 2
 # Where the adapter writes the self-signed serving certificate it makes at start (by default under its working
 # directory, on the image's read-only root).
 CERT_DIR = "/var/run/serving-cert"
@@ -89,6 +90,16 @@ class MetricsAdapter(pulumi.ComponentResource):
         deny_ingress(f"{name}-default-deny", NAMESPACE, in_ns)
         admit_ingress(f"{name}-api-server", PodIngress("api-server", NAMESPACE, LABELS, [Admit(PORT)]), in_ns)
         server = _deployment(name, args, in_ns)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta.ObjectMetaArgs(name=NAME, namespace=NAMESPACE),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=meta.LabelSelectorArgs(match_labels=LABELS),
+                unhealthy_pod_eviction_policy="AlwaysAllow",
+            ),
+            opts=in_ns,
+        )
         service = core.Service(
             f"{name}-svc",
             metadata=meta.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=LABELS),
@@ -190,7 +201,9 @@ def _deployment(name: str, args: MetricsAdapterArgs, opts: pulumi.ResourceOption
         f"{name}-server",
         metadata=meta.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=LABELS, annotations=scanner_skips(skips)),
         spec=k8s.apps.v1.DeploymentSpecArgs(
-            replicas=1,
+            # Two, spread over the system nodes and held by a budget: with one, a system-node drain stalls every
+            # autoscaler of the cluster until the adapter is back.
+            replicas=ADAPTER_REPLICAS,
             selector=meta.LabelSelectorArgs(match_labels=LABELS),
             template=core.PodTemplateSpecArgs(
                 metadata=meta.ObjectMetaArgs(
@@ -207,6 +220,14 @@ def _deployment(name: str, args: MetricsAdapterArgs, opts: pulumi.ResourceOption
                     # network namespace counts 443 as unprivileged (a namespaced, safe sysctl).
                     security_context=pod_security(sysctls={"net.ipv4.ip_unprivileged_port_start": str(PORT)}),
                     node_selector={POOL_LABEL: "system"},
+                    topology_spread_constraints=[
+                        core.TopologySpreadConstraintArgs(
+                            max_skew=1,
+                            topology_key="kubernetes.io/hostname",
+                            when_unsatisfiable="ScheduleAnyway",
+                            label_selector=meta.LabelSelectorArgs(match_labels=LABELS),
+                        )
+                    ],
                     containers=[container],
                     volumes=[core.VolumeArgs(name="serving-cert", empty_dir=core.EmptyDirVolumeSourceArgs())],
                 ),

@@ -187,6 +187,7 @@ def test_autoscaler_reads_stable_queue_by_labels_a_selector_can_match(previews: 
     document = previews["prod"]
     hpa = resource(document, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-llama-31-8b-hpa")
     assert prop(hpa, "spec.metrics.0.external.metric.selector.matchLabels") == {
+        "resource.labels.cluster": "llm-mesh-prod",
         "metric.labels.llm_mesh_model": "llama-31-8b",
         "metric.labels.llm_mesh_track": "stable",
     }
@@ -314,6 +315,8 @@ def test_every_label_the_autoscaler_selects_is_one_the_pod_monitoring_writes_fro
     scraped = prop(monitoring, "spec.selector.matchLabels")
     assert scraped.items() <= pod_labels.items(), "the PodMonitoring scrapes the stable pods"
     assert selector, "the autoscaler selects by label"
+    # Managed Prometheus puts the cluster's name on every series it scrapes there (prometheus_target's `cluster`).
+    assert selector.pop("resource.labels.cluster") == "llm-mesh-prod"
     for key, value in selector.items():
         label = key.removeprefix("metric.labels.")
         assert label in copied, f"{label} is not written by the PodMonitoring"
