@@ -79,9 +79,10 @@ def lay_out(settings: dict[str, object], only_mutate: list[str]) -> None:
     also_copy = tops + sorted(name for name in files if name.startswith("policies/") and staged(name) == name)
     mutants = WORK / "mutants"
     (mutants / "policies").mkdir(parents=True)
-    # The pack as the Pulumi CLI starts it (policies/__main__.py, tests/test_policy_grpc.py) imports the mutants too.
+    # The pack as the Pulumi CLI starts it (policies/__main__.py, tests/policies/test_policy_grpc.py) imports the
+    # mutants too.
     (mutants / POLICY_SOURCE).symlink_to(Path("..") / POLICY_PACKAGE, target_is_directory=True)
-    # Checkov's venv (tests/test_checkov.py) and the shared samples beside the checkout, where the tests look.
+    # Checkov's venv (tests/whole/test_checkov.py) and the shared samples beside the checkout, where the tests look.
     (mutants / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
     if (ROOT.parent / "shared").is_dir():
         (WORK / "shared").symlink_to(ROOT.parent / "shared", target_is_directory=True)

@@ -2,7 +2,7 @@
 
 The offline engine runs the program the way the language host does and reads what the SDK keeps to itself (the
 output types of generated classes, its registry of resource modules, the tasks it waits for). A new SDK may
-rename or drop any of these without notice: tests/test_sdk_private.py imports each one and names the one that
+rename or drop any of these without notice: tests/engine/test_sdk_private.py imports each one and names the one that
 moved, with the version pinned in requirements/program.in. Other modules import these names from here.
 """
 

@@ -24,7 +24,7 @@ from llm_mesh_policies.common import (
 from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions
 
 from llm_mesh.engine.readers import EngineResource
-from tests.test_policies import (
+from tests.policies.builders import (
     EXPOSED,
     EXTERNAL,
     GATEWAY,

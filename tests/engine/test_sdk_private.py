@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 SDK_PRIVATE = ROOT / "llm_mesh" / "engine" / "sdk_private.py"
 
 

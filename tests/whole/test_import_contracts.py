@@ -1,8 +1,10 @@
 """The import contracts in pyproject.toml ([tool.importlinter], run by `make lint`) bite: each breaks on a copy
-of the project with one import that crosses it."""
+of the project with one import that crosses it. And the tests' own: no test module imports another (what tests
+share lives in a helper module: tests/helpers.py, tests/<room>/builders.py)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -10,7 +12,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 # One import across each contract: (file, line appended to it).
@@ -55,3 +58,30 @@ def test_every_contract_breaks_on_an_import_across_it(tmp_path: Path) -> None:
     for contract in contracts:
         assert f"{contract['name']} BROKEN" in report, report
     assert f"Contracts: 0 kept, {len(CROSSINGS)} broken." in report
+
+
+def imported_test_modules(source: str) -> list[str]:
+    """The test_* modules a test module imports, however it names them."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            prefix = module if module.endswith(".") else f"{module}."
+            names += [module] + [prefix + alias.name for alias in node.names]
+    return sorted({name for name in names if any(part.startswith("test_") for part in name.split("."))})
+
+
+def test_no_test_module_imports_another() -> None:
+    assert imported_test_modules("from tests.config.test_config import BASE\nfrom . import test_gpu") == [
+        ".test_gpu",
+        "tests.config.test_config",
+        "tests.config.test_config.BASE",
+    ]
+    found = {
+        str(path.relative_to(ROOT)): imported
+        for path in sorted((ROOT / "tests").rglob("test_*.py"))
+        if (imported := imported_test_modules(path.read_text()))
+    }
+    assert found == {}

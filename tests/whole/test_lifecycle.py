@@ -23,7 +23,7 @@ from llm_mesh.ops.transitions import name_conflicts
 from llm_mesh.plan.config import StackConfig, config_from_pulumi
 from tests.conftest import ROOT, Cli
 
-FIXTURE = Path(__file__).parent / "fixtures" / "lifecycle" / "Pulumi.prod.yaml"
+FIXTURE = ROOT / "tests" / "fixtures" / "lifecycle" / "Pulumi.prod.yaml"
 MODEL = "llama-31-8b"
 
 

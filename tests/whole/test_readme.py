@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import typing
-from pathlib import Path
 
 from pydantic import BaseModel
 
 from llm_mesh.plan.config import StackConfig
+from tests.conftest import ROOT
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = ROOT / "README.md"
 
 
 def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 WORKFLOWS = ROOT / ".github" / "workflows"
 STACKS = ["dev", "staging", "prod"]
 MARKER = "<!-- llm-mesh-review -->"

@@ -24,7 +24,7 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, engine_pb2_grp
 from pulumi_policy import StackValidationPolicy
 
 from llm_mesh.engine.readers import EngineResource
-from tests.test_policies import (
+from tests.policies.builders import (
     ALLOW_NOTHING,
     BUCKET,
     EXPOSED,
@@ -36,6 +36,7 @@ from tests.test_policies import (
     ISTIOD,
     LB_TYPE,
     MESH_WIDE,
+    PACK,
     UNKNOWN,
     anonymous,
     deployment,
@@ -45,7 +46,6 @@ from tests.test_policies import (
     namespace,
 )
 
-PACK = Path(__file__).resolve().parent.parent / "policies"
 TIMEOUT = 30
 # The only rule lowered by Configure: its diagnostics must carry the level the CLI configured.
 ADVISORY_RULE = "prod-images-pinned-by-digest"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llm_mesh.plan.config import ConfigError
-from tests.test_config import BASE, only_problem, problems_of, with_change
+from tests.config.builders import BASE, only_problem, problems_of, with_change
 
 
 def test_problems_are_one_per_line() -> None:

@@ -57,8 +57,8 @@ Answer = dict[str, float]
 
 class FakePrometheus:
     """Answers the platform's own queries, by their exact text, with the figures a real Prometheus gave for the
-    same scenario (tests/test_promql_real.py); any other query has no series, as on a real one. One answer set per
-    check, in order."""
+    same scenario (tests/observability/test_promql_real.py); any other query has no series, as on a real one. One
+    answer set per check, in order."""
 
     def __init__(self) -> None:
         self.scenario: list[Answer] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -11,36 +10,10 @@ import pytest
 
 from llm_mesh.engine.stackfile import Project, read_stack_settings
 from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi, parse_stack_config
+from tests.config.builders import BASE, only_problem, problems_of, with_change
 from tests.helpers import served_model, version
 
 DIGEST = "@sha256:" + "ab" * 32
-BASE: dict[str, Any] = {
-    "environment": "dev",
-    "gcp": {"project": "llm-mesh-test"},
-    "gpuPools": [{"name": "l4", "accelerator": "nvidia-l4", "machineType": "g2-standard-8"}],
-    "models": [served_model(canary=version("v2"), canaryWeight=10)],
-}
-
-
-def with_change(path: str, value: Any) -> dict[str, Any]:
-    """BASE with one key set (dotted path, list indexes as numbers); value None deletes the key."""
-    config = copy.deepcopy(BASE)
-    *parents, last = path.split(".")
-    node: Any = config
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    if value is None:
-        del node[last]
-    else:
-        node[last] = value
-    return config
-
-
-def only_problem(config: dict[str, Any]) -> str:
-    with pytest.raises(ConfigError) as caught:
-        parse_stack_config(config)
-    assert len(caught.value.problems) == 1, caught.value.problems
-    return caught.value.problems[0]
 
 
 def test_base_is_valid() -> None:
@@ -130,12 +103,6 @@ def test_canary_weight_without_canary_version() -> None:
 def test_unknown_key_lists_the_known_ones() -> None:
     problem = only_problem(with_change("cluster.regionl", False))
     assert "known keys: name, regional, releaseChannel" in problem
-
-
-def problems_of(config: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        parse_stack_config(config)
-    return caught.value.problems
 
 
 PINNED = "prod images must be pinned by digest: 'repo@sha256:<64 hex>'"
