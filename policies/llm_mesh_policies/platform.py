@@ -26,6 +26,10 @@ from llm_mesh_policies.common import (
 )
 
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+BINARY_AUTHORIZATION_ENFORCED = (
+    "PROJECT_SINGLETON_POLICY_ENFORCE",
+    "POLICY_BINDINGS_AND_PROJECT_SINGLETON_POLICY_ENFORCE",
+)
 # GKE's release registry publishes each build under a new `-gke.N` tag and never moves one (as llm_mesh.plan.config).
 GKE_RELEASE = re.compile(r"^gcr\.io/gke-release/[a-z0-9/_-]+:v[0-9.]+-gke\.[0-9]+$")
 
@@ -153,14 +157,33 @@ def _validate_cluster(args: ResourceValidationArgs, report_violation: ReportViol
         )
     if _get(props, "masterAuth.username") or _get(props, "masterAuth.password"):
         report_violation("basic authentication is configured: remove masterAuth.username and password", args.urn)
+    if _get(props, "binaryAuthorization.evaluationMode") not in BINARY_AUTHORIZATION_ENFORCED:
+        report_violation(
+            "Binary Authorization does not enforce: set binaryAuthorization.evaluationMode: "
+            "PROJECT_SINGLETON_POLICY_ENFORCE (CIS GKE 5.10.5)",
+            args.urn,
+        )
+    if _get(props, "nodePoolDefaults.nodeConfigDefaults.insecureKubeletReadonlyPortEnabled") != "FALSE":
+        report_violation(
+            "the kubelet's read-only port is not closed for new pools: set "
+            "nodePoolDefaults.nodeConfigDefaults.insecureKubeletReadonlyPortEnabled: FALSE (CIS GKE 4.2.4)",
+            args.urn,
+        )
+    prod = environment(args.urn, args.get_config()) == "prod"
     # The provider defaults deletionProtection to true: only an explicit false is a violation.
-    if environment(args.urn, args.get_config()) == "prod" and props.get("deletionProtection") is False:
+    if prod and props.get("deletionProtection") is False:
         report_violation("deletion protection is off in prod: set deletionProtection: true", args.urn)
+    if prod and _get(props, "databaseEncryption.state") != "ENCRYPTED":
+        report_violation(
+            "Secrets are not encrypted with a KMS key in prod: set databaseEncryption {state: ENCRYPTED, keyName} "
+            "(CIS GKE 5.3.1; the stack's cluster.secretsEncryption)",
+            args.urn,
+        )
 
 
 gke_cluster_hardening = resource_rule(
     name="gke-cluster-hardening",
-    description="The GKE cluster has Workload Identity, private nodes, shielded nodes, a release channel, no legacy ABAC, client certificates or basic auth, and deletion protection in prod.",
+    description="The GKE cluster has Workload Identity, private nodes, shielded nodes, a release channel, Binary Authorization enforced, the kubelet read-only port closed, no legacy ABAC, client certificates or basic auth, and in prod deletion protection and Secrets encrypted with a KMS key.",
     validate=_validate_cluster,
     remediation="Set the named cluster fields; GpuCluster sets all of them.",
 )
@@ -179,11 +202,17 @@ def _validate_node_pool(args: ResourceValidationArgs, report_violation: ReportVi
             "pods can read the node's credentials: set nodeConfig.workloadMetadataConfig.mode: GKE_METADATA",
             args.urn,
         )
+    if _get(node_config, "kubeletConfig.insecureKubeletReadonlyPortEnabled") != "FALSE":
+        report_violation(
+            "the kubelet's unauthenticated read-only port is open: set "
+            "nodeConfig.kubeletConfig.insecureKubeletReadonlyPortEnabled: FALSE (CIS GKE 4.2.4)",
+            args.urn,
+        )
 
 
 gke_node_pool_hardening = resource_rule(
     name="gke-node-pool-hardening",
-    description="Node pools boot shielded with secure boot and expose only the GKE metadata server (Workload Identity).",
+    description="Node pools boot shielded with secure boot, expose only the GKE metadata server (Workload Identity) and close the kubelet's read-only port.",
     validate=_validate_node_pool,
     remediation="Set nodeConfig.shieldedInstanceConfig.enableSecureBoot and workloadMetadataConfig.mode GKE_METADATA.",
 )

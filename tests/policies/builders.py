@@ -101,6 +101,9 @@ HARDENED = {
     "enableLegacyAbac": False,
     "masterAuth": {"clientCertificateConfig": {"issueClientCertificate": False}},
     "deletionProtection": True,
+    "binaryAuthorization": {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"},
+    "nodePoolDefaults": {"nodeConfigDefaults": {"insecureKubeletReadonlyPortEnabled": "FALSE"}},
+    "databaseEncryption": {"state": "ENCRYPTED", "keyName": "projects/p/locations/r/keyRings/k/cryptoKeys/s"},
 }
 
 

@@ -422,6 +422,9 @@ def test_hardened_cluster_passes() -> None:
         ),
         ({"masterAuth": {"username": "admin", "password": "x"}}, "basic authentication is configured"),
         ({"deletionProtection": False}, "deletion protection is off in prod"),
+        ({"binaryAuthorization": {"evaluationMode": "DISABLED"}}, "Binary Authorization does not enforce"),
+        ({"nodePoolDefaults": None}, "the kubelet's read-only port is not closed for new pools"),
+        ({"databaseEncryption": {"state": "DECRYPTED"}}, "Secrets are not encrypted with a KMS key in prod"),
     ],
 )
 def test_weakened_cluster_fails(change: dict[str, Any], message: str) -> None:
@@ -430,8 +433,9 @@ def test_weakened_cluster_fails(change: dict[str, Any], message: str) -> None:
     assert len(found) == 1 and found[0].startswith(message)
 
 
-def test_deletion_protection_may_be_off_in_dev() -> None:
-    cluster = gcp("gcp:container/cluster:Cluster", "gke", {**HARDENED, "deletionProtection": False}, stack="dev")
+def test_deletion_protection_and_secrets_encryption_may_be_off_in_dev() -> None:
+    relaxed = {**HARDENED, "deletionProtection": False, "databaseEncryption": {"state": "DECRYPTED"}}
+    cluster = gcp("gcp:container/cluster:Cluster", "gke", relaxed, stack="dev")
     assert violations("gke-cluster-hardening", [cluster]) == []
 
 
@@ -440,13 +444,15 @@ def test_node_pool_hardening() -> None:
         "nodeConfig": {
             "shieldedInstanceConfig": {"enableSecureBoot": True},
             "workloadMetadataConfig": {"mode": "GKE_METADATA"},
+            "kubeletConfig": {"insecureKubeletReadonlyPortEnabled": "FALSE"},
         }
     }
     assert violations("gke-node-pool-hardening", [gcp("gcp:container/nodePool:NodePool", "pool", good)]) == []
     bad = copy.deepcopy(good)
     bad["nodeConfig"]["shieldedInstanceConfig"]["enableSecureBoot"] = False
     bad["nodeConfig"]["workloadMetadataConfig"]["mode"] = "GCE_METADATA"
-    assert len(violations("gke-node-pool-hardening", [gcp("gcp:container/nodePool:NodePool", "pool", bad)])) == 2
+    del bad["nodeConfig"]["kubeletConfig"]
+    assert len(violations("gke-node-pool-hardening", [gcp("gcp:container/nodePool:NodePool", "pool", bad)])) == 3
 
 
 # --- model-bucket-hardening and prod-stateful-resources-protected

@@ -119,6 +119,9 @@ CLUSTER_INPUTS = {
     "privateClusterConfig": {"enablePrivateNodes": True},
     "releaseChannel": {"channel": "STABLE"},
     "masterAuth": {"clientCertificateConfig": {"issueClientCertificate": False}, "clusterCaCertificate": SECRET},
+    "binaryAuthorization": {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"},
+    "nodePoolDefaults": {"nodeConfigDefaults": {"insecureKubeletReadonlyPortEnabled": "FALSE"}},
+    "databaseEncryption": {"state": "ENCRYPTED", "keyName": "projects/p/locations/r/keyRings/k/cryptoKeys/s"},
 }
 PA_INPUTS = {
     "apiVersion": "security.istio.io/v1",
@@ -240,6 +243,12 @@ def test_env_override_and_several_files(tmp_path: Path, previews: dict[str, Any]
         unpinned(weights, "check"),
         unpinned(store, "server"),
         ("gke-cluster-hardening", cluster["urn"], "deletion protection is off in prod: set deletionProtection: true"),
+        (
+            "gke-cluster-hardening",
+            cluster["urn"],
+            "Secrets are not encrypted with a KMS key in prod: set databaseEncryption {state: ENCRYPTED, keyName} "
+            "(CIS GKE 5.3.1; the stack's cluster.secretsEncryption)",
+        ),
         unprotected(cluster),
         unprotected(bucket),
     ]

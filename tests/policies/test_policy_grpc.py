@@ -208,6 +208,7 @@ COMPLIANT = [
                 "shieldedInstanceConfig": {"enableSecureBoot": True},
                 "workloadMetadataConfig": {"mode": "GKE_METADATA"},
                 "guestAccelerators": [{"type": "nvidia-l4", "count": 1}],
+                "kubeletConfig": {"insecureKubeletReadonlyPortEnabled": "FALSE"},
             },
         },
     ),
