@@ -1,5 +1,6 @@
 """Would Pod Security Admission admit each pod the plan declares? The baseline controls, read from the pod
-templates against their namespace's enforced level (llm_mesh.plan.pod_security). Code LM0120.
+templates against their namespace's enforced level (llm_mesh.plan.pod_security). Codes: LM0120 a pod its
+namespace's level would refuse; LM0121 a namespace the plan makes that enforces no level (CIS GKE 4.2.1).
 
 Pods a Helm release makes (Istio's charts) are not in the plan: only the cluster sees them.
 """
@@ -30,7 +31,15 @@ def pod_security_findings(resources: list[EngineResource]) -> list[Finding]:
         for r in resources
         if r.type == "kubernetes:core/v1:Namespace"
     }
-    findings = []
+    findings = [
+        Finding(
+            "LM0121", "error", f"Namespace/{name}",
+            "enforces no Pod Security level: any pod, privileged or on the host's namespaces, is admitted",
+            "label it pod-security.kubernetes.io/enforce (baseline where pods need no more; privileged saying why)",
+        )
+        for name, level in levels.items()
+        if not level
+    ]  # fmt: skip
     for r in resources:
         if r.type not in POD_TEMPLATES:
             continue

@@ -7,7 +7,8 @@ weights serves nothing, an autoscaler without a metrics adapter never scales. Co
   LM0113 inference exposed to the internet anonymously       LM0117 `--model` given to `vllm serve` (deprecated)
   LM0114 an autoscaler reads metrics nobody serves           LM0118 servers that may start before their weights exist
   LM0119 GPU workloads at their minimum need more GPUs than their pools can ever hold
-  LM0120 a pod its namespace's Pod Security level would refuse (llm_mesh.checks.pod_security)
+  LM0120 a pod its namespace's Pod Security level would refuse   LM0121 a namespace that enforces no level
+  (both in llm_mesh.checks.pod_security)
 and, as the mesh analysis's LM0103, spans sent to a host no Service serves (llm_mesh.checks.telemetry).
 """
 

@@ -89,3 +89,10 @@ def test_a_pod_its_namespace_would_refuse_is_an_error(previews: dict[str, Any]) 
         "adds capabilities ['NET_ADMIN'] to container 'server'",
         "mounts hostPath volume 'host'",
     ]
+
+
+def test_a_namespace_without_a_pod_security_level_is_an_error(previews: dict[str, Any]) -> None:
+    resources = read_document(copy.deepcopy(previews["prod"]))
+    namespace = next(r for r in resources if r.type == NAMESPACE and r.inputs["metadata"]["name"] == "inference")
+    del namespace.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+    assert [(f.code, f.object) for f in serving_findings(resources, "prod")] == [("LM0121", "Namespace/inference")]
