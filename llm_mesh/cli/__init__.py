@@ -10,8 +10,19 @@ from rich.console import Console
 
 # Piped output (CI logs, PR comments) keeps each resource on one line instead of wrapping at 80 columns.
 # Commands print through `cli.out` and `cli.err`, looked up at each call: a test replaces them here, once.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Console(Console):
+    """A closed pipe (`llm-mesh preview | head`) is reported as the broken pipe it is, and the command ends with the
+    documented 141; rich's own handler would exit 1, the code of findings."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+out = _Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,3 +115,21 @@ def test_every_config_mistake_is_a_line_whatever_the_command(tmp_path: Path, arg
     assert lines[0].startswith("error: stacks/Pulumi.dev.yaml: llm-mesh:cluster.releaseChannel = 'FAST': ")
     assert lines[1].startswith("error: stacks/Pulumi.dev.yaml: llm-mesh:gpuPools[0].machineType = 'n2-standard-8': ")
     assert result.stdout == ""
+
+
+def test_a_reader_that_goes_away_ends_a_rich_printed_command_with_141(fixture_project: Path) -> None:
+    """`llm-mesh preview | head`: rich's own handler would exit 1, the code of findings; the README promises 141."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm_mesh.cli", "--project", str(fixture_project), "preview", "--stack", "dev"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the first line is written: that write fails as it does under `| head`
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in stderr
