@@ -23,9 +23,36 @@ class StackFileError(InputError):
     """A project or stack file that cannot be read as Pulumi reads it; the message names the file."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML with each mapping's keys given once, as Pulumi's own reader of stack files requires (PyYAML would keep
+    the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise StackFileError(
+                    f"{self.name}:{line}:{key_node.start_mark.column + 1}: key {key!r} given twice (first at line "
+                    f"{seen[key]}); Pulumi refuses a stack file with a duplicate key: keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise StackFileError(f"{path}: not UTF-8 text; save it as UTF-8 (Pulumi reads stack files as UTF-8)") from None
+    try:
+        loader = _UniqueKeyLoader(text)
+        loader.name = str(path)
+        try:
+            document = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
@@ -44,6 +71,7 @@ class Project:
     @classmethod
     def find(cls, start: Path) -> Project:
         """The Pulumi project at `start` or the nearest folder above it."""
+        start = start.resolve()  # the program runs from the project's folder: a relative path would not hold there
         for folder in (start, *start.parents):
             manifest = folder / "Pulumi.yaml"
             if manifest.is_file():

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Cli
+from tests.conftest import FIXTURE_STACKS, ROOT, Cli
 
-STACK = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
+STACK = (FIXTURE_STACKS / "Pulumi.dev.yaml").read_text()
 
 
 @pytest.fixture
@@ -34,6 +34,11 @@ def project(tmp_path: Path) -> Path:
     (stacks / "Pulumi.newer.yaml").write_text(
         STACK.replace("llm-mesh:cluster:\n", "llm-mesh:cluster:\n    kubernetesVersion: '1.40'\n")
     )
+    (stacks / "Pulumi.twice.yaml").write_text(
+        STACK.replace("    region: us-central1\n", "    region: us-central1\n    region: us-east1\n", 1)
+    )
+    (stacks / "Pulumi.utf16.yaml").write_bytes(STACK.encode("utf-16"))
+    (stacks / "Pulumi.cidr.yaml").write_text(STACK.replace("cidrBlock: 203.0.113.0/24", "cidrBlock: 203.0.113.0/33"))
     (root / "empty.json").write_text("")
     (root / "shape.json").write_text(json.dumps({"steps": [1, 2]}))
     (root / "yaml.json").write_text("steps:\n  - op: create\n")
@@ -58,7 +63,10 @@ def tree(root: Path) -> dict[str, str]:
 
 CASES = [
     # (case, arguments, what the one line says)
-    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: confg, dev, empty, newer, scalar, typo, unclosed)"),
+    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, newer, scalar, twice, typo, unclosed, utf16)"),
+    ("a key given twice", ["preview", "--stack", "twice"], "Pulumi.twice.yaml:7:5: key 'region' given twice (first at line 6); Pulumi refuses a stack file with a duplicate key"),
+    ("a stack file saved as UTF-16", ["validate", "--stack", "utf16"], "Pulumi.utf16.yaml: not UTF-8 text; save it as UTF-8"),
+    ("a CIDR block that is no network", ["preview", "--stack", "cidr"], "cidrBlock = '203.0.113.0/33': not an IPv4 network"),
     ("stack given as its file", ["preview", "--stack", "stacks/Pulumi.dev.yaml"], "--stack stacks/Pulumi.dev.yaml names a file; it takes the stack's name: use --stack dev"),
     ("misspelled stack", ["render", "--stack", "dve", "--out", "out"], "Pulumi.dve.yaml: no such stack file (did you mean 'dev'? stacks here:"),
     ("wrong shape stack file", ["preview", "--stack", "scalar"], "Pulumi.scalar.yaml: a YAML mapping was expected, found str"),
@@ -170,3 +178,9 @@ def test_render_from_an_export_writes_the_values_only_a_deployment_knows(
     assert filled.returncode == 0, filled.stderr
     text = next((tmp_path / "filled").glob("*serviceaccount-model-store-model-store.yaml")).read_text()
     assert f"iam.gke.io/gcp-service-account: {email}" in text
+
+
+def test_a_relative_project_folder_is_found_from_where_the_command_runs(project: Path, cli: Cli) -> None:
+    """The program runs from the project's folder: a relative --project must not be taken from there again."""
+    result = cli("--project", project.name, "preview", "--stack", "dev", cwd=project.parent)
+    assert result.returncode == 0, result.stderr

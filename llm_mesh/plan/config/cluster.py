@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -32,6 +33,18 @@ class GcpConfig(ConfigModel):
 class AuthorizedNetwork(ConfigModel):
     cidr_block: str = Field(pattern=CIDR)
     display_name: str
+
+    @field_validator("cidr_block")
+    @classmethod
+    def _a_network(cls, block: str) -> str:
+        try:
+            ipaddress.IPv4Network(block)
+        except ValueError as exc:
+            if "has host bits set" in str(exc):
+                network = ipaddress.IPv4Network(block, strict=False)
+                raise ValueError(f"host bits set: the network is {network}") from None
+            raise ValueError(f"not an IPv4 network ({exc}); e.g. 198.51.100.0/24") from None
+        return block
 
 
 class MaintenanceWindow(ConfigModel):
