@@ -28,13 +28,23 @@ class Prices:
             data = json.loads(source.read_text())
         except (OSError, ValueError) as exc:
             raise read_problem("price table", source, exc) from None
+        shape = (
+            "it needs date, currency, region and machineTypes ({machine type: {onDemand, spot}}), as "
+            "llm_mesh/ops/gpu_prices.json"
+        )
         try:
-            return cls(str(data["date"]), str(data["currency"]), str(data["region"]), dict(data["machineTypes"]))
-        except (KeyError, TypeError) as exc:
-            raise InputError(
-                f"price table {source}: {exc} missing; it needs date, currency, region and machineTypes "
-                "({machine type: {onDemand, spot}}), as llm_mesh/ops/gpu_prices.json"
-            ) from None
+            prices = cls(str(data["date"]), str(data["currency"]), str(data["region"]), dict(data["machineTypes"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"price table {source}: {exc} missing; {shape}") from None
+        for machine, entry in prices.per_node_hour.items():
+            for kind in ("onDemand", "spot"):
+                value = entry.get(kind) if isinstance(entry, dict) else None
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise InputError(
+                        f"price table {source}: machineTypes.{machine}.{kind} = {value!r}: a price per node-hour "
+                        f"(a number) is needed; {shape}"
+                    )
+        return prices
 
     def node_hour(self, capacity: GpuCapacity) -> float | None:
         entry = self.per_node_hour.get(capacity.machine_type)

@@ -39,6 +39,14 @@ def project(tmp_path: Path) -> Path:
     )
     (stacks / "Pulumi.utf16.yaml").write_bytes(STACK.encode("utf-16"))
     (stacks / "Pulumi.cidr.yaml").write_text(STACK.replace("cidrBlock: 203.0.113.0/24", "cidrBlock: 203.0.113.0/33"))
+    (root / "doc.json").write_text(json.dumps({"steps": []}))
+    prices = {"date": "2026-11-01", "currency": "USD", "region": "us-central1"}
+    (root / "prices-no-spot.json").write_text(
+        json.dumps({**prices, "machineTypes": {"g2-standard-8": {"onDemand": 0.85}}})
+    )
+    (root / "prices-text.json").write_text(
+        json.dumps({**prices, "machineTypes": {"g2-standard-8": {"onDemand": "cheap", "spot": 0.3}}})
+    )
     (root / "empty.json").write_text("")
     (root / "shape.json").write_text(json.dumps({"steps": [1, 2]}))
     (root / "yaml.json").write_text("steps:\n  - op: create\n")
@@ -90,6 +98,8 @@ CASES = [
     ("policy level the environment refuses", ["policy", "--stack", "dev", "--env", "prod", "--config", "policy-advisory.json"], "policy-advisory.json: istio-namespace-injection: advisory is allowed in dev only; prod keeps it mandatory"),
     ("policy config missing", ["policy", "--stack", "dev", "--config", "nope.json"], "policy config nope.json: no such file; check the path"),
     ("models: missing stack", ["models", "verify", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file"),
+    ("prices without spot", ["diff", "doc.json", "doc.json", "--prices", "prices-no-spot.json"], "price table prices-no-spot.json: machineTypes.g2-standard-8.spot = None: a price per node-hour (a number) is needed"),
+    ("a price that is no number", ["diff", "doc.json", "doc.json", "--prices", "prices-text.json"], "machineTypes.g2-standard-8.onDemand = 'cheap': a price per node-hour (a number) is needed"),
     ("push: missing folder", ["models", "push", "--stack", "dev", "--model", "llama-31-8b", "--version", "v1", "no-such-dir"], "no-such-dir: no such folder"),
 ]  # fmt: skip
 
@@ -184,3 +194,11 @@ def test_a_relative_project_folder_is_found_from_where_the_command_runs(project:
     """The program runs from the project's folder: a relative --project must not be taken from there again."""
     result = cli("--project", project.name, "preview", "--stack", "dev", cwd=project.parent)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_endpoint_without_its_scheme_is_refused_before_anything_runs(project: Path, cli: Cli) -> None:
+    result = cli("--project", str(project), "models", "verify", "--stack", "dev", "--s3-endpoint-url", "localhost:5055")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].endswith(
+        "argument --s3-endpoint-url: 'localhost:5055': a URL with its scheme, e.g. http://localhost:5055"
+    )
