@@ -85,7 +85,13 @@ def capacity_line(before: Capacity, after: Capacity, prices: Prices) -> str:
     (gb, gB), (ga, gA) = before.gpus(), after.gpus()
     (cb, cB, ub), (ca, cA, ua) = before.cost(prices), after.cost(prices)
     gpus = f"GPUs {gb}–{gB}" + ("" if (gb, gB) == (ga, gA) else f" → {ga}–{gA}")
-    money = f"${cb:.2f}–${cB:.2f}/h" + ("" if (cb, cB) == (ca, cA) else f" → ${ca:.2f}–${cA:.2f}/h")
+
+    def side(low: float, high: float, unpriced: list[str]) -> str:
+        # A pool without a price makes the side's total unknown: a partial sum would read as a saving.
+        return "unknown" if unpriced else f"${low:.2f}–${high:.2f}/h"
+
+    was, now = side(cb, cB, ub), side(ca, cA, ua)
+    money = was if was == now else f"{was} → {now}"
     note = f" (not priced: {', '.join(sorted(set(ub + ua)))})" if ub or ua else ""
     return (
         f"{gpus} at min–max scale; GPU nodes at list price {money} "

@@ -463,3 +463,19 @@ def test_list_elements_without_a_name_are_aligned_by_value() -> None:
         "      args[3]: added (--e)",
         "      empty[0]: added (x)",
     ]
+
+
+def test_an_unpriced_pool_makes_its_sides_cost_unknown_not_lower() -> None:
+    """`$0.00–$0.31/h → $0.00–$0.00/h (not priced: a3-highgpu-8g)` read as a saving; the total is unknown."""
+    from llm_mesh.engine.summary import GpuCapacity
+    from llm_mesh.ops.capacity import Capacity, Prices, capacity_line
+
+    prices = Prices("2026-11-01", "USD", "us-central1", {"g2-standard-8": {"onDemand": 0.85, "spot": 0.31}})
+    l4 = GpuCapacity("gpu-l4", "nvidia-l4", 0, 1, True, "g2-standard-8", 0, 1)
+    h100 = GpuCapacity("gpu-h100", "nvidia-h100-80gb", 0, 8, False, "a3-highgpu-8g", 0, 1)
+    line = capacity_line(Capacity([l4]), Capacity([h100]), prices)
+    assert (
+        "list price $0.00–$0.31/h → unknown (USD, us-central1, prices of 2026-11-01) (not priced: a3-highgpu-8g)"
+        in line
+    )
+    assert "$0.00–$0.00" not in line
