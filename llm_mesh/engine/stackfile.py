@@ -136,12 +136,38 @@ def read_stack_settings(project: Project, stack: str) -> StackSettings:
     secret_keys: list[str] = []
     for key, value in section.items():
         full_key = key if ":" in key else f"{project.name}:{key}"
+        for where in _plain_secrets(value, full_key):
+            raise StackFileError(
+                f"{path}: {where} is written in plain text in a file that is committed: set it with `pulumi "
+                f"config set --secret --path '{where}' VALUE` (Pulumi keeps it encrypted), and rotate it: it has "
+                "been written down"
+            )
         plain = _plain(value)
         if _has_secure(value):
             # As the CLI does: a key holding any secret (even nested, from `config set --secret --path`) is secret.
             secret_keys.append(full_key)
         config[full_key] = plain if isinstance(plain, str) else json.dumps(plain)
     return StackSettings(config, secret_keys)
+
+
+# Config keys whose values are credentials (SecretStr in the schema: tests/config checks the two agree).
+SECRET_KEYS = frozenset({"accessKeyId", "secretAccessKey"})
+
+
+def _plain_secrets(value: Any, path: str) -> list[str]:
+    """Paths of credential keys holding plain text rather than a `secure:` value."""
+    found: list[str] = []
+    if isinstance(value, dict) and not _is_secure(value):
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if key in SECRET_KEYS and item is not None and not _is_secure(item):
+                found.append(where)
+            else:
+                found += _plain_secrets(item, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _plain_secrets(item, f"{path}[{i}]")
+    return found
 
 
 def _is_secure(value: Any) -> bool:

@@ -330,3 +330,23 @@ def test_one_version_name_is_one_set_of_weights() -> None:
     assert problem.startswith("llm-mesh:models[0].canary.version = 'v1': is also stable's version, with another source")
     config["models"][0]["canary"] = dict(stable)  # the same version on two tracks, as during a promotion
     assert parse_stack_config(config).models[0].canary is not None
+
+
+def test_the_stack_file_reader_knows_every_credential_of_the_schema() -> None:
+    """A plain-text credential in a stack file is refused by key name: the names are the schema's SecretStr keys."""
+    from pydantic import BaseModel, SecretStr
+
+    from llm_mesh.engine.stackfile import SECRET_KEYS
+    from llm_mesh.plan.config import StackConfig
+
+    def secret_keys(model: type[BaseModel]) -> set[str]:
+        found: set[str] = set()
+        for name, field in model.model_fields.items():
+            for kind in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if kind is SecretStr:
+                    found.add(field.alias or name)
+                elif isinstance(kind, type) and issubclass(kind, BaseModel):
+                    found |= secret_keys(kind)
+        return found
+
+    assert secret_keys(StackConfig) == SECRET_KEYS

@@ -39,6 +39,14 @@ def project(tmp_path: Path) -> Path:
     )
     (stacks / "Pulumi.utf16.yaml").write_bytes(STACK.encode("utf-16"))
     (stacks / "Pulumi.cidr.yaml").write_text(STACK.replace("cidrBlock: 203.0.113.0/24", "cidrBlock: 203.0.113.0/33"))
+    (stacks / "Pulumi.plain.yaml").write_text(
+        STACK.replace(
+            "config:\n",
+            "config:\n  llm-mesh:modelStore:\n    s3:\n      accessKeyId:\n        secure: v1:abc\n"
+            "      secretAccessKey: wJalrXUtnFEMI/K7MDENG\n",
+            1,
+        )
+    )
     (root / "doc.json").write_text(json.dumps({"steps": []}))
     prices = {"date": "2026-11-01", "currency": "USD", "region": "us-central1"}
     (root / "prices-no-spot.json").write_text(
@@ -71,7 +79,8 @@ def tree(root: Path) -> dict[str, str]:
 
 CASES = [
     # (case, arguments, what the one line says)
-    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, newer, scalar, twice, typo, unclosed, utf16)"),
+    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, newer, plain, scalar, twice, typo, unclosed, utf16)"),
+    ("a secret in plain text", ["preview", "--stack", "plain"], "Pulumi.plain.yaml: llm-mesh:modelStore.s3.secretAccessKey is written in plain text in a file that is committed: set it with `pulumi config set --secret --path 'llm-mesh:modelStore.s3.secretAccessKey' VALUE`"),
     ("a key given twice", ["preview", "--stack", "twice"], "Pulumi.twice.yaml:7:5: key 'region' given twice (first at line 6); Pulumi refuses a stack file with a duplicate key"),
     ("a stack file saved as UTF-16", ["validate", "--stack", "utf16"], "Pulumi.utf16.yaml: not UTF-8 text; save it as UTF-8"),
     ("a CIDR block that is no network", ["preview", "--stack", "cidr"], "cidrBlock = '203.0.113.0/33': not an IPv4 network"),
