@@ -350,3 +350,13 @@ def test_the_stack_file_reader_knows_every_credential_of_the_schema() -> None:
         return found
 
     assert secret_keys(StackConfig) == SECRET_KEYS
+
+
+def test_a_stack_that_never_named_its_environment_is_told_it_is_prod_first() -> None:
+    config = with_change("environment", None)
+    config["gateway"] = {"exposure": "public"}
+    problems = problems_of(config)
+    assert problems[0] == (
+        "llm-mesh:environment is not set, so this stack is prod and held to prod's rules; set it to dev, staging or prod"
+    )
+    assert len(problems) > 1

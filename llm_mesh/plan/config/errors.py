@@ -56,6 +56,14 @@ def parse_stack_config(values: Mapping[str, Any]) -> StackConfig:
         except ValidationError as again:
             errors = again.errors()
         problems += [line for e in errors if _is_cross_field(e) for line in _describe(e) if line not in problems]
+    if "environment" not in values and any("prod" in line for line in problems):
+        # Prod is the safe default, and its rules are the strictest: a stack that never said so, and breaks one of
+        # them, learns first why they apply.
+        problems.insert(
+            0,
+            "llm-mesh:environment is not set, so this stack is prod and held to prod's rules; set it to dev, "
+            "staging or prod",
+        )
     raise ConfigError(problems)
 
 
