@@ -224,6 +224,9 @@ def plan_push(
     move: bool = False,
 ) -> PushPlan:
     """Check everything a push needs and decide what it will do; raises PushError or ConfigError."""
+    # The folder first: without the files nothing else about the push matters.
+    if not folder.is_dir():
+        raise PushError(f"DIR {folder}: {'not a folder' if folder.exists() else 'no such folder'}; {_DO}")
     if to is not None and not _BUCKET_URL.match(to):
         raise PushError(f"--to {to}: not a bucket location; use gs://BUCKET/PREFIX or s3://BUCKET/PREFIX")
     read_stack_settings(project, stack)  # the reader's own one-line errors for a missing or malformed file

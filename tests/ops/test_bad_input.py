@@ -110,6 +110,7 @@ CASES = [
     ("prices without spot", ["diff", "doc.json", "doc.json", "--prices", "prices-no-spot.json"], "price table prices-no-spot.json: machineTypes.g2-standard-8.spot = None: a price per node-hour (a number) is needed"),
     ("a price that is no number", ["diff", "doc.json", "doc.json", "--prices", "prices-text.json"], "machineTypes.g2-standard-8.onDemand = 'cheap': a price per node-hour (a number) is needed"),
     ("push: missing folder", ["models", "push", "--stack", "dev", "--model", "llama-31-8b", "--version", "v1", "no-such-dir"], "no-such-dir: no such folder"),
+    ("push: missing folder said first", ["models", "push", "--stack", "dev", "--model", "llama-31-8b", "--version", "v9", "no-such-dir", "--to", "nowhere"], "DIR no-such-dir: no such folder"),
 ]  # fmt: skip
 
 
