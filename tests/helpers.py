@@ -58,3 +58,17 @@ def version(name: str, **changes: Any) -> dict[str, Any]:
 def served_model(name: str = "llama", **changes: Any) -> dict[str, Any]:
     """A model entry of a stack config (camelCase, as written in a stack file) that fits an L4."""
     return {"name": name, **FIT, "stable": version("v1"), **changes}
+
+
+def run_with_reader_gone(*args: str, timeout: float = 120) -> tuple[int, str]:
+    """`llm-mesh ARGS | head`, with the reader gone before the first line: the exit code and what went to stderr."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm_mesh.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the first line is written: that write fails as it does under `| head`
+    stderr = process.stderr.read().decode()
+    return process.wait(timeout=timeout), stderr

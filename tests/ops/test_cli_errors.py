@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, Cli
+from tests.helpers import run_with_reader_gone
 
 
 @pytest.fixture
@@ -119,17 +120,5 @@ def test_every_config_mistake_is_a_line_whatever_the_command(tmp_path: Path, arg
 
 def test_a_reader_that_goes_away_ends_a_rich_printed_command_with_141(fixture_project: Path) -> None:
     """`llm-mesh preview | head`: rich's own handler would exit 1, the code of findings; the README promises 141."""
-    import subprocess
-    import sys
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llm_mesh.cli", "--project", str(fixture_project), "preview", "--stack", "dev"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        bufsize=0,
-    )
-    assert process.stdout is not None and process.stderr is not None
-    process.stdout.close()  # before the first line is written: that write fails as it does under `| head`
-    stderr = process.stderr.read().decode()
-    assert process.wait(timeout=120) == 141
-    assert "Traceback" not in stderr
+    code, stderr = run_with_reader_gone("--project", str(fixture_project), "preview", "--stack", "dev")
+    assert code == 141 and "Traceback" not in stderr

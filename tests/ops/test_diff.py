@@ -13,6 +13,7 @@ import pytest
 from llm_mesh.ops.diff import diff, states, text_report
 from tests.conftest import ROOT, Cli
 from tests.git_repos import WHO, git, project_repo
+from tests.helpers import run_with_reader_gone
 
 SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
 VS = "urn:pulumi:prod::llm-mesh::llm-mesh:mesh:MeshRouting$kubernetes:networking.istio.io/v1:VirtualService::inference-llama-31-8b"
@@ -255,19 +256,9 @@ def test_a_stack_where_a_document_belongs_says_how_to_make_one(cli: Cli, argumen
 
 def test_a_reader_that_goes_away_ends_the_diff_quietly(tmp_path: Path, previews: dict[str, Any]) -> None:
     """`llm-mesh diff a b | head -1`: exit 141 as for SIGPIPE, and no error about the pipe."""
-    import sys
-
     dev, prod = tmp_path / "dev.json", tmp_path / "prod.json"
     dev.write_text(json.dumps(previews["dev"]))
     prod.write_text(json.dumps(previews["prod"]))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llm_mesh.cli", "diff", str(dev), str(prod)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        bufsize=0,
-    )
-    assert process.stdout is not None and process.stderr is not None
-    process.stdout.close()  # before the first line is written: that write fails as it does under `| head`
-    stderr = process.stderr.read().decode()
-    assert process.wait(timeout=60) == 141
+    code, stderr = run_with_reader_gone("diff", str(dev), str(prod), timeout=60)
+    assert code == 141
     assert "Broken pipe" not in stderr and "Traceback" not in stderr
