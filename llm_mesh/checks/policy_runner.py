@@ -76,8 +76,13 @@ class PolicyReport:
 
 
 def stack_environment(resources: list[EngineResource], override: str | None) -> str:
+    """--env; else what the stack exports as its environment (the document knows it whatever the stack is called);
+    else the stack's name when it is an environment's; else prod, the strictest."""
     if override:
         return override
+    exported = {str(r.outputs.get("environment")) for r in resources if r.type == "pulumi:pulumi:Stack"}
+    if len(exported) == 1 and (environment := exported.pop()) in ENVIRONMENTS:
+        return environment
     stacks = {r.stack for r in resources}
     stack = stacks.pop() if len(stacks) == 1 else ""
     return stack if stack in ENVIRONMENTS else "prod"

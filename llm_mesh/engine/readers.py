@@ -26,6 +26,8 @@ class EngineResource:
     provider: str = ""
     dependencies: list[str] = field(default_factory=list)
     retain_on_delete: bool = False
+    # The stack resource's outputs (the program exports `environment`); other resources' are not kept.
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -123,4 +125,5 @@ def _resource(state: Any, where: str = "resource") -> EngineResource:
         provider=state.get("provider", ""),
         dependencies=list(state.get("dependencies") or []),
         retain_on_delete=bool(state.get("retainOnDelete")),
+        outputs=dict(state.get("outputs") or {}) if state["type"] == "pulumi:pulumi:Stack" else {},
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import STACKS, Cli
+from tests.conftest import FIXTURE_STACKS, STACKS, Cli, project_with_stacks
 
 Mutation = Callable[[dict[str, Any]], str]
 
@@ -334,3 +335,17 @@ def test_gpu_quantities_compare_as_amounts(
     path.write_text(json.dumps(gpu_export(request_, limit)))
     report = json.loads(cli("policy", str(path), "--format", "json").stdout)["results"][0]
     assert [v["message"] for v in report["violations"] if v["policy"] == "gpu-workload-limits"] == expected
+
+
+def test_a_stack_named_otherwise_is_judged_by_its_own_environment_from_its_document(tmp_path: Path, cli: Cli) -> None:
+    """`policy --stack acme-prod` reads the stack's config; on the stack's own preview the exported environment
+    says the same, whatever the name suggests."""
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    shutil.copy(FIXTURE_STACKS / "Pulumi.dev.yaml", stacks / "Pulumi.acme-prod.yaml")
+    root = project_with_stacks(tmp_path / "project", stacks)
+    document = tmp_path / "acme-prod.json"
+    assert cli("--project", str(root), "preview", "--stack", "acme-prod", "--json", str(document)).returncode == 0
+    by_stack = json.loads(cli("--project", str(root), "policy", "--stack", "acme-prod", "--format", "json").stdout)
+    by_file = json.loads(cli("--project", str(root), "policy", str(document), "--format", "json").stdout)
+    assert [r["environment"] for r in by_stack["results"]] == [r["environment"] for r in by_file["results"]] == ["dev"]
