@@ -110,16 +110,26 @@ def render(objects: list[KubeObject], out: Path, overwrite: bool = False) -> lis
     render_check(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     previous = out / "kustomization.yaml"
+    listed: list[Any] = []
     if previous.is_file() and previous.read_text().startswith(OWNER_MARK):
         listed = (yaml.safe_load(previous.read_text()) or {}).get("resources") or []
-        for name in listed:
-            stale = out / str(name)
-            if stale.parent == out and stale.is_file():
-                stale.unlink()
     ordered = sorted(objects, key=lambda o: (o.kind != "Namespace", o.kind, o.namespace, o.name))
+    names = [file_name(index, obj) for index, obj in enumerate(ordered, start=1)]
+    # Under --overwrite the folder's other files are kept: one whose name render would write is refused, before
+    # anything is written, rather than replaced.
+    taken = [name for name in names if (out / name).exists() and name not in {str(n) for n in listed}]
+    if taken:
+        raise FolderNotOurs(
+            f"{out / taken[0]}: a file `llm-mesh render` did not write has the name of one it would write "
+            f"({len(taken)} such); move it, or name another folder for --out"
+        )
+    for name in listed:
+        stale = out / str(name)
+        if stale.parent == out and stale.is_file():
+            stale.unlink()
     written = []
-    for index, obj in enumerate(ordered, start=1):
-        path = out / file_name(index, obj)
+    for name, obj in zip(names, ordered, strict=True):
+        path = out / name
         path.write_text(to_yaml(obj.manifest))
         written.append(path)
     kustomization = {

@@ -65,6 +65,8 @@ def project(tmp_path: Path) -> Path:
     (root / "mine" / "kustomization.yaml").write_text("resources:\n- app.yaml\n")
     (root / "mine" / "app.yaml").write_text("kind: ConfigMap\n")
     (root / "a-file").write_text("not a folder\n")
+    (root / "look-alike").mkdir()
+    (root / "look-alike" / "002-namespace-inference.yaml").write_text("# my own notes\n")
     return root
 
 
@@ -94,6 +96,7 @@ CASES = [
     ("output folder missing", ["preview", "--stack", "dev", "--json", "no/such/folder/out.json"], "folder no/such/folder does not exist"),
     ("output folder holds other files", ["render", "--stack", "dev", "--out", "mine"], "mine: holds files `llm-mesh render` did not write"),
     ("output is a file", ["render", "--stack", "dev", "--out", "a-file"], "a-file: not a folder"),
+    ("overwrite onto a look-alike file", ["render", "--stack", "dev", "--out", "look-alike", "--overwrite"], "look-alike/002-namespace-inference.yaml: a file `llm-mesh render` did not write has the name of one it would write (1 such)"),
     ("export file missing", ["render", "--stack", "dev", "--out", "out", "--from", "missing.json"], "engine document missing.json: no such file; check the path"),
     ("document missing", ["validate", "missing.json"], "engine document missing.json: no such file; check the path"),
     ("document empty", ["policy", "empty.json"], "engine document empty.json: not JSON (Expecting value: line 1 column 1 (char 0)); write it with `pulumi preview --json`"),
