@@ -276,6 +276,17 @@ def _drain(workloads: list[Workload], resources: list[EngineResource]) -> list[F
 
 def _unused_pools(workloads: list[Workload], resources: list[EngineResource]) -> list[Finding]:
     gpu_workloads = [w for w in workloads if w.gpus > 0]
+    gpu_pools = [
+        r for r in resources if r.type == NODE_POOL and (r.inputs.get("nodeConfig") or {}).get("guestAccelerators")
+    ]
+    if gpu_pools and not gpu_workloads:
+        # No model at all: say so, rather than blame each pool (maybe one the user never wrote: the default pool).
+        return [
+            Finding(
+                "LM0116", "error", "Stack", "the stack serves no model, so no GPU pool has anything to run",
+                "add a model under llm-mesh:models (the README's \"Making your own stack\" shows one)",
+            )
+        ]  # fmt: skip
     findings = []
     for r in resources:
         if r.type != NODE_POOL:

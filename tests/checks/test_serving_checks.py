@@ -142,3 +142,10 @@ def test_the_capacity_finding_counts_each_tracks_floor(previews: dict[str, Any])
     assert finding.message.startswith(
         "at their minimum replicas the GPU workloads on pools l4-ondemand, l4-spot need 5 GPUs; the pools hold at most 2"
     )
+
+
+def test_a_stack_without_models_is_told_so_not_blamed_for_a_pool(previews: dict[str, Any]) -> None:
+    resources = [r for r in plan(previews, "dev") if not r.name.startswith("model-")]
+    findings = serving_findings(resources, "dev")
+    assert [(f.code, f.object) for f in findings] == [("LM0116", "Stack")]
+    assert findings[0].message == "the stack serves no model, so no GPU pool has anything to run"
