@@ -178,6 +178,15 @@ def _entry(folder: Path, path: Path) -> dict[str, Any]:
     return {"path": relative, "size": info.st_size, "sha256": digest.hexdigest()}
 
 
+def placeholder_list(recorded: Any) -> bool:
+    """A files list of paths alone, no size or sha256 anywhere: a placeholder nothing was pushed for."""
+    return (
+        isinstance(recorded, list)
+        and bool(recorded)
+        and all(isinstance(e, dict) and set(e) == {"path"} for e in recorded)
+    )
+
+
 def conflict(recorded: Any, local: list[dict[str, Any]], *, partial: bool = False, there: str = "there") -> str | None:
     """Why the folder's files are not the content already recorded (in the stack file or at the
     destination), or None when they are.
@@ -251,14 +260,26 @@ def plan_push(
                 f"where the transfer job reads it: add --move to do that, or push there with --to {source}"
             )
     local = files_entry(folder)
+    replaced_placeholders = []
     for track, node in tracks:
-        reason = conflict(_plain(node.get("files")), local, there="in the stack file")
+        recorded = _plain(node.get("files"))
+        reason = conflict(recorded, local, there="in the stack file")
+        if reason and placeholder_list(recorded):
+            # Paths alone were never pushed (nothing says what they hold): a list copied from another stack, or
+            # written ahead of the files. The folder's files take its place, and the push says so.
+            replaced_placeholders.append(track)
+            continue
         if reason:
             what = f"{model} {track} {version}"
             raise PushError(
                 f"--version {version}: {label} already records other files for {what} ({reason}); {_NEW_VERSION}"
             )
     notes = _record(edit, models, tracks, local, url)
+    for track in replaced_placeholders:
+        notes.append(
+            f"note: {model} {track} {version}: the stack file listed files by path only (never pushed); the folder's "
+            f"{len(local)} files, with their sizes and sha256, take their place"
+        )
     config = _validated(project, stack, edit.text(), index, [t for t, _ in tracks], local)
     url = url or f"gs://{config.bucket_name(stack)}/{model}/{version}/"
     destination, stored = _reach(url, config, to is None, s3_endpoint_url, destination_for, local)

@@ -627,3 +627,25 @@ def test_other_indentation_is_kept_and_unreproducible_files_are_refused(tmp_path
     path.write_bytes(b"config:\r\n  llm-mesh:environment: dev\r\n")
     with pytest.raises(ValueError, match="cannot be edited without rewriting lines other than the edit"):
         StackFileEdit.open(path)
+
+
+def test_a_placeholder_list_copied_from_another_stack_gives_way_to_the_pushed_files(
+    stores: Stores, project: Path, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A newcomer copied a stack whose model listed other files by path alone (never pushed), then pushes their
+    own model's folder: the push records the folder's files in its place and says so, instead of a refusal whose
+    advice loops."""
+    stack = project / "stacks" / "Pulumi.test.yaml"
+    copied = "        files:\n          - path: model-00001-of-00004.safetensors\n          - path: tokenizer.json\n"
+    stack.write_text(replaced(STACK, "        version: m1\n", "        version: m1\n" + copied))
+    assert run(project, "--model", "mistral", "--version", "m1", str(folder)) == 0
+    output = capsys.readouterr()
+    assert output.err == ""
+    assert (
+        "note: mistral stable m1: the stack file listed files by path only (never pushed); the folder's 3 files, "
+        "with their sizes and sha256, take their place"
+    ) in output.out.splitlines()
+    assert stack_text(project) == replaced(
+        STACK, "        version: m1\n", "        version: m1\n        files:\n" + listing(8)
+    )
+    assert stores.objects() == pushed(f"gs://{STORE}/mistral/m1/")
