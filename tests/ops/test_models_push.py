@@ -649,3 +649,46 @@ def test_a_placeholder_list_copied_from_another_stack_gives_way_to_the_pushed_fi
         STACK, "        version: m1\n", "        version: m1\n        files:\n" + listing(8)
     )
     assert stores.objects() == pushed(f"gs://{STORE}/mistral/m1/")
+
+
+def test_the_readmes_own_stack_walk_with_another_model(
+    stores: Stores, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README "Making your own stack", as a newcomer does it: copy dev, change the project, the network and the
+    model (Qwen2.5-7B here), push its folder to an S3 registry (on loopback), then preview, validate and policy."""
+    from tests.conftest import FIXTURE_STACKS, isolated_sdk, project_with_stacks
+
+    root = project_with_stacks(tmp_path / "project")
+    dev = root / "stacks" / "Pulumi.dev.yaml"
+    mine = root / "stacks" / "Pulumi.mine.yaml"
+    mine.write_bytes(dev.read_bytes())  # cp stacks/Pulumi.dev.yaml stacks/Pulumi.mine.yaml
+    text = mine.read_text()
+    for old, new in (
+        ("project: llm-mesh-dev", "project: acme-llm-lab"),
+        ("cidrBlock: 203.0.113.0/24", "cidrBlock: 198.51.100.7/32"),
+        ("- name: llama-31-8b", "- name: qwen-7b"),
+        ("servedName: meta-llama/Llama-3.1-8B-Instruct", "servedName: Qwen/Qwen2.5-7B-Instruct"),
+        ("preset: llama-3.1-8b", "preset: qwen2.5-7b"),
+        (
+            "  llm-mesh:observability:",
+            "  llm-mesh:modelStore:\n    s3:\n      roleArn: arn:aws:iam::123456789012:role/transfer\n  llm-mesh:observability:",
+        ),
+    ):
+        text = replaced(text, old, new)
+    mine.write_text(text)
+    assert (FIXTURE_STACKS / "Pulumi.dev.yaml").read_text() == dev.read_text(), "the copy is the user's"
+    monkeypatch.chdir(root)
+    push = ["models", "push", "--stack", "mine", "--model", "qwen-7b", "--version", "v1", str(folder)]
+    to = ["--to", "s3://registry/qwen-7b/v1", "--s3-endpoint-url", stores.s3_endpoint]
+    assert main(["--project", str(root), *push, *to]) == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    assert "the stack file listed files by path only (never pushed)" in said
+    assert stores.objects() == pushed("s3://registry/qwen-7b/v1/")
+    recorded = yaml.safe_load(mine.read_text())["config"]["llm-mesh:models"][0]["stable"]
+    assert recorded["source"] == "s3://registry/qwen-7b/v1/"
+    assert [f["path"] for f in recorded["files"]] == sorted(FOLDER)
+    for command in (["preview"], ["validate"], ["policy"]):
+        with isolated_sdk():  # the SDK's mocks are process-global: leave nothing for the next test
+            code = main(["--project", str(root), *command, "--stack", "mine"])
+        output = capsys.readouterr()
+        assert code == 0, (command, output.out[-2000:], output.err)
