@@ -20,7 +20,7 @@ from components.shared.pods import (
     zone_spread,
 )
 from llm_mesh.plan import inference
-from llm_mesh.plan.config import GpuPool, ModelVersion, RoutingConfig, StackConfig
+from llm_mesh.plan.config import GpuPool, ModelVersion, RoutingConfig, ServedModel, StackConfig
 from llm_mesh.plan.gpu_fit import Fit
 from llm_mesh.plan.observability import otlp_endpoint, trace_identity
 from llm_mesh.plan.placement import COMPUTE_CLASS_LABEL, class_for
@@ -39,7 +39,8 @@ meta = k8s.meta.v1
 EVICT_UNHEALTHY = "AlwaysAllow"
 core = k8s.core.v1
 GPU = "nvidia.com/gpu"
-# A rollout waits for a GPU node to scale up, a multi-GB image and the weights: far past the 10-minute default.
+# A GPU pod waits for a node to scale up, a multi-GB image and the weights: far past the 10-minute default. A
+# Deployment's rollout may take that once per pod (llm_mesh.plan.inference.rollout_seconds).
 ROLLOUT_SECONDS = 45 * 60
 ROLLOUT_TIMEOUTS = pulumi.CustomTimeouts(create=f"{ROLLOUT_SECONDS}s", update=f"{ROLLOUT_SECONDS}s")
 # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule; GPU pods must tolerate it.
@@ -444,5 +445,10 @@ def _deployment(
             ),
             progress_deadline_seconds=ROLLOUT_SECONDS,
         ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=ROLLOUT_TIMEOUTS)),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=rollout_timeouts(model, track))),
     )
+
+
+def rollout_timeouts(model: ServedModel, track: str) -> pulumi.CustomTimeouts:
+    seconds = inference.rollout_seconds(model, track, ROLLOUT_SECONDS)
+    return pulumi.CustomTimeouts(create=f"{seconds}s", update=f"{seconds}s")

@@ -75,6 +75,16 @@ def replicas(model: ServedModel, track: str) -> int | None:
     return 1
 
 
+def rollout_seconds(model: ServedModel, track: str, per_pod_seconds: int) -> int:
+    """How long `pulumi up` waits for a track's rollout: GPU pods are replaced one at a time (maxSurge 1,
+    maxUnavailable 0), each with up to `per_pod_seconds` for a node, the image, the weights and the start
+    (Kubernetes' progress deadline, which restarts with each pod that becomes ready), so the whole rollout may
+    take that once per pod: stable's at most maxReplicas."""
+    count = replicas(model, track)
+    pods = model.max_replicas if count is None else count
+    return per_pod_seconds * max(1, pods)
+
+
 def disruption_budgeted(model: ServedModel, track: str) -> bool:
     """Tracks whose pods a voluntary eviction takes one at a time: stable always, the canary while it serves."""
     count = replicas(model, track)

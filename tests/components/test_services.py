@@ -200,8 +200,11 @@ def test_autoscaler_reads_stable_queue_by_labels_a_selector_can_match(previews: 
 
 def test_inference_rollouts_may_take_long(previews: dict[str, Any]) -> None:
     deployment = resource(previews["prod"], DEPLOYMENT, "model-llama-31-8b-stable")
-    assert deployment["customTimeouts"] == {"create": 2700, "update": 2700}
+    # 45 minutes a pod, one pod at a time, up to stable's maxReplicas (6): Kubernetes' deadline is per pod.
+    assert deployment["customTimeouts"] == {"create": 2700 * 6, "update": 2700 * 6}
     assert prop(deployment, "spec.progressDeadlineSeconds") == 2700
+    canary = resource(previews["prod"], DEPLOYMENT, "model-llama-31-8b-canary")
+    assert canary["customTimeouts"] == {"create": 2700 * 2, "update": 2700 * 2}
 
 
 def test_a_canary_at_weight_zero_gets_no_route() -> None:
