@@ -51,6 +51,7 @@ QUEUE_TARGET_PER_REPLICA = "10"
 MODEL_LABEL = "llm_mesh_model"
 TRACK_METRIC_LABEL = "llm_mesh_track"
 PROXY_CONFIG = "proxy.istio.io/config"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 # The server writes caches under its home (vLLM, Triton, CUDA, FlashInfer) and sockets under /tmp: both are
 # emptyDirs, so that the image's root file system stays read-only.
 SERVER_HOME = "/home/vllm"
@@ -423,6 +424,11 @@ def _deployment(
         "prometheus.io/path": "/metrics",
         **mesh,
         SHAPE_ANNOTATION: json.dumps(dataclasses.asdict(fit.shape), sort_keys=True),
+        # The cluster autoscaler gives a pod it evicts to remove a node at most 10 minutes, less than the drain
+        # (the route timeout, then the grace): it removes GPU nodes once they are empty. Fewer replicas come from
+        # the autoscaler's scale-down, whose terminations get the whole grace period; node upgrades honour the
+        # disruption budget and the grace too.
+        SAFE_TO_EVICT: "false",
     }
     return k8s.apps.v1.Deployment(
         resource_name,

@@ -36,6 +36,9 @@ JOB = "kubernetes:batch/v1:Job"
 WORKLOADS = {"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"}
 INTERNAL_LB = "networking.gke.io/load-balancer-type"
 DEFAULT_GRACE_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds
+# GKE's cluster autoscaler gives a pod it evicts for a scale-down at most this long (not configurable on GKE).
+AUTOSCALER_GRACE_SECONDS = 600
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 METRICS_API = {
     "External": "external.metrics.k8s.io",
     "Object": "custom.metrics.k8s.io",
@@ -269,6 +272,16 @@ def _drain(workloads: list[Workload], resources: list[EngineResource]) -> list[F
                 Finding(
                     "LM0115", "error", workload.key, f"a scale-down or node upgrade cuts long generations: {why}",
                     "drain for longer than the route timeout, with a preStop hook that waits for requests in flight",
+                )
+            )  # fmt: skip
+        elif grace > AUTOSCALER_GRACE_SECONDS and workload.annotations.get(SAFE_TO_EVICT) != "false":
+            findings.append(
+                Finding(
+                    "LM0115", "error", workload.key,
+                    f"the cluster autoscaler evicts a pod to remove its node with at most {AUTOSCALER_GRACE_SECONDS}s "
+                    f"of grace, less than its {grace:.0f}s drain: a node scale-down cuts long generations",
+                    f"annotate the pods {SAFE_TO_EVICT}: \"false\" (nodes go once empty; fewer replicas come from "
+                    "the autoscaler's scale-down, with the whole grace)",
                 )
             )  # fmt: skip
     return findings

@@ -60,6 +60,11 @@ def _short_grace(resources: list[EngineResource]) -> None:
     named(resources, STABLE, ":Deployment").inputs["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 120
 
 
+def _evictable(resources: list[EngineResource]) -> None:
+    pod = named(resources, STABLE, ":Deployment").inputs["spec"]["template"]
+    del pod["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"]
+
+
 def _no_pre_stop(resources: list[EngineResource]) -> None:
     del server(resources)["lifecycle"]
 
@@ -97,6 +102,7 @@ def _small_pools(resources: list[EngineResource]) -> None:
         (_no_adapter, "LM0114", "HorizontalPodAutoscaler/inference/llama-31-8b-stable"),
         (_short_grace, "LM0115", "Deployment/inference/llama-31-8b-stable"),
         (_no_pre_stop, "LM0115", "Deployment/inference/llama-31-8b-stable"),
+        (_evictable, "LM0115", "Deployment/inference/llama-31-8b-stable"),
         (_spot_unused, "LM0116", "NodePool/gpu-l4-spot"),
         (_model_flag, "LM0117", "Deployment/inference/llama-31-8b-stable"),
         (_no_gate, "LM0118", "Deployment/inference/llama-31-8b-stable"),
