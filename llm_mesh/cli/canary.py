@@ -13,7 +13,7 @@ from rich.text import Text
 
 from llm_mesh import cli
 from llm_mesh.cli.exits import EXIT_FINDINGS, EXIT_UNDECIDED
-from llm_mesh.cli.output import one_line, relative
+from llm_mesh.cli.output import one_line, relative, url_with_scheme
 from llm_mesh.cli.registry import Command
 from llm_mesh.cli.stacks import project_of, stack_config
 from llm_mesh.errors import InputError
@@ -43,7 +43,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("--dry-run", action="store_true", help="show the offline diff instead of applying")
         if verb in ("run", "check"):
             sub.add_argument(
-                "--prometheus-url", type=_http_url, help="Prometheus query API (default: canary.prometheusUrl)"
+                "--prometheus-url",
+                type=url_with_scheme("http://localhost:9090"),
+                help="Prometheus query API (default: canary.prometheusUrl)",
             )
         if verb == "check":
             sub.add_argument(
@@ -75,9 +77,8 @@ def _canary(args: argparse.Namespace) -> int:
                 f"mirror {served.mirror.version.version}: {served.mirror.percentage:g}% of requests copied, "
                 f"{replicas(served, 'mirror')} replica(s)"
             )
-        journal = canary.journal_file(project, stack, model)
-        if journal.is_file():
-            step = json.loads(journal.read_text()).get("step", "a canary step")
+        step = canary.pending_step(project, stack, model)
+        if step is not None:
             cli.out.print(
                 f"unfinished: `{step}` (a crash or a failed `pulumi up`): the same command again finishes it, "
                 "`canary rollback` abandons it",
@@ -94,7 +95,7 @@ def _canary(args: argparse.Namespace) -> int:
     if verb == "advance" and args.step is not None and args.step <= 0:
         # Before the dry run too: a dry run refuses what the real command refuses.
         raise InputError(f"--step {args.step}: a step adds percent to the canary; use `canary rollback` to lower it")
-    pending = canary.journal_file(project, stack, model).is_file()
+    pending = canary.pending_step(project, stack, model) is not None
     if split.canary is None and not pending:
         raise InputError(no_canary)
     if getattr(args, "dry_run", False):
@@ -146,12 +147,6 @@ def _canary(args: argparse.Namespace) -> int:
     outcome = progression(args.prometheus_url or config.canary.prometheus_url, args.max_checks).run()
     cli.out.print(f"{outcome.result}: canary {model} at {outcome.weight}%")
     return 0 if outcome.result == "promoted" else EXIT_FINDINGS
-
-
-def _http_url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"{text!r}: a URL with its scheme, e.g. http://localhost:9090")
-    return text
 
 
 def _instant(text: str) -> float:

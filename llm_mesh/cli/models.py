@@ -11,23 +11,21 @@ from rich.text import Text
 
 from llm_mesh import cli
 from llm_mesh.cli.exits import EXIT_FINDINGS, config_problems_of
-from llm_mesh.cli.output import one_line
+from llm_mesh.cli.output import one_line, url_with_scheme
 from llm_mesh.cli.registry import Command
 from llm_mesh.cli.stacks import project_of, stack_config
 from llm_mesh.words import count
-
-
-def _endpoint(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"{text!r}: a URL with its scheme, e.g. http://localhost:5055")
-    return text
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     verbs = parser.add_subparsers(dest="models_command", required=True)
     verify = verbs.add_parser("verify", help="check that each served version's artifacts exist and match config")
     verify.add_argument("--stack", required=True)
-    verify.add_argument("--s3-endpoint-url", type=_endpoint, help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    verify.add_argument(
+        "--s3-endpoint-url",
+        type=url_with_scheme("http://localhost:5055"),
+        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)",
+    )
     verify.add_argument("--format", choices=["text", "json"], default="text")
     push = verbs.add_parser(
         "push", help="upload a version's files to its bucket and record them (path, size, sha256) in the stack file"
@@ -47,7 +45,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let --to change the source of a version already imported from elsewhere (same files, new registry)",
     )
-    push.add_argument("--s3-endpoint-url", type=_endpoint, help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    push.add_argument(
+        "--s3-endpoint-url",
+        type=url_with_scheme("http://localhost:5055"),
+        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)",
+    )
 
 
 def _models(args: argparse.Namespace) -> int:

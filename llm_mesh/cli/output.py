@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,3 +42,14 @@ def writable(path: Path, option: str, ours: Callable[[str], bool]) -> None:
             text = ""
         if not ours(text):
             raise OutputPathError(f"{option} {path}: a file this command did not write; name a new file or remove it")
+
+
+def url_with_scheme(example: str) -> Callable[[str], str]:
+    """An argparse type for an endpoint: refused, before anything runs, without http:// or https://."""
+
+    def check(text: str) -> str:
+        if not text.startswith(("http://", "https://")):
+            raise argparse.ArgumentTypeError(f"{text!r}: a URL with its scheme, e.g. {example}")
+        return text
+
+    return check

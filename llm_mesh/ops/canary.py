@@ -303,6 +303,17 @@ def _ms(value: float | None) -> str:
 # --- a step that survives a crash
 
 
+def read_journal(project: Project, stack: str, model: str) -> dict[str, Any] | None:
+    """The step a crash or a failed `pulumi up` left unfinished (`step`, and the stack file `before` it), if any."""
+    journal = journal_file(project, stack, model)
+    return dict(json.loads(journal.read_text())) if journal.is_file() else None
+
+
+def pending_step(project: Project, stack: str, model: str) -> str | None:
+    journal = read_journal(project, stack, model)
+    return None if journal is None else str(journal.get("step", "a canary step"))
+
+
 def journal_file(project: Project, stack: str, model: str) -> Path:
     return project.root / ".llm-mesh" / "canary" / f"{stack}-{model}.pending.json"
 
@@ -360,8 +371,7 @@ class Progression:
 
     def pending(self) -> str | None:
         """The step a crash or a failed `pulumi up` left unfinished, if any."""
-        journal = journal_file(self.project, self.stack, self.model)
-        return str(json.loads(journal.read_text()).get("step", "a canary step")) if journal.is_file() else None
+        return pending_step(self.project, self.stack, self.model)
 
     def settle(self) -> bool:
         """Finish a step a crash or a failed `pulumi up` left unfinished: apply the stack file as it is. True when
@@ -389,14 +399,14 @@ class Progression:
         """Weight 0 at once. An unfinished step is abandoned, not finished: the stack file goes back to what it
         was before that step (an interrupted promotion stays undone), and the up always runs, since the cluster
         may hold part of the abandoned step."""
-        journal = journal_file(self.project, self.stack, self.model)
-        step = self.pending()
-        if step is None:
+        journal = read_journal(self.project, self.stack, self.model)
+        if journal is None:
             self.step_to(0)
             return
+        step = journal.get("step", "a canary step")
         path = self.project.stack_file(self.stack)
         before = path.read_text()
-        abandoned = json.loads(journal.read_text()).get("before")
+        abandoned = journal.get("before")
         if isinstance(abandoned, str):
             write_atomically(path, abandoned)
         self.log(f"`{step}` did not finish: abandoned, the stack file is back as it was before it")
