@@ -121,15 +121,15 @@ class GpuCluster(pulumi.ComponentResource):
             for pool in args.gpu_pools
         }
 
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                self.cluster.name, self.cluster.endpoint, self.cluster.master_auth.cluster_ca_certificate
-            ).apply(lambda parts: kubeconfig(parts[0], parts[1], parts[2]))
-        )
+        self.kubeconfig = pulumi.Output.secret(_kubeconfig_of(self.cluster, args.cluster.dns_endpoint))
         # Workloads need schedulable nodes; the provider waits for the system pool so its users do too.
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
+            # The cluster's own path, known before the cluster exists. Without it, pulumi-kubernetes replaces the
+            # provider, and with it every object it manages, whenever the kubeconfig's server changes (IP to DNS
+            # endpoint) or is unknown in a preview.
+            cluster_identifier=cluster_path(args),
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[system_pool, *network]),
         )
@@ -182,8 +182,33 @@ def _network(name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions) -> l
     return created
 
 
-def kubeconfig(cluster_name: str, endpoint: str, ca_certificate: str) -> str:
-    """A kubeconfig that authenticates with gke-gcloud-auth-plugin, as `gcloud` writes it (JSON is YAML)."""
+def cluster_path(args: GpuClusterArgs) -> str:
+    """The cluster's resource path, as GKE's API names it."""
+    return f"projects/{args.project}/locations/{args.location}/clusters/{args.cluster_name}"
+
+
+def _kubeconfig_of(cluster: gcp.container.Cluster, dns_endpoint: bool) -> pulumi.Output[str]:
+    if dns_endpoint:
+        # Google serves the DNS endpoint with a publicly trusted certificate: no CA in the kubeconfig, as
+        # `gcloud container clusters get-credentials --dns-endpoint` writes it.
+        server = cluster.control_plane_endpoints_config.apply(_dns_endpoint)
+        return pulumi.Output.all(cluster.name, server).apply(lambda parts: kubeconfig(parts[0], parts[1], None))
+    return pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
+        lambda parts: kubeconfig(parts[0], parts[1], parts[2])
+    )
+
+
+def _dns_endpoint(config: gcp.container.outputs.ClusterControlPlaneEndpointsConfig | None) -> str:
+    dns = config.dns_endpoint_config if config is not None else None
+    if dns is None or not dns.endpoint:
+        raise ValueError("GKE reported no DNS endpoint for the cluster; set cluster.dnsEndpoint: false to use its IP")
+    return dns.endpoint
+
+
+def kubeconfig(cluster_name: str, endpoint: str, ca_certificate: str | None) -> str:
+    """A kubeconfig that authenticates with gke-gcloud-auth-plugin, as `gcloud` writes it (JSON is YAML). The
+    server is the IP endpoint with the cluster's CA, or the DNS endpoint (ca_certificate None), whose certificate
+    the system's trust store verifies."""
     user = {
         "exec": {
             "apiVersion": "client.authentication.k8s.io/v1beta1",
@@ -199,7 +224,8 @@ def kubeconfig(cluster_name: str, endpoint: str, ca_certificate: str) -> str:
             "clusters": [
                 {
                     "name": cluster_name,
-                    "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_certificate},
+                    "cluster": {"server": f"https://{endpoint}"}
+                    | ({"certificate-authority-data": ca_certificate} if ca_certificate is not None else {}),
                 }
             ],
             "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
@@ -314,6 +340,16 @@ def _cluster(
             enable_private_endpoint=cfg.private_endpoint,
             master_ipv4_cidr_block=cfg.master_ipv4_cidr_block,
         ),
+        # Off, the block is left out: the cluster keeps GKE's default (no user traffic over DNS), and an existing
+        # stack's first update with clusterIdentifier changes nothing else.
+        control_plane_endpoints_config=container.ClusterControlPlaneEndpointsConfigArgs(
+            # IAM decides who reaches it; Kubernetes tokens and client certificates are not accepted over it.
+            dns_endpoint_config=container.ClusterControlPlaneEndpointsConfigDnsEndpointConfigArgs(
+                allow_external_traffic=True, enable_k8s_tokens_via_dns=False, enable_k8s_certs_via_dns=False
+            )
+        )
+        if cfg.dns_endpoint
+        else None,
         master_authorized_networks_config=container.ClusterMasterAuthorizedNetworksConfigArgs(
             cidr_blocks=[
                 container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(

@@ -117,6 +117,7 @@ REPLACED_BY: dict[str, tuple[str, ...]] = {
     "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": ("roleRef",),
     "kubernetes:storage.k8s.io/v1:StorageClass": ("parameters", "provisioner"),
 }  # fmt: skip
+KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
 # Any Kubernetes object: its name and namespace are its identity.
 KUBERNETES_IDENTITY = ("metadata.name", "metadata.namespace")
 # The providers REPLACED_BY speaks for; of any other (aws, azure...) it cannot tell whether an update replaces.
@@ -396,8 +397,23 @@ def known_on_one_side(old: Any, new: Any) -> bool:
     return (old == UNKNOWN) != (new == UNKNOWN) and _ABSENT not in (old, new)
 
 
+def kubernetes_provider_replaced_by(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, ...]:
+    """What replaces a Kubernetes provider, and with it every object it manages (pulumi-kubernetes' DiffConfig):
+    with its clusterIdentifier set and unchanged, nothing; a changed clusterIdentifier; otherwise a changed
+    kubeconfig, context or cluster (its active cluster: a new server is taken for a new cluster). Adding the
+    identifier in the same update as a new server does not spare the provider."""
+    old, new = before.get("clusterIdentifier"), after.get("clusterIdentifier")
+    if old is not None and old == new:
+        return ()
+    if old is not None and new is not None:
+        return ("clusterIdentifier",)
+    return ("kubeconfig", "context", "cluster")
+
+
 def _property_changes(before: State, after: State) -> Iterator[PropertyChange]:
     forced = REPLACED_BY.get(after.type, ()) + (KUBERNETES_IDENTITY if after.type.startswith("kubernetes:") else ())
+    if after.type == KUBERNETES_PROVIDER:
+        forced = kubernetes_provider_replaced_by(before.inputs or {}, after.inputs or {})
     # When the engine names the properties that replace the resource, they are the ones.
     forced = after.engine_replaces or forced
     for pair in sorted(_pairs(before.inputs, after.inputs), key=lambda pair: _path_key(pair.path)):
@@ -637,10 +653,10 @@ def text_report(result: Diff, base: dict[str, State], head: dict[str, State], ma
     groups: dict[str, list[Change]] = {}
     for change in sorted(result.changes, key=lambda c: (order[c.kind], c.state.urn)):
         groups.setdefault(component_of(change.state, head, base), []).append(change)
-    from llm_mesh.ops.transitions import name_conflicts  # it reads this module's Diff
+    from llm_mesh.ops.transitions import cannot_apply  # it reads this module's Diff
 
-    for conflict in name_conflicts(result):
-        lines.append(f"{'**' if markdown else ''}Cannot apply:{'**' if markdown else ''} {conflict.message()}")
+    for blocker in cannot_apply(result):
+        lines.append(f"{'**' if markdown else ''}Cannot apply:{'**' if markdown else ''} {blocker.message()}")
         lines.append("")
     replaced = [c for c in result.changes if c.kind == "replace"]
     if replaced:
@@ -689,12 +705,18 @@ def unknown_replace(change: Change) -> str:
 def json_report(result: Diff) -> dict[str, Any]:
     """Every changed property with its whole values, as the documents hold them (unknowns as the engine's
     sentinel); `knownAfterDeploy` counts the values left out as known on one side only."""
-    from llm_mesh.ops.transitions import name_conflicts  # it reads this module's Diff
+    from llm_mesh.ops.transitions import name_conflicts, provider_replacements  # they read this module's Diff
 
     return {
         "cannotApply": [
-            {"name": c.name, "created": c.created.urn, "heldBy": c.held_by.urn, "message": c.message()}
-            for c in name_conflicts(result)
+            *(
+                {"name": r.provider.name, "replaced": r.provider.urn, "message": r.message()}
+                for r in provider_replacements(result)
+            ),
+            *(
+                {"name": c.name, "created": c.created.urn, "heldBy": c.held_by.urn, "message": c.message()}
+                for c in name_conflicts(result)
+            ),
         ],
         "summary": {**result.counts(), "unchanged": result.unchanged, "knownAfterDeploy": result.known_after_deploy},
         "changes": [

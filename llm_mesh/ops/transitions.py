@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_mesh.ops.diff import Diff, State
+from llm_mesh.ops.diff import KUBERNETES_PROVIDER, Diff, State
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 # Where a Google Cloud resource's name is unique, beside its type and project.
@@ -83,6 +83,32 @@ def name_conflicts(result: Diff) -> list[NameConflict]:
             ):
                 conflicts.append(NameConflict(name, change.after, others[0], deleted=False))
     return conflicts
+
+
+@dataclass(frozen=True)
+class ProviderReplacement:
+    provider: State
+
+    def message(self) -> str:
+        return (
+            f"{self.provider.type} {self.provider.name} is replaced (its kubeconfig changes and no unchanged "
+            "clusterIdentifier says the cluster is the same): Pulumi would create every Kubernetes object it "
+            "manages again, and Kubernetes answers AlreadyExists to each; deploy the clusterIdentifier on its "
+            "own first, then the kubeconfig change"
+        )
+
+
+def provider_replacements(result: Diff) -> list[ProviderReplacement]:
+    return [
+        ProviderReplacement(change.after)
+        for change in result.changes
+        if change.kind == "replace" and change.after is not None and change.after.type == KUBERNETES_PROVIDER
+    ]
+
+
+def cannot_apply(result: Diff) -> list[NameConflict | ProviderReplacement]:
+    """Every reason the update would fail half-way, as the engine and the API would meet it."""
+    return [*provider_replacements(result), *name_conflicts(result)]
 
 
 def after_states(result: Diff) -> list[State]:

@@ -169,6 +169,7 @@ def _validate_cluster(args: ResourceValidationArgs, report_violation: ReportViol
             "nodePoolDefaults.nodeConfigDefaults.insecureKubeletReadonlyPortEnabled: FALSE (CIS GKE 4.2.4)",
             args.urn,
         )
+    _validate_control_plane_access(props, args.urn, report_violation)
     prod = environment(args.urn, args.get_config()) == "prod"
     # The provider defaults deletionProtection to true: only an explicit false is a violation.
     if prod and props.get("deletionProtection") is False:
@@ -181,9 +182,33 @@ def _validate_cluster(args: ResourceValidationArgs, report_violation: ReportViol
         )
 
 
+def _validate_control_plane_access(props: Mapping[str, Any], urn: str, report_violation: ReportViolation) -> None:
+    """Who reaches the API server: over DNS, IAM alone; over a public IP, the authorized networks only."""
+    dns = _get(props, "controlPlaneEndpointsConfig.dnsEndpointConfig") or {}
+    if dns.get("allowExternalTraffic") is True and (
+        dns.get("enableK8sTokensViaDns") is True or dns.get("enableK8sCertsViaDns") is True
+    ):
+        report_violation(
+            "the DNS endpoint accepts Kubernetes tokens or client certificates, which IAM does not check: set "
+            "controlPlaneEndpointsConfig.dnsEndpointConfig.enableK8sTokensViaDns and enableK8sCertsViaDns: false",
+            urn,
+        )
+    if _get(props, "privateClusterConfig.enablePrivateEndpoint") is True:
+        return
+    # Without the block, GKE admits every address to the public IP endpoint; with it, only the blocks listed.
+    authorized = props.get("masterAuthorizedNetworksConfig")
+    blocks = [str(b.get("cidrBlock")) for b in (authorized or {}).get("cidrBlocks") or [] if isinstance(b, Mapping)]
+    if not isinstance(authorized, Mapping) or any(block.endswith("/0") for block in blocks):
+        report_violation(
+            "the API server's public IP endpoint admits any address: set masterAuthorizedNetworksConfig with the "
+            "networks that run kubectl, or privateClusterConfig.enablePrivateEndpoint: true (CIS GKE 5.6.3)",
+            urn,
+        )
+
+
 gke_cluster_hardening = resource_rule(
     name="gke-cluster-hardening",
-    description="The GKE cluster has Workload Identity, private nodes, shielded nodes, a release channel, Binary Authorization enforced, the kubelet read-only port closed, no legacy ABAC, client certificates or basic auth, and in prod deletion protection and Secrets encrypted with a KMS key.",
+    description="The GKE cluster has Workload Identity, private nodes, shielded nodes, a release channel, Binary Authorization enforced, the kubelet read-only port closed, no legacy ABAC, client certificates or basic auth, an API server reached over IP from authorized networks only and over DNS by IAM only, and in prod deletion protection and Secrets encrypted with a KMS key.",
     validate=_validate_cluster,
     remediation="Set the named cluster fields; GpuCluster sets all of them.",
 )

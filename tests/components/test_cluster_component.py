@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,44 @@ def test_models_served_inside_the_mesh_only_take_no_gateway_traffic() -> None:
         "llm-mesh:security.allowGateway = False: with the gateway not allowed and no security.callers, nothing "
         "could call the models; name the in-mesh callers, or allow the gateway"
     ]
+
+
+def provider_kubeconfig(config: StackConfig) -> dict[str, Any]:
+    """The kubeconfig the Kubernetes provider is given, as the SDK registers it (a secret, unwrapped here)."""
+    monitor = RecordingMonitor()
+
+    def program() -> None:
+        GpuCluster("gpu", GpuClusterArgs.from_config(config, "test"))
+
+    record(
+        program,
+        "llm-mesh",
+        "test",
+        StackSettings({}),
+        monitor,
+    )
+    [provider] = [r for r in monitor.registrations if r.type == "pulumi:providers:kubernetes"]
+    assert provider.inputs["clusterIdentifier"] == "projects/llm-mesh-test/locations/us-central1/clusters/llm-mesh-test"
+    kubeconfig: dict[str, Any] = json.loads(provider.inputs["kubeconfig"]["value"])
+    return kubeconfig
+
+
+@pytest.mark.usefixtures("fresh_loop")
+def test_the_kubeconfig_reaches_the_api_server_through_the_dns_endpoint() -> None:
+    """A runner with no fixed address reaches the cluster by name, admitted by IAM; no CA is pinned, as gcloud
+    writes it for the DNS endpoint (Google's certificate is publicly trusted)."""
+    kubeconfig = provider_kubeconfig(stack_config())
+    [cluster] = kubeconfig["clusters"]
+    assert cluster["cluster"] == {
+        "server": "https://__computed__(gpu-gke.controlPlaneEndpointsConfig.dnsEndpointConfig.endpoint)__"
+    }
+    assert kubeconfig["users"][0]["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
+
+
+@pytest.mark.usefixtures("fresh_loop")
+def test_without_the_dns_endpoint_the_kubeconfig_uses_the_ip_endpoint_and_its_ca() -> None:
+    kubeconfig = provider_kubeconfig(stack_config(cluster={"dnsEndpoint": False}))
+    assert kubeconfig["clusters"][0]["cluster"] == {
+        "server": "https://__computed__(gpu-gke.endpoint)__",
+        "certificate-authority-data": "__computed__(gpu-gke.masterAuth.clusterCaCertificate)__",
+    }

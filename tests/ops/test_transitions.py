@@ -76,3 +76,46 @@ def test_a_name_another_resource_keeps_cannot_be_taken() -> None:
     )
     # Two new resources with one name: said once.
     assert len(name_conflicts(diff({}, by_urn(job("a", "same"), job("b", "same"))))) == 1
+
+
+PROVIDER = "pulumi:providers:kubernetes"
+CLUSTER_PATH = "projects/p/locations/us-central1/clusters/llm-mesh-prod"
+
+
+def provider(kubeconfig: str, identifier: str | None = None) -> State:
+    """The stack's Kubernetes provider as a document holds it: the kubeconfig a secret, with its fingerprint."""
+    inputs: dict[str, Any] = {"kubeconfig": "[secret]", "enableServerSideApply": "true"}
+    if identifier is not None:
+        inputs["clusterIdentifier"] = identifier
+    urn = f"urn:pulumi:prod::llm-mesh::{PROVIDER}::gpu-k8s"
+    return State(urn, PROVIDER, "", inputs, secrets={"kubeconfig": kubeconfig}, custom=True)
+
+
+def test_a_kubeconfig_moved_to_another_server_without_an_identifier_replaces_every_object() -> None:
+    """An existing stack (no clusterIdentifier) whose kubeconfig moves from the IP to the DNS endpoint, the
+    identifier added in the same update: pulumi-kubernetes' DiffConfig replaces the provider."""
+    result = diff(by_urn(provider("ip")), by_urn(provider("dns", CLUSTER_PATH)))
+    [change] = result.changes
+    assert change.kind == "replace"
+    report = text_report(result, {}, {})
+    assert report.startswith(
+        "Cannot apply: pulumi:providers:kubernetes gpu-k8s is replaced (its kubeconfig changes and no unchanged "
+        "clusterIdentifier says the cluster is the same)"
+    )
+    assert (
+        json_report(result)["cannotApply"][0]["replaced"]
+        == "urn:pulumi:prod::llm-mesh::pulumi:providers:kubernetes::gpu-k8s"
+    )
+
+
+def test_the_identifier_alone_first_then_the_server_is_two_updates_in_place() -> None:
+    added = diff(by_urn(provider("ip")), by_urn(provider("ip", CLUSTER_PATH)))
+    assert [c.kind for c in added.changes] == ["update"]
+    moved = diff(by_urn(provider("ip", CLUSTER_PATH)), by_urn(provider("dns", CLUSTER_PATH)))
+    assert [c.kind for c in moved.changes] == ["update"]
+    assert "Cannot apply" not in text_report(moved, {}, {})
+
+
+def test_another_cluster_identifier_is_another_cluster() -> None:
+    other = diff(by_urn(provider("dns", CLUSTER_PATH)), by_urn(provider("dns", CLUSTER_PATH + "-2")))
+    assert [c.kind for c in other.changes] == ["replace"]

@@ -104,6 +104,14 @@ HARDENED = {
     "binaryAuthorization": {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"},
     "nodePoolDefaults": {"nodeConfigDefaults": {"insecureKubeletReadonlyPortEnabled": "FALSE"}},
     "databaseEncryption": {"state": "ENCRYPTED", "keyName": "projects/p/locations/r/keyRings/k/cryptoKeys/s"},
+    "masterAuthorizedNetworksConfig": {"cidrBlocks": [{"cidrBlock": "198.51.100.0/24", "displayName": "ci"}]},
+    "controlPlaneEndpointsConfig": {
+        "dnsEndpointConfig": {
+            "allowExternalTraffic": True,
+            "enableK8sTokensViaDns": False,
+            "enableK8sCertsViaDns": False,
+        }
+    },
 }
 
 

@@ -425,6 +425,19 @@ def test_hardened_cluster_passes() -> None:
         ({"binaryAuthorization": {"evaluationMode": "DISABLED"}}, "Binary Authorization does not enforce"),
         ({"nodePoolDefaults": None}, "the kubelet's read-only port is not closed for new pools"),
         ({"databaseEncryption": {"state": "DECRYPTED"}}, "Secrets are not encrypted with a KMS key in prod"),
+        (
+            {
+                "controlPlaneEndpointsConfig": {
+                    "dnsEndpointConfig": {"allowExternalTraffic": True, "enableK8sTokensViaDns": True}
+                }
+            },
+            "the DNS endpoint accepts Kubernetes tokens or client certificates",
+        ),
+        ({"masterAuthorizedNetworksConfig": None}, "the API server's public IP endpoint admits any address"),
+        (
+            {"masterAuthorizedNetworksConfig": {"cidrBlocks": [{"cidrBlock": "0.0.0.0/0", "displayName": "all"}]}},
+            "the API server's public IP endpoint admits any address",
+        ),
     ],
 )
 def test_weakened_cluster_fails(change: dict[str, Any], message: str) -> None:

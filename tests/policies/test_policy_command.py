@@ -123,6 +123,7 @@ CLUSTER_INPUTS = {
     "binaryAuthorization": {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"},
     "nodePoolDefaults": {"nodeConfigDefaults": {"insecureKubeletReadonlyPortEnabled": "FALSE"}},
     "databaseEncryption": {"state": "ENCRYPTED", "keyName": "projects/p/locations/r/keyRings/k/cryptoKeys/s"},
+    "masterAuthorizedNetworksConfig": {"cidrBlocks": [{"cidrBlock": "198.51.100.0/24", "displayName": "ci"}]},
 }
 PA_INPUTS = {
     "apiVersion": "security.istio.io/v1",

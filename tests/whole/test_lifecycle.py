@@ -19,7 +19,7 @@ import yaml
 from llm_mesh.engine.stackfile import Project, read_stack_settings
 from llm_mesh.ops import canary
 from llm_mesh.ops.diff import diff, states
-from llm_mesh.ops.transitions import name_conflicts
+from llm_mesh.ops.transitions import cannot_apply
 from llm_mesh.plan.config import StackConfig, config_from_pulumi
 from tests.conftest import ROOT, Cli
 
@@ -53,7 +53,7 @@ class PreviewingDeployer:
 
 def transition_problems(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     result = diff(states(before), states(after))
-    problems = [conflict.message() for conflict in name_conflicts(result)]
+    problems = [blocker.message() for blocker in cannot_apply(result)]
     protected = {step["urn"] for step in before["steps"] if step["newState"].get("protect")}
     problems += [
         f"{change.kind}s protected {change.state.urn}"
@@ -99,6 +99,12 @@ def life(tmp_path: Path, cli: Cli) -> tuple[Project, PreviewingDeployer, canary.
 def test_a_models_life_applies_at_every_step(life: tuple[Project, PreviewingDeployer, canary.Progression]) -> None:
     project, deployer, run = life
     deployer.apply("prod", "first deploy")
+    # The kubeconfig's server moves between the IP and the DNS endpoint: the unchanged clusterIdentifier keeps the
+    # provider, and every Kubernetes object, in place.
+    edit(project, lambda config: config["llm-mesh:cluster"].update(dnsEndpoint=False))
+    deployer.apply("prod", "kubeconfig on the IP endpoint")
+    edit(project, lambda config: config["llm-mesh:cluster"].pop("dnsEndpoint"))
+    deployer.apply("prod", "kubeconfig on the DNS endpoint")
 
     def add_canary(name: str) -> None:
         def change(config: dict[str, Any]) -> None:
@@ -138,6 +144,8 @@ def test_a_models_life_applies_at_every_step(life: tuple[Project, PreviewingDepl
 
     assert deployer.ups == [
         "first deploy",
+        "kubeconfig on the IP endpoint",
+        "kubeconfig on the DNS endpoint",
         "canary v2 added",
         f"canary {MODEL}: weight 20%",
         f"canary {MODEL}: weight 40%",

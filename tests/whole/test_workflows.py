@@ -28,6 +28,7 @@ ACTION_INPUTS = {
     "actions/upload-artifact": {"name", "path", "if-no-files-found", "retention-days"},
     "actions/github-script": {"script", "github-token", "result-encoding", "retries"},
     "google-github-actions/auth": {"workload_identity_provider", "service_account", "project_id", "audience"},
+    "google-github-actions/setup-gcloud": {"version", "project_id", "install_components", "skip_install", "cache"},
     # pulumi/actions v7.0.0 (its action.yml); note `policyPacks`, not `policy-packs`.
     "pulumi/actions": {
         "command",
@@ -218,6 +219,10 @@ def test_google_credentials_come_from_workload_identity_federation() -> None:
                 auth = [i for i, s in enumerate(job["steps"]) if s in steps_using(job, "google-github-actions/auth")]
                 pulumi = job["steps"].index(only_step(job, "pulumi/actions"))
                 assert auth and auth[0] < pulumi, f"{path.name}: job {name} runs Pulumi before authenticating"
+                # The kubeconfig's user is gke-gcloud-auth-plugin: installed after auth, so it runs as that account.
+                [plugin] = steps_using(job, "google-github-actions/setup-gcloud")
+                assert "gke-gcloud-auth-plugin" in plugin["with"]["install_components"].split(",")
+                assert auth[0] < job["steps"].index(plugin) < pulumi, f"{path.name}: job {name}"
     assert authenticated == 4  # the preview matrix, dev, staging, prod
     for path in all_workflows():
         text = path.read_text()
@@ -243,3 +248,17 @@ def test_actions_are_pinned_by_commit_and_take_known_inputs() -> None:
                     assert set(step.get("with", {})) <= ACTION_INPUTS[action], f"{path.name}: {action}"
     assert set(pins) == set(ACTION_INPUTS)
     assert all(len(refs) == 1 for refs in pins.values()), f"one pin per action: {pins}"
+
+
+def test_zizmor_finds_nothing_in_the_workflows() -> None:
+    """zizmor's offline audits (template injection, excessive permissions, credential persistence, unpinned
+    uses...): no finding but those suppressed inline with their reason."""
+    zizmor = Path(sys.executable).with_name("zizmor")
+    result = subprocess.run(
+        [str(zizmor), "--offline", "--format", "plain", "--no-progress", str(WORKFLOWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout + result.stderr

@@ -73,8 +73,14 @@ class ClusterConfig(ConfigModel):
     network: str = "default"
     subnetwork: str | None = None
     master_ipv4_cidr_block: str = Field(default="172.16.0.0/28", pattern=r"^\d{1,3}(\.\d{1,3}){3}/28$")
+    # Who may reach the API server's IP endpoints (kubectl over IP); the DNS endpoint does not consult it.
     master_authorized_networks: list[AuthorizedNetwork] = []
     private_endpoint: bool = False
+    # GKE's DNS-based control-plane endpoint (gke-<id>.<region>.gke.goog): reachable from anywhere Google's APIs
+    # are, each request checked against IAM (container.clusters.connect) before Kubernetes RBAC. The stack's
+    # kubeconfig, and with it `pulumi up`, uses it, so a runner with no fixed address (GitHub-hosted) can deploy
+    # a cluster whose IP endpoint admits only the authorized networks. False: the kubeconfig uses the IP endpoint.
+    dns_endpoint: bool = True
     # Private nodes reach public registries (Docker Hub, Istio's) and JWKS endpoints through Cloud NAT.
     # Turn off only when images come from Artifact Registry and the network has its own egress.
     cloud_nat: bool = True
