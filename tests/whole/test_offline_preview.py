@@ -186,14 +186,14 @@ def test_installed_command_writes_the_same_document_in_its_own_process(
     assert result.returncode == 0, result.stderr + result.stdout
     written, in_session = json.loads(again.read_text()), previews["prod"]
     if written != in_session:
-        lines = difflib.unified_diff(
+        delta = difflib.unified_diff(
             json.dumps(in_session, indent=1, sort_keys=True).splitlines(),
             json.dumps(written, indent=1, sort_keys=True).splitlines(),
             "in session",
             "own process",
             lineterm="",
         )
-        pytest.fail("\n".join(list(lines)[:80]))
+        pytest.fail("\n".join(list(delta)[:80]))
     lines = result.stdout.splitlines()
     assert lines[0] == "Previewing llm-mesh/prod offline (Pulumi SDK mock runtime: no cloud calls, no state)"
     assert any("├─ gcp:container/cluster:Cluster" in line and "protected" in line for line in lines)
