@@ -110,7 +110,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return run
 
 
-def _previews(project: Path, folder: Path) -> dict[str, dict[str, Any]]:
+def _previews(project: Path, folder: Path) -> dict[str, str]:
     documents = {}
     for stack in STACKS:
         out = folder / f"{stack}.json"
@@ -119,7 +119,7 @@ def _previews(project: Path, folder: Path) -> dict[str, dict[str, Any]]:
             piped_consoles(here, printed, printed)
             code = main(["--project", str(project), "preview", "--stack", stack, "--json", str(out)])
         assert code == 0, f"llm-mesh preview --stack {stack} exited {code}:\n{printed.getvalue()}"
-        documents[stack] = json.loads(out.read_text())
+        documents[stack] = out.read_text()
     return documents
 
 
@@ -130,10 +130,17 @@ def fixture_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def previews(tmp_path_factory: pytest.TempPathFactory, fixture_project: Path) -> dict[str, dict[str, Any]]:
-    """Each frozen stack's `llm-mesh preview --stack X --json` document, written by the command in this process:
+def preview_texts(tmp_path_factory: pytest.TempPathFactory, fixture_project: Path) -> dict[str, str]:
+    """Each frozen stack's `llm-mesh preview --stack X --json` document as the command wrote it, in this process:
     the SDK's imports are paid once, not once per stack (test_offline_preview compares one with a process's)."""
     return _previews(fixture_project, tmp_path_factory.mktemp("previews"))
+
+
+@pytest.fixture
+def previews(preview_texts: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The session's preview documents, parsed afresh for each test (about 4 ms a stack): a test that edits one
+    cannot change what the next test in its worker reads."""
+    return {stack: json.loads(text) for stack, text in preview_texts.items()}
 
 
 # Skips CI accepts: what no machine of this project's kind can have. Any other skip in CI fails the run, so that

@@ -305,9 +305,12 @@ def test_every_label_the_autoscaler_selects_is_one_the_pod_monitoring_writes_fro
     (targetLabels.fromPod), and the stable pods carry that pod label with that value: otherwise the selector
     matches no series and the autoscaler never scales."""
     document = previews["prod"]
-    selector = prop(
-        resource(document, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-llama-31-8b-hpa"),
-        "spec.metrics.0.external.metric.selector.matchLabels",
+    # A copy: the document is the session's, shared by every test of this worker.
+    selector = dict(
+        prop(
+            resource(document, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "model-llama-31-8b-hpa"),
+            "spec.metrics.0.external.metric.selector.matchLabels",
+        )
     )
     monitoring = resource(
         document, "kubernetes:monitoring.googleapis.com/v1:PodMonitoring", "model-llama-31-8b-metrics"

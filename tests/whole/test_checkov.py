@@ -26,11 +26,11 @@ SKIP_VALUE = re.compile(r"^(CKV2?_K8S_\d+)=(.*)$")
 
 
 @pytest.fixture(scope="module")
-def renders(previews: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def renders(preview_texts: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder per stack, written as `llm-mesh render --stack X --out DIR` writes it."""
     folder = tmp_path_factory.mktemp("renders")
     for stack in STACKS:
-        objects = kube_objects(read_document(previews[stack]))
+        objects = kube_objects(read_document(json.loads(preview_texts[stack])))
         render([KubeObject(o.urn, without_unknowns(o.manifest)) for o in objects], folder / stack)
     return folder
 
