@@ -12,7 +12,7 @@ from components.shared.manifests import declare
 from llm_mesh.plan import inference
 from llm_mesh.plan.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
 from llm_mesh.plan.istio_values import base_values, cni_values, gateway_values, istiod_values, merged
-from llm_mesh.plan.mesh_objects import gateway_object, telemetry_object
+from llm_mesh.plan.mesh_objects import gateway_object, gateway_rate_limit_object, telemetry_object
 from llm_mesh.plan.pod_security import PRIVILEGED_NAMESPACES, namespace_labels
 from llm_mesh.plan.topology import GATEWAY_RELEASE, INGRESS_NAMESPACE, ISTIO_NAMESPACE, application_namespaces
 
@@ -115,5 +115,7 @@ class IstioMesh(pulumi.ComponentResource):
         # Istio's objects are validated by istiod's webhook: declare them once it runs.
         after_istiod = pulumi.ResourceOptions(parent=self, depends_on=[self.istiod])
         declare(gateway_object(args.gateway), after_istiod)
+        if rate_limit := gateway_rate_limit_object(args.gateway):
+            declare(rate_limit, after_istiod)
         declare(telemetry_object(args.observability, args.environment), after_istiod)
         self.register_outputs({"revision": revision})

@@ -9,6 +9,7 @@ weights serves nothing, an autoscaler without a metrics adapter never scales. Co
   LM0119 GPU workloads at their minimum need more GPUs than their pools can ever hold
   LM0120 a pod its namespace's Pod Security level would refuse   LM0121 a namespace that enforces no level
   (both in llm_mesh.checks.pod_security)
+  LM0113, LM0122-LM0124 who reaches the public gateway, on which ports, how fast (llm_mesh.checks.gateway_exposure)
 and, as the mesh analysis's LM0103, spans sent to a host no Service serves (llm_mesh.checks.telemetry).
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_mesh.checks.findings import Finding
-from llm_mesh.checks.kube_objects import HELM_RELEASE
+from llm_mesh.checks.gateway_exposure import gateway_exposure_findings
 from llm_mesh.checks.pod_security import pod_security_findings
 from llm_mesh.checks.telemetry import telemetry_findings
 from llm_mesh.engine.readers import EngineResource
@@ -34,7 +35,6 @@ ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 NODE_POOL = "gcp:container/nodePool:NodePool"
 JOB = "kubernetes:batch/v1:Job"
 WORKLOADS = {"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"}
-INTERNAL_LB = "networking.gke.io/load-balancer-type"
 DEFAULT_GRACE_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds
 # GKE's cluster autoscaler gives a pod it evicts for a scale-down at most this long (not configurable on GKE).
 AUTOSCALER_GRACE_SECONDS = 600
@@ -121,7 +121,7 @@ def serving_findings(resources: list[EngineResource], environment: str) -> list[
     findings += _unused_pools(workloads, resources)
     findings += _gpu_capacity(workloads, resources)
     findings += _metrics_served(resources)
-    findings += _anonymous(resources, environment)
+    findings += gateway_exposure_findings(resources, environment)
     findings += telemetry_findings(resources)
     findings += pod_security_findings(resources)
     return findings
@@ -398,74 +398,3 @@ def _metrics_served(resources: list[EngineResource]) -> list[Finding]:
                     )
                 )  # fmt: skip
     return findings
-
-
-def _anonymous(resources: list[EngineResource], environment: str) -> list[Finding]:
-    """A gateway on a public load balancer with no end-user authentication serves anyone on the internet."""
-    gateways = [
-        r for r in resources if r.type.endswith(":Gateway") and r.type.startswith("kubernetes:networking.istio.io/")
-    ]
-    bound = {
-        str(g)
-        for r in resources
-        if r.type.endswith(":VirtualService") and r.type.startswith("kubernetes:networking.istio.io/")
-        for g in (r.inputs.get("spec") or {}).get("gateways") or []
-    }
-    findings = []
-    for gateway in gateways:
-        meta = gateway.inputs.get("metadata") or {}
-        namespace = str(meta.get("namespace", "default"))
-        if f"{namespace}/{meta.get('name')}" not in bound or not _public(resources, namespace):
-            continue
-        if _end_users_authenticated(resources, namespace):
-            continue
-        findings.append(
-            Finding(
-                "LM0113", "error" if environment == "prod" else "warning", f"Gateway/{namespace}/{meta.get('name')}",
-                "inference is served on a public load balancer to anyone: no end-user authentication, no source ranges",
-                "set security.jwt or gateway.sourceRanges, or gateway.exposure: internal",
-            )
-        )  # fmt: skip
-    return findings
-
-
-def _public(resources: list[EngineResource], namespace: str) -> bool:
-    for r in resources:
-        if r.type != HELM_RELEASE or r.inputs.get("chart") != "gateway" or r.inputs.get("namespace") != namespace:
-            continue
-        service = (r.inputs.get("values") or {}).get("service") or {}
-        internal = (service.get("annotations") or {}).get(INTERNAL_LB) == "Internal"
-        return (
-            service.get("type", "LoadBalancer") == "LoadBalancer"
-            and not internal
-            and not service.get("loadBalancerSourceRanges")
-        )
-    return False
-
-
-def _end_users_authenticated(resources: list[EngineResource], namespace: str) -> bool:
-    def in_namespace(kind: str) -> list[Mapping[str, Any]]:
-        return [
-            r.inputs.get("spec") or {}
-            for r in resources
-            if r.type.startswith("kubernetes:security.istio.io/")
-            and r.type.endswith(f":{kind}")
-            and (r.inputs.get("metadata") or {}).get("namespace") == namespace
-        ]
-
-    tokens_checked = any(spec.get("jwtRules") for spec in in_namespace("RequestAuthentication"))
-    required = False
-    for spec in in_namespace("AuthorizationPolicy"):
-        sources = [f.get("source") or {} for rule in spec.get("rules") or [] for f in rule.get("from") or []]
-        if spec.get("action") == "DENY" and any("*" in (s.get("notRequestPrincipals") or []) for s in sources):
-            required = True
-        rules = spec.get("rules") or []
-        if (
-            spec.get("action", "ALLOW") == "ALLOW"
-            and rules
-            and all(
-                any((f.get("source") or {}).get("requestPrincipals") for f in rule.get("from") or []) for rule in rules
-            )
-        ):
-            required = True
-    return tokens_checked and required

@@ -1,8 +1,9 @@
-"""networking.istio.io/v1: VirtualService, DestinationRule, Gateway, with the rules Istio enforces or misbehaves on."""
+"""networking.istio.io: VirtualService, DestinationRule, Gateway (v1), EnvoyFilter (v1alpha3), with the rules Istio
+enforces or misbehaves on."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -266,3 +267,61 @@ class ServiceEntry(IstioObject):
     api_version: ClassVar[str] = NETWORKING
     kind: ClassVar[str] = "ServiceEntry"
     spec: ServiceEntrySpec
+
+
+# EnvoyFilter has no networking.istio.io/v1 version: v1alpha3 is the one Istio serves.
+NETWORKING_V1ALPHA3 = "networking.istio.io/v1alpha3"
+
+
+class SubFilterMatch(IstioModel):
+    name: str
+
+
+class FilterMatch(IstioModel):
+    name: str
+    sub_filter: SubFilterMatch | None = None
+
+
+class FilterChainMatch(IstioModel):
+    filter: FilterMatch
+
+
+class ListenerMatch(IstioModel):
+    filter_chain: FilterChainMatch
+
+
+class EnvoyConfigObjectMatch(IstioModel):
+    context: Literal["ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY"]
+    listener: ListenerMatch
+
+
+class Patch(IstioModel):
+    operation: Literal["MERGE", "ADD", "REMOVE", "INSERT_BEFORE", "INSERT_AFTER", "INSERT_FIRST", "REPLACE"]
+    # Envoy's own configuration, in Envoy's field names (snake_case): Istio passes it through unread.
+    value: dict[str, Any]
+
+
+class EnvoyConfigObjectPatch(IstioModel):
+    apply_to: Literal["LISTENER", "FILTER_CHAIN", "NETWORK_FILTER", "HTTP_FILTER", "ROUTE_CONFIGURATION",
+                      "VIRTUAL_HOST", "HTTP_ROUTE", "CLUSTER"]  # fmt: skip
+    match: EnvoyConfigObjectMatch
+    patch: Patch
+
+
+class ProxySelector(IstioModel):
+    """networking's WorkloadSelector: `labels`, where security's and telemetry's say `matchLabels`."""
+
+    labels: dict[str, str] = Field(min_length=1)
+
+
+class EnvoyFilterSpec(IstioModel):
+    workload_selector: ProxySelector
+    config_patches: list[EnvoyConfigObjectPatch] = Field(min_length=1)
+
+
+class EnvoyFilter(IstioObject):
+    """Patches the proxies of the selected workloads only: never mesh-wide (no selector is refused)."""
+
+    api_version: ClassVar[str] = NETWORKING_V1ALPHA3
+    kind: ClassVar[str] = "EnvoyFilter"
+    spec: EnvoyFilterSpec

@@ -97,9 +97,20 @@ def gateway_values(revision: str, gateway: GatewayConfig, drain_seconds: int) ->
     }
 
 
+def serving_port(gateway: GatewayConfig) -> tuple[int, str]:
+    """The one port the gateway serves on: 443 with TLS, else 80. With TLS there is no plaintext port at all, not
+    even a redirect: an API client pointed at http:// would send its bearer token in the clear before the 301."""
+    return (443, "https") if gateway.tls_credential_name else (80, "http")
+
+
 def gateway_service(gateway: GatewayConfig) -> dict[str, Any]:
-    """The gateway's load balancer: on the VPC only unless exposure is public, and limited to sourceRanges."""
-    service: dict[str, Any] = {"type": "LoadBalancer"}
+    """The gateway's load balancer: on the VPC only unless exposure is public, limited to sourceRanges, and
+    publishing the serving port alone (the chart's default adds 80 and the status port 15021)."""
+    number, name = serving_port(gateway)
+    service: dict[str, Any] = {
+        "type": "LoadBalancer",
+        "ports": [{"name": name, "port": number, "protocol": "TCP", "targetPort": number}],
+    }
     if gateway.exposure == "internal":
         service["annotations"] = {INTERNAL_LB_ANNOTATION: "Internal"}
     if gateway.source_ranges:

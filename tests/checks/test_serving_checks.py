@@ -48,10 +48,6 @@ def _no_weights(resources: list[EngineResource]) -> None:
     pod["initContainers"][0]["command"][5] = json.dumps([{"path": "config.json"}])
 
 
-def _anonymous(resources: list[EngineResource]) -> None:
-    resources[:] = [r for r in resources if r.name != "istio-ingress-gateway-jwt"]
-
-
 def _no_adapter(resources: list[EngineResource]) -> None:
     resources[:] = [r for r in resources if not r.type.endswith(":APIService")]
 
@@ -98,7 +94,6 @@ def _small_pools(resources: list[EngineResource]) -> None:
     [
         (_too_long, "LM0111", "Deployment/inference/llama-31-8b-stable"),
         (_no_weights, "LM0112", "Deployment/inference/llama-31-8b-stable"),
-        (_anonymous, "LM0113", "Gateway/istio-ingress/llm-gateway"),
         (_no_adapter, "LM0114", "HorizontalPodAutoscaler/inference/llama-31-8b-stable"),
         (_short_grace, "LM0115", "Deployment/inference/llama-31-8b-stable"),
         (_no_pre_stop, "LM0115", "Deployment/inference/llama-31-8b-stable"),
@@ -124,21 +119,6 @@ def test_the_fit_finding_names_the_largest_context(previews: dict[str, Any]) -> 
     (finding,) = serving_findings(resources, "prod")
     assert finding.severity == "error"
     assert "the largest context that fits (keeping a 10% margin) is 21152 tokens" in finding.message
-
-
-def test_anonymous_exposure_is_an_error_in_prod_only(previews: dict[str, Any]) -> None:
-    resources = plan(previews)
-    _anonymous(resources)
-    assert [f.severity for f in serving_findings(resources, "prod")] == ["error"]
-    assert [f.severity for f in serving_findings(resources, "staging")] == ["warning"]
-
-
-def test_an_internal_or_source_ranged_gateway_is_not_anonymous(previews: dict[str, Any]) -> None:
-    resources = plan(previews)
-    _anonymous(resources)
-    release = named(resources, "istio-istio-ingressgateway")
-    release.inputs["values"]["service"]["loadBalancerSourceRanges"] = ["198.51.100.0/24"]
-    assert serving_findings(resources, "prod") == []
 
 
 def test_the_capacity_finding_counts_each_tracks_floor(previews: dict[str, Any]) -> None:

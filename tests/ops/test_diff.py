@@ -164,7 +164,7 @@ def test_review_of_a_canary_weight_change(cli: Cli, tmp_path: Path) -> None:
     assert [row.split("|")[1:7] for row in rows] == [
         [" dev ", " 0 ", " 0 ", " 0 ", " 0 ", " 105 "],
         [" staging ", " 0 ", " 0 ", " 0 ", " 0 ", " 111 "],
-        [" prod ", " 0 ", " 1 ", " 0 ", " 0 ", " 125 "],
+        [" prod ", " 0 ", " 1 ", " 0 ", " 0 ", " 126 "],
     ]
     assert "    - `spec.http[1].route[0].weight: 90 → 80`" in report.splitlines()
     assert "    - `spec.http[1].route[1].weight: 10 → 20`" in report.splitlines()

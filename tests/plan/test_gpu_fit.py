@@ -205,6 +205,9 @@ def test_an_overflow_pool_must_carry_the_same_gpu() -> None:
     ]
 
 
+LIMIT = {"requestsPerSecondPerPod": 20, "burstPerPod": 40}
+
+
 def prod(**gateway: Any) -> dict[str, Any]:
     digest = "@sha256:" + "ab" * 32
     return {
@@ -218,21 +221,42 @@ def prod(**gateway: Any) -> dict[str, Any]:
     }
 
 
-def test_prod_refuses_anonymous_public_inference() -> None:
+def test_prod_refuses_a_public_gateway_open_to_all_or_unlimited() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_stack_config(prod(exposure="public"))
+        parse_stack_config(prod(exposure="public", sourceRanges=["198.51.100.0/24", "0.0.0.0/0"]))
     assert caught.value.problems == [
-        "llm-mesh:gateway.exposure = 'public': prod would serve inference to anyone on the internet; set "
-        "security.jwt (end-user tokens checked at the gateway), gateway.sourceRanges (client networks), or "
-        "exposure: internal"
+        "llm-mesh:gateway.sourceRanges[1] = '0.0.0.0/0': admits every address; list the client networks",
+        "llm-mesh:gateway.rateLimit = None: a public prod gateway needs a request rate limit; set "
+        "requestsPerSecondPerPod and burstPerPod",
+    ]
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(prod(exposure="public", rateLimit=LIMIT))
+    assert caught.value.problems == [
+        "llm-mesh:gateway.sourceRanges = []: a public prod gateway would admit any address on the internet; list the "
+        "client networks (CIDRs), or set exposure: internal and put an L7 load balancer with Cloud Armor in front"
     ]
     assert parse_stack_config(prod()).gateway.exposure == "internal", "the default load balancer is internal"
-    assert parse_stack_config(prod(exposure="public", sourceRanges=["198.51.100.0/24"]))
+    fronted = parse_stack_config(prod(exposure="public", sourceRanges=["198.51.100.0/24"], rateLimit=LIMIT))
+    assert fronted.gateway.rate_limit is not None and fronted.gateway.rate_limit.burst_per_pod == 40
+    staging = {**prod(exposure="public"), "environment": "staging"}
+    assert parse_stack_config(staging).gateway.rate_limit is None, "outside prod, validate warns (LM0122, LM0124)"
+
+
+def test_a_rate_limit_burst_below_its_rate_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(prod(rateLimit={"requestsPerSecondPerPod": 20, "burstPerPod": 5}))
+    (problem,) = caught.value.problems
+    assert problem.startswith("llm-mesh:gateway.rateLimit.burstPerPod = 5: ")
+    assert "below requestsPerSecondPerPod (20)" in problem
+
+
+def test_prod_public_inference_checks_the_token_audience() -> None:
+    fronted = {"sourceRanges": ["198.51.100.0/24"], "rateLimit": LIMIT}
     jwt = {"issuer": "https://i", "jwksUri": "https://i/jwks", "audiences": ["llm-mesh"]}
-    assert parse_stack_config({**prod(exposure="public"), "security": {"jwt": jwt}}).security.jwt is not None
+    assert parse_stack_config({**prod(exposure="public", **fronted), "security": {"jwt": jwt}}).security.jwt is not None
     del jwt["audiences"]
     with pytest.raises(ConfigError) as caught:
-        parse_stack_config({**prod(exposure="public"), "security": {"jwt": jwt}})
+        parse_stack_config({**prod(exposure="public", **fronted), "security": {"jwt": jwt}})
     assert caught.value.problems == [
         "llm-mesh:security.jwt.audiences = []: without an audience any token of the issuer is accepted, also one "
         "minted for another application; name the audience your identity provider puts in tokens for this API"

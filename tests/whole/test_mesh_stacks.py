@@ -212,22 +212,52 @@ def test_application_namespaces_are_injected_by_revision(previews: dict[str, Any
 
 
 def test_prod_gateway_serves_https_only(previews: dict[str, Any]) -> None:
+    """One server on 443, and the load balancer publishes 443 alone: no plaintext port for a bearer token to be
+    sent on, no status port 15021 for anyone who finds the address."""
     gateway = resource(previews["prod"], "kubernetes:networking.istio.io/v1:Gateway", "istio-ingress-llm-gateway")
-    hosts = ["*.llm.example.com"]
     assert prop(gateway, "spec") == {
         "selector": {"istio": "ingressgateway"},
         "servers": [
             {
                 "name": "https",
-                "hosts": hosts,
+                "hosts": ["*.llm.example.com"],
                 "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
                 "tls": {"mode": "SIMPLE", "credentialName": "llm-gateway-tls"},
             },
-            {
-                "name": "http-redirect",
-                "hosts": hosts,
-                "port": {"number": 80, "name": "http", "protocol": "HTTP"},
-                "tls": {"httpsRedirect": True},
-            },
         ],
     }
+    release = resource(previews["prod"], "kubernetes:helm.sh/v3:Release", "istio-istio-ingressgateway")
+    assert prop(release, "values.service") == {
+        "type": "LoadBalancer",
+        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}],
+        "loadBalancerSourceRanges": ["203.0.113.0/24"],
+    }
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_an_internal_gateway_publishes_its_one_port_on_the_vpc(previews: dict[str, Any], stack: str) -> None:
+    release = resource(previews[stack], "kubernetes:helm.sh/v3:Release", "istio-istio-ingressgateway")
+    service = prop(release, "values.service")
+    assert service["annotations"] == {"networking.gke.io/load-balancer-type": "Internal"}
+    assert [p["port"] for p in service["ports"]] == [80], "no TLS outside prod: plain HTTP, on the VPC only"
+
+
+def test_prod_gateway_pods_rate_limit_every_request(previews: dict[str, Any]) -> None:
+    """Envoy's local rate limit before the router on the gateway pods: 20 a second, bursts of 40, per pod; enabled
+    and enforced for 100% of requests (Envoy's default for both is 0%)."""
+    envoy_filter = resource(
+        previews["prod"], "kubernetes:networking.istio.io/v1alpha3:EnvoyFilter", "istio-ingress-gateway-rate-limit"
+    )
+    spec = prop(envoy_filter, "spec")
+    assert spec["workloadSelector"] == {"labels": {"istio": "ingressgateway"}}
+    (patch,) = spec["configPatches"]
+    assert patch["applyTo"] == "HTTP_FILTER"
+    assert patch["match"]["context"] == "GATEWAY"
+    assert patch["match"]["listener"]["filterChain"]["filter"]["subFilter"] == {"name": "envoy.filters.http.router"}
+    assert patch["patch"]["operation"] == "INSERT_BEFORE"
+    config = patch["patch"]["value"]["typed_config"]["value"]
+    assert config["token_bucket"] == {"max_tokens": 40, "tokens_per_fill": 20, "fill_interval": "1s"}
+    for flag in ("filter_enabled", "filter_enforced"):
+        assert config[flag]["default_value"] == {"numerator": 100, "denominator": "HUNDRED"}
+    for stack in ("dev", "staging"):
+        assert not steps_of_type(previews[stack], "kubernetes:networking.istio.io/v1alpha3:EnvoyFilter")

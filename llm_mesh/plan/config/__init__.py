@@ -32,6 +32,7 @@ from llm_mesh.plan.config.cluster import (
 from llm_mesh.plan.config.fields import NAMESPACE, Duration, Image, Name, image_pinned
 from llm_mesh.plan.config.mesh import (
     GatewayConfig,
+    GatewayRateLimit,
     IstioChart,
     IstioConfig,
     JwtConfig,
@@ -89,6 +90,7 @@ __all__ = [
     "Duration",
     "Environment",
     "GatewayConfig",
+    "GatewayRateLimit",
     "GcpConfig",
     "GpuPool",
     "GpuSharing",

@@ -51,14 +51,32 @@ def revision_of(version: str) -> str:
     return "-".join(version.split(".")[:2])
 
 
+class GatewayRateLimit(ConfigModel):
+    # Envoy's local rate limit: each gateway pod keeps its own token bucket, so the gateway as a whole admits up
+    # to this times its replicas. Requests over it get 429 before they reach a model.
+    requests_per_second_per_pod: int = Field(ge=1)
+    # Requests a pod admits at once after a quiet spell (the bucket's size); at least one second's worth.
+    burst_per_pod: int = Field(ge=1)
+
+    @field_validator("burst_per_pod")
+    @classmethod
+    def _burst_holds_a_second(cls, burst: int, info: ValidationInfo) -> int:
+        rate = info.data.get("requests_per_second_per_pod")
+        if rate is not None and burst < rate:
+            raise ValueError(f"below requestsPerSecondPerPod ({rate}): the bucket could never hold a second's refill")
+        return burst
+
+
 class GatewayConfig(ConfigModel):
     # Each model is reachable at <model>.<domain> through the ingress gateway.
     domain: str = Field(default="llm.internal", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     # internal: a load balancer on the VPC only; public: an internet-facing one (prod then needs security.jwt
     # or sourceRanges, so that inference is never anonymous).
     exposure: Literal["internal", "public"] = "internal"
-    # Client networks the load balancer admits (loadBalancerSourceRanges); empty: any.
+    # Client networks the load balancer admits (loadBalancerSourceRanges); empty: any (not in prod when public).
     source_ranges: list[Annotated[str, Field(pattern=CIDR)]] = []
+    # Requests per second a gateway pod admits (required in prod when public); none: no limit.
+    rate_limit: GatewayRateLimit | None = None
     # Kubernetes TLS secret in the gateway's namespace; none: plain HTTP on port 80 (not in prod).
     tls_credential_name: str | None = None
     min_replicas: int = Field(default=2, ge=1)

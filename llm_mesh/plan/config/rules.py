@@ -10,6 +10,7 @@ from llm_mesh.plan.config.fields import image_pinned
 from llm_mesh.plan.config.problems import KeyProblem
 
 if TYPE_CHECKING:
+    from llm_mesh.plan.config.mesh import GatewayConfig
     from llm_mesh.plan.config.stack import StackConfig
 
 
@@ -105,6 +106,27 @@ def models_fit_their_gpus(config: StackConfig) -> Iterator[KeyProblem]:
                 )
 
 
+def _public_gateway_fronted(gateway: GatewayConfig) -> Iterator[KeyProblem]:
+    """A public prod gateway admits only the client networks it names, and each gateway pod only so many requests
+    a second: a token holder's flood would otherwise queue every GPU."""
+    if not gateway.source_ranges:
+        yield KeyProblem(
+            "gateway.sourceRanges",
+            [],
+            "a public prod gateway would admit any address on the internet; list the client networks (CIDRs), or "
+            "set exposure: internal and put an L7 load balancer with Cloud Armor in front",
+        )
+    for i, cidr in enumerate(gateway.source_ranges):
+        if cidr.endswith("/0"):
+            yield KeyProblem(f"gateway.sourceRanges[{i}]", cidr, "admits every address; list the client networks")
+    if gateway.rate_limit is None:
+        yield KeyProblem(
+            "gateway.rateLimit",
+            None,
+            "a public prod gateway needs a request rate limit; set requestsPerSecondPerPod and burstPerPod",
+        )
+
+
 def not_anonymous_in_prod(config: StackConfig) -> Iterator[KeyProblem]:
     gateway = config.gateway
     if config.models and not config.security.allow_gateway and not config.security.callers:
@@ -116,19 +138,8 @@ def not_anonymous_in_prod(config: StackConfig) -> Iterator[KeyProblem]:
         )
     if not config.security.allow_gateway:
         return  # nothing reaches the models from outside the mesh
-    if (
-        config.environment == "prod"
-        and config.models
-        and gateway.exposure == "public"
-        and not gateway.source_ranges
-        and config.security.jwt is None
-    ):
-        yield KeyProblem(
-            "gateway.exposure",
-            "public",
-            "prod would serve inference to anyone on the internet; set security.jwt (end-user tokens checked "
-            "at the gateway), gateway.sourceRanges (client networks), or exposure: internal",
-        )
+    if config.environment == "prod" and gateway.exposure == "public":
+        yield from _public_gateway_fronted(gateway)
     jwt = config.security.jwt
     if config.environment == "prod" and gateway.exposure == "public" and jwt is not None and not jwt.audiences:
         yield KeyProblem(
