@@ -3,6 +3,7 @@
 import pulumi
 
 from components.cluster import GpuCluster, GpuClusterArgs
+from components.image_mirror import ImageMirror, ImageMirrorArgs
 from components.inference import InferenceService, InferenceServiceArgs
 from components.istio import IstioMesh, IstioMeshArgs
 from components.mesh_policy import MeshRouting, MeshSecurity
@@ -13,6 +14,7 @@ from components.observability import Observability, ObservabilityArgs
 from llm_mesh.plan.authz import security_objects
 from llm_mesh.plan.config import load_stack_config
 from llm_mesh.plan.gcp_names import cluster_name
+from llm_mesh.plan.images import istio_hub, through_mirror
 from llm_mesh.plan.inference import SERVER_PORT, version_of
 from llm_mesh.plan.topology import model_names
 
@@ -20,9 +22,14 @@ from llm_mesh.plan.topology import model_names
 config = load_stack_config()
 stack = pulumi.get_stack()
 
+# Docker Hub's images through the stack's Artifact Registry mirror: from here on, the config names them there.
+mirror_args = ImageMirrorArgs.from_config(config, stack)
+mirror = ImageMirror("images", mirror_args).host if mirror_args else None
+config = through_mirror(config, mirror)
+
 cluster = GpuCluster("gpu", GpuClusterArgs.from_config(config, stack))
 on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
-mesh = IstioMesh("istio", IstioMeshArgs.from_config(config), on_cluster)
+mesh = IstioMesh("istio", IstioMeshArgs.from_config(config, istio_hub(mirror)), on_cluster)
 
 # Mesh objects need Istio's CRDs and istiod's webhook, and their namespaces: all come with the mesh.
 in_mesh = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh])

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from components.shared.manifests import declare
 from llm_mesh.plan import inference
 from llm_mesh.plan.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
+from llm_mesh.plan.images import ISTIO_HUB
 from llm_mesh.plan.istio_values import base_values, cni_values, gateway_values, istiod_values, merged
 from llm_mesh.plan.mesh_objects import gateway_object, gateway_rate_limit_object, telemetry_object
 from llm_mesh.plan.pod_security import PRIVILEGED_NAMESPACES, namespace_labels
@@ -29,9 +30,11 @@ class IstioMeshArgs:
     # The project whose Cloud Trace each access log line links to, and the environment every span names.
     project: str
     environment: str
+    # Where Istio's images come from (the charts' `global.hub`): Docker Hub's istio/, or the stack's mirror of it.
+    hub: str = ISTIO_HUB
 
     @classmethod
-    def from_config(cls, config: StackConfig) -> IstioMeshArgs:
+    def from_config(cls, config: StackConfig, hub: str = ISTIO_HUB) -> IstioMeshArgs:
         namespaces = [*application_namespaces(config), config.observability.collector_namespace]
         return cls(
             config.istio,
@@ -41,6 +44,7 @@ class IstioMeshArgs:
             inference.grace_period_seconds(config.routing),
             config.gcp.project,
             config.environment,
+            hub,
         )
 
 
@@ -93,17 +97,17 @@ class IstioMesh(pulumi.ComponentResource):
         self.namespaces = {ns: namespace(ns, {"istio.io/rev": revision}) for ns in args.application_namespaces}
 
         base = release("istio-base", "base", ISTIO_NAMESPACE, base_values(revision), [system])
-        cni = release("istio-cni", "cni", ISTIO_NAMESPACE, cni_values(revision), [base])
+        cni = release("istio-cni", "cni", ISTIO_NAMESPACE, cni_values(revision, args.hub), [base])
         self.istiod = release(
             f"istiod-{revision}",
             "istiod",
             ISTIO_NAMESPACE,
-            istiod_values(revision, args.observability, args.project),
+            istiod_values(revision, args.observability, args.project, args.hub),
             [base, cni],
         )
         if istio.previous_version and istio.previous_revision:
             previous = istio.previous_revision
-            values = istiod_values(previous, args.observability, args.project)
+            values = istiod_values(previous, args.observability, args.project, args.hub)
             release(f"istiod-{previous}", "istiod", ISTIO_NAMESPACE, values, [base, cni], istio.previous_version)
         self.gateway_release = release(
             GATEWAY_RELEASE,

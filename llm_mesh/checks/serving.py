@@ -10,6 +10,7 @@ weights serves nothing, an autoscaler without a metrics adapter never scales. Co
   LM0120 a pod its namespace's Pod Security level would refuse   LM0121 a namespace that enforces no level
   (both in llm_mesh.checks.pod_security)
   LM0113, LM0122-LM0124 who reaches the public gateway, on which ports, how fast (llm_mesh.checks.gateway_exposure)
+  LM0125 an image pulled straight from Docker Hub (llm_mesh.checks.image_sources)
 and, as the mesh analysis's LM0103, spans sent to a host no Service serves (llm_mesh.checks.telemetry).
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from llm_mesh.checks.findings import Finding
 from llm_mesh.checks.gateway_exposure import gateway_exposure_findings
+from llm_mesh.checks.image_sources import image_source_findings
 from llm_mesh.checks.pod_security import pod_security_findings
 from llm_mesh.checks.telemetry import telemetry_findings
 from llm_mesh.engine.readers import EngineResource
@@ -122,6 +124,7 @@ def serving_findings(resources: list[EngineResource], environment: str) -> list[
     findings += _gpu_capacity(workloads, resources)
     findings += _metrics_served(resources)
     findings += gateway_exposure_findings(resources, environment)
+    findings += image_source_findings(resources, environment)
     findings += telemetry_findings(resources)
     findings += pod_security_findings(resources)
     return findings

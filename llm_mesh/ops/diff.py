@@ -73,6 +73,9 @@ REPLACED_BY: dict[str, tuple[str, ...]] = {
         "nodeConfig.flexStart", "nodeConfig.enableConfidentialStorage", "nodeConfig.localSsdEncryptionMode",
         "nodeConfig.confidentialNodes.confidentialInstanceType",
     ),
+    "gcp:artifactregistry/repository:Repository": (
+        "project", "location", "repositoryId", "format", "mode", "kmsKeyName", "remoteRepositoryConfig",
+    ),
     "gcp:compute/firewall:Firewall": ("name", "project", "direction", "params"),
     "gcp:compute/router:Router": ("name", "network", "region", "project", "encryptedInterconnectRouter", "params"),
     "gcp:compute/routerNat:RouterNat": (

@@ -20,8 +20,8 @@ def base_values(revision: str) -> dict[str, Any]:
     return {"defaultRevision": revision, **WEBHOOK_VALUES}
 
 
-def cni_values(revision: str) -> dict[str, Any]:
-    return {"revision": revision, "global": {"platform": "gke"}}
+def cni_values(revision: str, hub: str) -> dict[str, Any]:
+    return {"revision": revision, "global": {"platform": "gke", "hub": hub}}
 
 
 def mesh_config(observability: ObservabilityConfig, project: str) -> dict[str, Any]:
@@ -56,10 +56,11 @@ def mesh_config(observability: ObservabilityConfig, project: str) -> dict[str, A
 INTERNAL_LB_ANNOTATION = "networking.gke.io/load-balancer-type"
 
 
-def istiod_values(revision: str, observability: ObservabilityConfig, project: str) -> dict[str, Any]:
+def istiod_values(revision: str, observability: ObservabilityConfig, project: str, hub: str) -> dict[str, Any]:
+    """istiod, and through its injection templates every proxy's image, the gateway's included, from `hub`."""
     return {
         "revision": revision,
-        "global": {"platform": "gke"},
+        "global": {"platform": "gke", "hub": hub},
         "pilot": {
             "cni": {"enabled": True},
             "autoscaleMin": 2,

@@ -451,7 +451,8 @@ def test_the_prod_collector_is_deployed_pinned_hardened_and_in_the_mesh(previews
     prod = previews["prod"]
     deployment = resource(prod, DEPLOYMENT, "observability-collector")
     container = prop(deployment, "spec.template.spec.containers.0")
-    assert container["image"] == stack_config("prod").observability.collector_image
+    mirror = "us-central1-docker.pkg.dev/llm-mesh-prod/llm-mesh-prod-dockerhub/"
+    assert container["image"] == mirror + stack_config("prod").observability.collector_image, "through the mirror"
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["args"] == ["--config=/conf/config.yaml"]
     assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [

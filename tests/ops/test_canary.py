@@ -317,7 +317,7 @@ def test_cli_status_and_dry_run(cli: Cli, project: Project) -> None:
     # A canary taking traffic gets its second pod and its disruption budget.
     assert "  + kubernetes:policy/v1:PodDisruptionBudget model-llama-canary-pdb (create)" in lines
     assert "      spec.replicas: 1 → 2" in lines
-    assert lines[-1] == "Resources: + 1 to create, ~ 2 to update, 105 unchanged"
+    assert lines[-1] == "Resources: + 1 to create, ~ 2 to update, 107 unchanged"
     assert project.stack_file("test").read_text() == before, "a dry run changes nothing"
     refused = cli(
         "--project", str(project.root), "canary", "advance", "--stack", "test", "--model", "llama", "--step", "0",

@@ -162,9 +162,9 @@ def test_review_of_a_canary_weight_change(cli: Cli, tmp_path: Path) -> None:
     assert report == result.stdout
     rows = [line for line in report.splitlines() if line.startswith("| ") and "stack" not in line]
     assert [row.split("|")[1:7] for row in rows] == [
-        [" dev ", " 0 ", " 0 ", " 0 ", " 0 ", " 105 "],
-        [" staging ", " 0 ", " 0 ", " 0 ", " 0 ", " 111 "],
-        [" prod ", " 0 ", " 1 ", " 0 ", " 0 ", " 126 "],
+        [" dev ", " 0 ", " 0 ", " 0 ", " 0 ", " 107 "],
+        [" staging ", " 0 ", " 0 ", " 0 ", " 0 ", " 113 "],
+        [" prod ", " 0 ", " 1 ", " 0 ", " 0 ", " 128 "],
     ]
     assert "    - `spec.http[1].route[0].weight: 90 → 80`" in report.splitlines()
     assert "    - `spec.http[1].route[1].weight: 10 → 20`" in report.splitlines()

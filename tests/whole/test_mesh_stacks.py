@@ -197,7 +197,8 @@ def test_istio_from_pinned_charts_by_revision(previews: dict[str, Any], stack: s
         }
     ]
     assert releases["istio-base"]["values"]["defaultRevision"] == "1-31"
-    assert releases["istio-cni"]["values"]["global"] == {"platform": "gke"}
+    mirror = f"us-central1-docker.pkg.dev/llm-mesh-{stack}/llm-mesh-{stack}-dockerhub/istio"
+    assert releases["istio-cni"]["values"]["global"] == {"platform": "gke", "hub": mirror}
     gateway = releases["istio-ingressgateway"]
     assert gateway["namespace"] == "istio-ingress"
     assert gateway["values"]["autoscaling"]["enabled"] is True

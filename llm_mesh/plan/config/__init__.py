@@ -29,7 +29,7 @@ from llm_mesh.plan.config.cluster import (
     Reservation,
     SystemPool,
 )
-from llm_mesh.plan.config.fields import NAMESPACE, Duration, Image, Name, image_pinned
+from llm_mesh.plan.config.fields import NAMESPACE, Duration, Image, Name, docker_hub_path, image_pinned
 from llm_mesh.plan.config.mesh import (
     GatewayConfig,
     GatewayRateLimit,
@@ -115,6 +115,7 @@ __all__ = [
     "StackConfig",
     "SystemPool",
     "config_from_pulumi",
+    "docker_hub_path",
     "image_pinned",
     "load_stack_config",
     "parse_stack_config",

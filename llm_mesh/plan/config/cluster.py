@@ -81,6 +81,10 @@ class ClusterConfig(ConfigModel):
     # kubeconfig, and with it `pulumi up`, uses it, so a runner with no fixed address (GitHub-hosted) can deploy
     # a cluster whose IP endpoint admits only the authorized networks. False: the kubeconfig uses the IP endpoint.
     dns_endpoint: bool = True
+    # Docker Hub's images (vLLM, nginx, the collector, Istio's) pulled through an Artifact Registry remote
+    # repository the stack declares in its region: no anonymous pull limit on the Cloud NAT address, a copy
+    # cached in-region for the next node. False: nodes pull from Docker Hub (not in prod while it runs any).
+    image_mirror: bool = True
     # Private nodes reach public registries (Docker Hub, Istio's) and JWKS endpoints through Cloud NAT.
     # Turn off only when images come from Artifact Registry and the network has its own egress.
     cloud_nat: bool = True

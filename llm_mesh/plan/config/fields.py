@@ -22,6 +22,19 @@ def image_pinned(image: str) -> bool:
     return bool(_DIGEST.search(image) or _GKE_RELEASE.match(image))
 
 
+DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+def docker_hub_path(image: str) -> str | None:
+    """The image's path on Docker Hub ('library/nginx@sha256:…'), or None when another registry serves it."""
+    first, _, rest = image.partition("/")
+    if rest and first in DOCKER_HUB_HOSTS:
+        image = rest
+    elif rest and ("." in first or ":" in first or first == "localhost"):
+        return None  # a registry host: gcr.io/…, registry.k8s.io/…, localhost:5000/…
+    return image if "/" in image else f"library/{image}"
+
+
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 CIDR = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
 

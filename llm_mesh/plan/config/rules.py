@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from llm_mesh.plan import gpu_fit
-from llm_mesh.plan.config.fields import image_pinned
+from llm_mesh.plan.config.fields import docker_hub_path, image_pinned
 from llm_mesh.plan.config.problems import KeyProblem
 
 if TYPE_CHECKING:
@@ -166,6 +166,14 @@ def prod_hardened(config: StackConfig) -> Iterator[KeyProblem]:
     for path, image in config.images():
         if not image_pinned(image):
             yield KeyProblem(path, image, "prod images must be pinned by digest: 'repo@sha256:<64 hex>'")
+    from_docker_hub = [path for path, image in config.images() if docker_hub_path(image) is not None]
+    if not config.cluster.image_mirror and from_docker_hub:
+        yield KeyProblem(
+            "cluster.imageMirror",
+            False,
+            f"prod would pull {', '.join(from_docker_hub)} (and Istio) from Docker Hub, whose anonymous pull limit "
+            "on the one Cloud NAT address stalls a scale-up; set it true (an Artifact Registry remote repository)",
+        )
     alerts = config.observability.alerts
     if not alerts.notification_channels and not alerts.emails:
         yield KeyProblem(
