@@ -253,7 +253,7 @@ def plan_push(
         if url is None and source:
             raise PushError(
                 f"--version {version}: {model} {track} {version} is imported from {source} by the transfer job, "
-                f"which would overwrite an upload to the model store; push there with --to {source}"
+                f"which fills the model store's copy from there; push there with --to {source}"
             )
         if url is not None and source and _url(str(source)) != url and not move:
             # The servers' weights would come from elsewhere from the next `pulumi up` on: only on purpose.

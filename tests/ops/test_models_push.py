@@ -455,8 +455,8 @@ def imported_version_without_to(s: Setup) -> tuple[list[str], str]:
     source = "        source: s3://registry/llama/v2/\n"
     stack.write_text(replaced(STACK, "        version: v2\n", "        version: v2\n" + source))
     return ["--model", "llama", "--version", "v2", str(s.folder)], (
-        "--version v2: llama canary v2 is imported from s3://registry/llama/v2/ by the transfer job, which would "
-        "overwrite an upload to the model store; push there with --to s3://registry/llama/v2/"
+        "--version v2: llama canary v2 is imported from s3://registry/llama/v2/ by the transfer job, which fills "
+        "the model store's copy from there; push there with --to s3://registry/llama/v2/"
     )
 
 
