@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import pulumi
 import pulumi_gcp as gcp
@@ -29,8 +30,19 @@ from llm_mesh.plan.topology import METADATA_SERVER, MODEL_STORE, MODEL_STORE_LAB
 meta = k8s.meta.v1
 core = k8s.core.v1
 ARTIFACT_ROOT = "/usr/share/nginx/html/models"  # served as /models/<model>/<version>/<file>
-# A past start date with a daily repeat: the job runs at once, then keeps the copy in step with the source.
-IMPORT_START = gcp.storage.TransferJobScheduleScheduleStartDateArgs(year=2025, month=1, day=1)
+# How far ahead of the program's clock an import is dated (see import_date).
+IMPORT_LEAD = timedelta(hours=1)
+
+
+def import_date(now: datetime) -> date:
+    """The day an import job created now runs on: today (UTC), or tomorrow within the last hour of the day.
+
+    Storage Transfer runs a job whose end date is its start date "only one time", at once when that day is today
+    and no start time is set; a start date already past when the job is created moves the first run to the next
+    day (the API reference's Schedule), after such a job's end date. Dated an hour ahead, a job created up to an
+    hour after `pulumi up` began still runs: at once, or at midnight UTC.
+    """
+    return (now.astimezone(UTC) + IMPORT_LEAD).date()
 
 
 @dataclass(frozen=True)
@@ -58,9 +70,11 @@ class ModelStoreArgs:
     imports: list[ImportSource]
     # Prod keeps the bucket through a bad `up` or a `destroy`: protected, and retained if ever deleted.
     protect: bool
+    # The day a new import job runs on, once.
+    import_date: date
 
     @classmethod
-    def from_config(cls, config: StackConfig, stack: str) -> ModelStoreArgs:
+    def from_config(cls, config: StackConfig, stack: str, now: datetime | None = None) -> ModelStoreArgs:
         bucket = config.bucket_name(stack)
         imports = [
             ImportSource(model.name, version)
@@ -83,6 +97,7 @@ class ModelStoreArgs:
             store=config.model_store,
             imports=imports,
             protect=config.environment == "prod",
+            import_date=import_date(now or datetime.now(UTC)),
         )
 
 
@@ -201,14 +216,24 @@ def _imports(name: str, args: ModelStoreArgs, bucket: gcp.storage.Bucket, opts: 
                     opts=opts,
                 )
             )
+    # A version's files never change: an import runs once (start and end on one day, see import_date) and
+    # overwrites nothing. Later `up`s leave the schedule as the job was created: a later date would run it again.
+    # (A job created by an older release keeps its daily schedule; it overwrites nothing now.)
+    day = {"year": args.import_date.year, "month": args.import_date.month, "day": args.import_date.day}
+    once = gcp.storage.TransferJobScheduleArgs(
+        schedule_start_date=gcp.storage.TransferJobScheduleScheduleStartDateArgs(**day),
+        schedule_end_date=gcp.storage.TransferJobScheduleScheduleEndDateArgs(**day),
+    )
     for source in args.imports:
         gcp.storage.TransferJob(
             f"{name}-import-{source.model}-{source.version.version}",
             project=args.project,
             description=f"import {source.model} {source.version.version} from {source.version.source}",
             transfer_spec=_transfer_spec(args.store.s3, source, bucket.name),
-            schedule=gcp.storage.TransferJobScheduleArgs(schedule_start_date=IMPORT_START, repeat_interval="86400s"),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=grants)),
+            schedule=once,
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=grants, ignore_changes=["schedule"])
+            ),
         )
 
 
@@ -217,7 +242,7 @@ def _transfer_spec(
 ) -> gcp.storage.TransferJobTransferSpecArgs:
     storage = gcp.storage
     sink = storage.TransferJobTransferSpecGcsDataSinkArgs(bucket_name=bucket, path=source.sink_path)
-    options = storage.TransferJobTransferSpecTransferOptionsArgs(overwrite_when="DIFFERENT")
+    options = storage.TransferJobTransferSpecTransferOptionsArgs(overwrite_when="NEVER")
     origin = source.location
     path = origin.prefix or None
     if origin.scheme == "gs":

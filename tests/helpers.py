@@ -49,6 +49,15 @@ def prop(state: dict[str, Any], path: str) -> Any:
 # What every served model in a test config needs: the GPU fit's inputs and a version with weights.
 FIT: dict[str, Any] = {"shape": {"preset": "llama-3.1-8b"}, "contextLength": 8192}
 FILES: list[dict[str, Any]] = [{"path": "config.json"}, {"path": "model.safetensors"}]
+# The same files as `llm-mesh models push` records them, as prod requires: size and sha256 (of b"{}" and b"").
+PUSHED_FILES: list[dict[str, Any]] = [
+    {"path": "config.json", "size": 2, "sha256": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},
+    {
+        "path": "model.safetensors",
+        "size": 0,
+        "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    },
+]
 
 
 def version(name: str, **changes: Any) -> dict[str, Any]:

@@ -56,6 +56,8 @@ class Registration:
     custom_timeouts: dict[str, str]
     remote: bool
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Properties the engine keeps as the resource was made (`ignore_changes`); recorded, not written to documents.
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +139,7 @@ class RecordingMonitor(MockMonitor):
             retain_on_delete=bool(request.retainOnDelete),
             custom_timeouts={k: v for k, v in json_format.MessageToDict(request.customTimeouts).items() if v},
             remote=bool(request.remote),
+            ignore_changes=list(request.ignoreChanges),
         )
         self.registrations.append(registration)
         self._by_urn[urn] = registration

@@ -36,6 +36,8 @@ TRACKS = ("stable", "canary", "mirror")
 _BUCKET_URL = re.compile(r"^(gs|s3)://[a-z0-9][-a-z0-9._]{1,61}[a-z0-9](/.*)?$")  # as ModelVersion.source
 _DO = "name the folder that holds the version's files"
 _NEW_VERSION = "a version's files do not change: push them as a new version and point a track at it"
+# What the check of a push assumes of another version's file that has no size or sha256 yet.
+UNCHECKED_STAND_IN = {"size": 0, "sha256": "0" * 64}
 
 
 class PushError(CommandError):
@@ -251,7 +253,7 @@ def plan_push(
         if url is None and source:
             raise PushError(
                 f"--version {version}: {model} {track} {version} is imported from {source} by the transfer job, "
-                f"which would overwrite an upload to the model store; push there with --to {source}"
+                f"which fills the model store's copy from there; push there with --to {source}"
             )
         if url is not None and source and _url(str(source)) != url and not move:
             # The servers' weights would come from elsewhere from the next `pulumi up` on: only on purpose.
@@ -448,7 +450,8 @@ def _validated(
     """The config the edited stack file gives, read as the program would read it; raises ConfigError.
 
     Other versions without files are not this push's business (pushing them is how they get files): for the
-    check they stand in with the pushed list, and problems with those stand-ins are not reported.
+    check they stand in with the pushed list, and problems with those stand-ins are not reported. Nor are their
+    files without size or sha256, which prod refuses: pushing them is how they get both.
     """
     with tempfile.TemporaryDirectory() as scratch:
         (Path(scratch) / project.stack_file(stack).name).write_text(text, encoding="utf-8")
@@ -460,10 +463,14 @@ def _validated(
         for track in TRACKS:
             node = model.get(track)
             node = node.get("version") if track == "mirror" and isinstance(node, dict) else node
-            if isinstance(node, dict) and "files" not in node and not (i == index and track in tracks):
+            if not isinstance(node, dict) or (i == index and track in tracks):
+                continue
+            if "files" not in node:
                 node["files"] = local
                 key = f"{NAMESPACE}:models[{i}].{'mirror.version' if track == 'mirror' else track}.files"
                 stand_ins.append(re.compile(re.escape(key) + r"\b"))
+            elif isinstance(node["files"], list):
+                node["files"] = [{**UNCHECKED_STAND_IN, **e} if isinstance(e, dict) else e for e in node["files"]]
     values[MODELS] = json.dumps(models)
     try:
         return config_from_pulumi(values)

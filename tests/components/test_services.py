@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -144,6 +145,57 @@ def test_staging_imports_its_canary_from_s3(previews: dict[str, Any]) -> None:
         "models-import-llama-31-8b-v2",
         "models-import-llama-31-8b-v3-rc1",
     ], "prod imports every version from its registry bucket"
+
+
+def test_prod_imports_each_version_once_and_overwrite_nothing(previews: dict[str, Any]) -> None:
+    """One run on the day the job is made (start and end dates equal, no time of day, no repeat), and never over a
+    file the store holds: a version's files do not change."""
+    for step in steps_of_type(previews["prod"], TRANSFER):
+        job = step["newState"]
+        assert prop(job, "transferSpec.transferOptions") == {"overwriteWhen": "NEVER"}
+        schedule = prop(job, "schedule")
+        assert set(schedule) == {"scheduleStartDate", "scheduleEndDate"}, "no startTimeOfDay, no repeatInterval"
+        assert schedule["scheduleStartDate"] == schedule["scheduleEndDate"]
+        day = date(*(int(schedule["scheduleStartDate"][k]) for k in ("year", "month", "day")))
+        assert abs(day - datetime.now(UTC).date()) <= timedelta(days=1), "today, or tomorrow near midnight (UTC)"
+
+
+@pytest.mark.parametrize(
+    ("now", "day"),
+    [
+        (datetime(2026, 12, 2, 9, 30, tzinfo=UTC), date(2026, 12, 2)),
+        (datetime(2026, 12, 2, 22, 59, tzinfo=UTC), date(2026, 12, 2)),
+        # Created up to an hour later, a job dated today could be created tomorrow, and never run.
+        (datetime(2026, 12, 2, 23, 30, tzinfo=UTC), date(2026, 12, 3)),
+        # A clock in another time zone: the service's days are UTC's.
+        (datetime(2026, 12, 2, 20, 30, tzinfo=timezone(timedelta(hours=-8))), date(2026, 12, 3)),
+    ],
+)
+def test_an_import_is_dated_the_day_it_can_still_run(now: datetime, day: date) -> None:
+    from components.model_store import import_date
+
+    assert import_date(now) == day
+
+
+@pytest.mark.usefixtures("fresh_loop")
+def test_an_import_job_keeps_the_schedule_it_was_made_with() -> None:
+    """The date is the day of the `pulumi up` that makes the job: a later up would move it and run the job again."""
+    from components.model_store import ModelStore, ModelStoreArgs
+    from llm_mesh.engine.run import record
+    from llm_mesh.engine.stackfile import StackSettings
+
+    config = store_config(s3={"roleArn": "arn:aws:iam::123456789012:role/t"})
+    made = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+
+    def program() -> None:
+        ModelStore("models", ModelStoreArgs.from_config(config, "test", now=made))
+
+    jobs = [r for r in record(program, "llm-mesh", "test", StackSettings({})).resources if r.type == TRANSFER]
+    assert [r.name for r in jobs] == ["models-import-m-v2", "models-import-m-v3"]
+    for job in jobs:
+        assert job.ignore_changes == ["schedule"]
+        once = {"year": 2026.0, "month": 12.0, "day": 2.0}
+        assert job.inputs["schedule"] == {"scheduleStartDate": once, "scheduleEndDate": once}
 
 
 @pytest.mark.usefixtures("fresh_loop")

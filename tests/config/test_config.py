@@ -11,7 +11,7 @@ import pytest
 from llm_mesh.engine.stackfile import Project, read_stack_settings
 from llm_mesh.plan.config import ConfigError, StackConfig, config_from_pulumi, parse_stack_config
 from tests.config.builders import BASE, only_problem, problems_of, with_change
-from tests.helpers import served_model, version
+from tests.helpers import PUSHED_FILES, served_model, version
 
 DIGEST = "@sha256:" + "ab" * 32
 
@@ -114,8 +114,33 @@ NOBODY_TOLD = (
 TOLD = {"alerts": {"emails": ["oncall@example.com"]}}
 
 
-def test_prod_serves_https_only_with_pinned_images_all_said_at_once() -> None:
+def prod_copy() -> dict[str, Any]:
+    """BASE switched to prod, its versions' files recorded with size and sha256 as prod requires."""
     prod = with_change("environment", "prod")
+    for track in ("stable", "canary"):
+        prod["models"][0][track]["files"] = PUSHED_FILES
+    return prod
+
+
+# What else prod requires of BASE.
+HARDENED = {
+    "gateway": {"tlsCredentialName": "llm-tls"},
+    "inference": {"image": "vllm/vllm-openai" + DIGEST},
+    "modelStore": {"serverImage": "nginxinc/nginx-unprivileged" + DIGEST},
+    "observability": TOLD,
+}
+
+
+def unchecked(key: str, entry: dict[str, Any], missing: str, version: str) -> str:
+    return (
+        f"llm-mesh:{key} = {entry!r}: prod serves only files it can check (sha256 at every fetch, size in `llm-mesh "
+        f"models verify`); this one has no {missing}: record both with `llm-mesh models push --stack STACK --model "
+        f"llama --version {version} DIR` (DIR: the version's folder)"
+    )
+
+
+def test_prod_serves_https_only_with_pinned_images_all_said_at_once() -> None:
+    prod = prod_copy()
     assert problems_of(prod) == [
         "llm-mesh:gateway.tlsCredentialName = None: prod serves HTTPS only; name the gateway's TLS secret",
         f"llm-mesh:inference.image = 'vllm/vllm-openai:v0.27.1': {PINNED}",
@@ -125,15 +150,35 @@ def test_prod_serves_https_only_with_pinned_images_all_said_at_once() -> None:
 
 
 def test_prod_images_must_be_pinned_by_digest() -> None:
-    prod = with_change("environment", "prod")
-    prod["gateway"] = {"tlsCredentialName": "llm-tls"}
-    prod["inference"] = {"image": "vllm/vllm-openai" + DIGEST}
-    prod["modelStore"] = {"serverImage": "nginxinc/nginx-unprivileged" + DIGEST}
-    prod["observability"] = TOLD
+    prod = {**prod_copy(), **HARDENED}
     prod["models"][0]["canary"]["image"] = "vllm/vllm-openai:latest"
     assert problems_of(prod) == [f"llm-mesh:models[0].canary.image = 'vllm/vllm-openai:latest': {PINNED}"]
     del prod["models"][0]["canary"]["image"]
     assert parse_stack_config(prod).environment == "prod"
+
+
+def test_prod_serves_only_files_with_size_and_sha256() -> None:
+    """Each file without them is named by its key, with the push that records both (to the version's registry, when
+    it is imported from one); other environments take paths alone, as a first draft or a copied stack has them."""
+    prod = {**prod_copy(), **HARDENED}
+    stable = prod["models"][0]["stable"]
+    stable["source"] = "gs://llm-registry/llama/v1/"
+    stable["files"] = [{"path": "config.json", "size": 2}, {"path": "model.safetensors"}]
+    assert problems_of(prod) == [
+        "llm-mesh:models[0].stable.files[0] = {'path': 'config.json', 'size': 2}: prod serves only files it can check "
+        "(sha256 at every fetch, size in `llm-mesh models verify`); this one has no sha256: record both with "
+        "`llm-mesh models push --stack STACK --model llama --version v1 DIR --to gs://llm-registry/llama/v1/` (DIR: "
+        "the version's folder)",
+        "llm-mesh:models[0].stable.files[1] = {'path': 'model.safetensors'}: prod serves only files it can check "
+        "(sha256 at every fetch, size in `llm-mesh models verify`); this one has no sha256 or size: record both with "
+        "`llm-mesh models push --stack STACK --model llama --version v1 DIR --to gs://llm-registry/llama/v1/` (DIR: "
+        "the version's folder)",
+    ]
+    for environment in ("dev", "staging"):
+        config = parse_stack_config({**prod, "environment": environment})
+        assert config.models[0].stable.files[1].sha256 is None
+    del prod["environment"]  # prod by default, and said to be
+    assert problems_of(prod)[0].startswith("llm-mesh:environment is not set, so this stack is prod")
 
 
 def test_defaults_are_the_safe_ones() -> None:
@@ -183,6 +228,10 @@ def test_single_key_and_cross_key_mistakes_come_in_one_run() -> None:
         f"llm-mesh:inference.image = 'vllm/vllm-openai:v0.27.1': {PINNED}",
         f"llm-mesh:modelStore.serverImage = 'nginxinc/nginx-unprivileged:1.30.5-alpine': {PINNED}",
         NOBODY_TOLD,
+        unchecked("models[0].stable.files[0]", {"path": "config.json"}, "sha256 or size", "v1"),
+        unchecked("models[0].stable.files[1]", {"path": "model.safetensors"}, "sha256 or size", "v1"),
+        unchecked("models[0].canary.files[0]", {"path": "config.json"}, "sha256 or size", "v2"),
+        unchecked("models[0].canary.files[1]", {"path": "model.safetensors"}, "sha256 or size", "v2"),
     ]
 
 

@@ -18,9 +18,10 @@ import yaml
 from moto.server import ThreadedMotoServer
 
 from llm_mesh.cli import main
-from llm_mesh.engine.stackfile import Project
+from llm_mesh.engine.stackfile import Project, read_stack_settings
 from llm_mesh.ops.models_push import PushError, conflict, files_entry, open_destination, plan_push, push
 from llm_mesh.ops.stack_edit import StackFileEdit
+from llm_mesh.plan.config import ConfigError, config_from_pulumi
 from tests.conftest import ROOT
 
 CONFIG = b'{"architectures": ["LlamaForCausalLM"]}\n'
@@ -454,8 +455,8 @@ def imported_version_without_to(s: Setup) -> tuple[list[str], str]:
     source = "        source: s3://registry/llama/v2/\n"
     stack.write_text(replaced(STACK, "        version: v2\n", "        version: v2\n" + source))
     return ["--model", "llama", "--version", "v2", str(s.folder)], (
-        "--version v2: llama canary v2 is imported from s3://registry/llama/v2/ by the transfer job, which would "
-        "overwrite an upload to the model store; push there with --to s3://registry/llama/v2/"
+        "--version v2: llama canary v2 is imported from s3://registry/llama/v2/ by the transfer job, which fills "
+        "the model store's copy from there; push there with --to s3://registry/llama/v2/"
     )
 
 
@@ -649,6 +650,42 @@ def test_a_placeholder_list_copied_from_another_stack_gives_way_to_the_pushed_fi
         STACK, "        version: m1\n", "        version: m1\n        files:\n" + listing(8)
     )
     assert stores.objects() == pushed(f"gs://{STORE}/mistral/m1/")
+
+
+def test_a_prod_stack_takes_its_versions_one_push_at_a_time(
+    stores: Stores, project: Path, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Prod refuses files without size and sha256, and the push that records them checks the whole stack file: the
+    other versions, still listed by path alone, do not hold it up (pushing them is how they get both)."""
+    digest = "@sha256:" + "ab" * 32
+    hardened = (
+        "  llm-mesh:environment: prod\n"
+        f"  llm-mesh:inference:\n    image: vllm/vllm-openai{digest}\n"
+        "  llm-mesh:gateway:\n    tlsCredentialName: llm-tls\n"
+        "  llm-mesh:observability:\n    alerts:\n      emails: [oncall@example.com]\n"
+    )
+    text = replaced(STACK, "  llm-mesh:environment: dev\n", hardened)
+    text = replaced(
+        text,
+        "  llm-mesh:modelStore:\n",
+        f"  llm-mesh:modelStore:\n    serverImage: nginxinc/nginx-unprivileged{digest}\n",
+    )
+    text = replaced(text, "      mirror:\n        version:\n          version: v3\n        percentage: 5\n", "")
+    stack = project / "stacks" / "Pulumi.test.yaml"
+    stack.write_text(text)
+    assert run(project, "--model", "mistral", "--version", "m1", str(folder)) == 0
+    assert capsys.readouterr().err == ""
+    assert stack.read_text() == replaced(
+        text, "        version: m1\n", "        version: m1\n        files:\n" + listing(8)
+    )
+    with pytest.raises(ConfigError) as caught:
+        config_from_pulumi(read_stack_settings(Project.find(project), "test").config)
+    assert [line.split(" = ")[0] for line in caught.value.problems] == [
+        "llm-mesh:models[0].stable.files[0]",
+        "llm-mesh:models[0].stable.files[1]",
+        "llm-mesh:models[0].canary.files[0]",
+        "llm-mesh:models[0].canary.files[1]",
+    ], "llama's versions are still to push"
 
 
 def test_the_readmes_own_stack_walk_with_another_model(

@@ -9,7 +9,7 @@ import pytest
 
 from llm_mesh.plan.config import ConfigError, parse_stack_config
 from llm_mesh.plan.gpu_fit import PRESETS, Fit, GiB, Gpu, choose_fit
-from tests.helpers import served_model, version
+from tests.helpers import PUSHED_FILES, served_model, version
 
 LLAMA_8B = PRESETS["llama-3.1-8b"]
 L4 = Gpu.of("nvidia-l4")
@@ -216,7 +216,7 @@ def prod(**gateway: Any) -> dict[str, Any]:
         "inference": {"image": "vllm/vllm-openai" + digest},
         "modelStore": {"serverImage": "nginxinc/nginx-unprivileged" + digest},
         "gateway": {"tlsCredentialName": "tls", **gateway},
-        "models": [served_model(stable=version("v1"))],
+        "models": [served_model(stable=version("v1", files=PUSHED_FILES))],
         "observability": {"alerts": {"emails": ["oncall@example.com"]}},
     }
 

@@ -184,6 +184,31 @@ def prod_hardened(config: StackConfig) -> Iterator[KeyProblem]:
         )
 
 
+def prod_weights_checked(config: StackConfig) -> Iterator[KeyProblem]:
+    """In prod every file a server fetches is checked: its sha256 at each fetch, its size by `models verify`. A file
+    without them would be served as whatever the store holds under its name."""
+    if config.environment != "prod":
+        return
+    for i, model in enumerate(config.models):
+        for track, version in model.tracks():
+            push = f"llm-mesh models push --stack STACK --model {model.name} --version {version.version} DIR"
+            if version.source is not None:
+                push += f" --to {version.source}"
+            for j, entry in enumerate(version.files):
+                missing = [name for name in ("sha256", "size") if getattr(entry, name) is None]
+                if missing:
+                    yield KeyProblem(
+                        f"models[{i}].{TRACK_KEYS[track]}.files[{j}]",
+                        entry.model_dump(exclude_none=True),
+                        "prod serves only files it can check (sha256 at every fetch, size in `llm-mesh models "
+                        f"verify`); this one has no {' or '.join(missing)}: record both with `{push}` (DIR: the "
+                        "version's folder)",
+                    )
+
+
+TRACK_KEYS = {"stable": "stable", "canary": "canary", "mirror": "mirror.version"}
+
+
 VERSION_KEYS = {"stable": "stable.version", "canary": "canary.version", "mirror": "mirror.version.version"}
 
 

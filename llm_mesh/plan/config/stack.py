@@ -44,6 +44,7 @@ class StackConfig(ConfigModel):
         problems += rules.not_anonymous_in_prod(self)
         problems += rules.s3_sources_need_access(self)
         problems += rules.prod_hardened(self)
+        problems += rules.prod_weights_checked(self)
         problems += rules.one_version_one_definition(self)
         if problems:
             raise Problems(problems)
