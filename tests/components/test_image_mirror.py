@@ -10,7 +10,7 @@ from components.image_mirror import ImageMirrorArgs
 from llm_mesh.plan.config import ConfigError, docker_hub_path, parse_stack_config
 from llm_mesh.plan.images import through_mirror
 from tests.conftest import STACKS
-from tests.helpers import prop, resource, served_model, version
+from tests.helpers import PUSHED_FILES, prop, resource, served_model, version
 
 REPOSITORY = "gcp:artifactregistry/repository:Repository"
 
@@ -69,7 +69,7 @@ def prod_config(**cluster: Any) -> dict[str, Any]:
         "inference": {"image": "vllm/vllm-openai" + digest},
         "modelStore": {"serverImage": "nginxinc/nginx-unprivileged" + digest},
         "gateway": {"tlsCredentialName": "tls"},
-        "models": [served_model(stable=version("v1"))],
+        "models": [served_model(stable=version("v1", files=PUSHED_FILES))],
         "observability": {"alerts": {"emails": ["oncall@example.com"]}},
     }
 
