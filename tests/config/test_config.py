@@ -54,7 +54,33 @@ def test_base_is_valid() -> None:
         (
             "gcp.zones",
             ["europe-west4-a"],
-            "llm-mesh:gcp.zones = ['europe-west4-a']: zone 'europe-west4-a' is not in region 'us-central1'",
+            "llm-mesh:gcp.zones = ['europe-west4-a']: zone 'europe-west4-a' is not in region 'us-central1'; use "
+            "us-central1-a, us-central1-b, us-central1-c or us-central1-f",
+        ),
+        (
+            "gcp.zones",
+            ["us-central1-d"],
+            "llm-mesh:gcp.zones = ['us-central1-d']: zone 'us-central1-d' is not a zone of us-central1; use "
+            "us-central1-a, us-central1-b, us-central1-c or us-central1-f",
+        ),
+        (
+            "gcp.region",
+            "europe-west99",
+            "llm-mesh:gcp.region = 'europe-west99': not a GCP region GKE runs in; did you mean 'europe-west9'? "
+            "(`gcloud compute regions list` shows them; one opened since goes in llm_mesh/plan/gcp_regions.json)",
+        ),
+        (
+            "gcp.region",
+            "europe-west",
+            "llm-mesh:gcp.region = 'europe-west': not a GCP region GKE runs in; did you mean 'europe-west1', "
+            "'europe-west2' or 'europe-west3'?",
+        ),
+        ("gcp.region", "mars-north1", "llm-mesh:gcp.region = 'mars-north1': not a GCP region GKE runs in (`gcloud"),
+        (
+            "gcp.region",
+            "us-central1-a",
+            "llm-mesh:gcp.region = 'us-central1-a': a zone, not a region: set region: us-central1 (zones go in "
+            "gcp.zones)",
         ),
         (
             "gpuPools.0.migPartitionSize",
@@ -91,6 +117,16 @@ def test_base_is_valid() -> None:
 )
 def test_invalid_setting_names_key_value_and_fix(path: str, value: Any, expected: str) -> None:
     assert only_problem(with_change(path, value)).startswith(expected)
+
+
+def test_zones_are_judged_once_their_region_is_right() -> None:
+    """A refused region is the one mistake: its zones are not also reported against the default region."""
+    config = with_change("gcp.region", "europe-west99")
+    config["gcp"]["zones"] = ["europe-west99-a"]
+    assert only_problem(config).startswith("llm-mesh:gcp.region = 'europe-west99': not a GCP region")
+    assert parse_stack_config(
+        with_change("gcp", {"project": "llm-mesh-test", "region": "europe-west1", "zones": ["europe-west1-b"]})
+    ).gcp.zones == ["europe-west1-b"]
 
 
 def test_canary_weight_without_canary_version() -> None:
