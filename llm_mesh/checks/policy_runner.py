@@ -27,7 +27,7 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-from llm_mesh.engine.readers import EngineResource
+from llm_mesh.engine.readers import EngineResource, recorded_environment
 from llm_mesh.errors import InputError, did_you_mean
 
 LEVELS = {level.value: level for level in EnforcementLevel}
@@ -80,9 +80,9 @@ def stack_environment(resources: list[EngineResource], override: str | None) -> 
     else the stack's name when it is an environment's; else prod, the strictest."""
     if override:
         return override
-    exported = {str(r.outputs.get("environment")) for r in resources if r.type == "pulumi:pulumi:Stack"}
-    if len(exported) == 1 and (environment := exported.pop()) in ENVIRONMENTS:
-        return environment
+    recorded = recorded_environment(None, resources)
+    if recorded:
+        return recorded
     stacks = {r.stack for r in resources}
     stack = stacks.pop() if len(stacks) == 1 else ""
     return stack if stack in ENVIRONMENTS else "prod"
@@ -151,7 +151,7 @@ def run_policies(
         level = report.levels[policy.name]
         if level == "disabled":
             continue
-        policy_config = _policy_config(config, policy.name, environment)
+        policy_config = _policy_config(config, policy.name, environment, env)
         if isinstance(policy, ResourceValidationPolicy):
             for resource in resources:
                 args = ResourceValidationArgs(
@@ -198,11 +198,14 @@ class _Collector:
         self.report.not_evaluated.append((self.policy, urn, reason))
 
 
-def _policy_config(config: Mapping[str, Any], name: str, environment: str | None) -> dict[str, Any]:
+def _policy_config(config: Mapping[str, Any], name: str, override: str | None, environment: str) -> dict[str, Any]:
+    """A rule's settings, with the environment the report states: else a rule would read it from the stack's name,
+    and judge a stack called acme-prod as prod whatever the document says it is."""
     entry = config.get(name)
     properties = {k: v for k, v in entry.items() if k != "enforcementLevel"} if isinstance(entry, Mapping) else {}
-    if environment:
-        properties["environment"] = environment
+    if override:
+        properties["environment"] = override
+    properties.setdefault("environment", environment)
     return properties
 
 
