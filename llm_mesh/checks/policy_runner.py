@@ -145,13 +145,16 @@ def run_policies(
     """Every policy over the resources; stack-wide rules only when the document lists the whole stack."""
     config = dict(config or {})
     env = stack_environment(resources, environment)
+    # Rules read the environment from each URN's stack name unless told: tell them what the document records, or
+    # a stack named acme-prod would be judged as prod whatever its config says.
+    told = environment or recorded_environment(None, resources)
     report = PolicyReport(env, enforcement_levels(policies, config, env))
     policy_resources = _policy_resources(resources)
     for policy in policies:
         level = report.levels[policy.name]
         if level == "disabled":
             continue
-        policy_config = _policy_config(config, policy.name, environment, env)
+        policy_config = _policy_config(config, policy.name, told)
         if isinstance(policy, ResourceValidationPolicy):
             for resource in resources:
                 args = ResourceValidationArgs(
@@ -198,14 +201,11 @@ class _Collector:
         self.report.not_evaluated.append((self.policy, urn, reason))
 
 
-def _policy_config(config: Mapping[str, Any], name: str, override: str | None, environment: str) -> dict[str, Any]:
-    """A rule's settings, with the environment the report states: else a rule would read it from the stack's name,
-    and judge a stack called acme-prod as prod whatever the document says it is."""
+def _policy_config(config: Mapping[str, Any], name: str, environment: str | None) -> dict[str, Any]:
     entry = config.get(name)
     properties = {k: v for k, v in entry.items() if k != "enforcementLevel"} if isinstance(entry, Mapping) else {}
-    if override:
-        properties["environment"] = override
-    properties.setdefault("environment", environment)
+    if environment:
+        properties["environment"] = environment
     return properties
 
 
