@@ -27,7 +27,7 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-from llm_mesh.engine.readers import EngineResource
+from llm_mesh.engine.readers import EngineResource, recorded_environment
 from llm_mesh.errors import InputError, did_you_mean
 
 LEVELS = {level.value: level for level in EnforcementLevel}
@@ -80,9 +80,9 @@ def stack_environment(resources: list[EngineResource], override: str | None) -> 
     else the stack's name when it is an environment's; else prod, the strictest."""
     if override:
         return override
-    exported = {str(r.outputs.get("environment")) for r in resources if r.type == "pulumi:pulumi:Stack"}
-    if len(exported) == 1 and (environment := exported.pop()) in ENVIRONMENTS:
-        return environment
+    recorded = recorded_environment(None, resources)
+    if recorded:
+        return recorded
     stacks = {r.stack for r in resources}
     stack = stacks.pop() if len(stacks) == 1 else ""
     return stack if stack in ENVIRONMENTS else "prod"
@@ -145,13 +145,16 @@ def run_policies(
     """Every policy over the resources; stack-wide rules only when the document lists the whole stack."""
     config = dict(config or {})
     env = stack_environment(resources, environment)
+    # Rules read the environment from each URN's stack name unless told: tell them what the document records, or
+    # a stack named acme-prod would be judged as prod whatever its config says.
+    told = environment or recorded_environment(None, resources)
     report = PolicyReport(env, enforcement_levels(policies, config, env))
     policy_resources = _policy_resources(resources)
     for policy in policies:
         level = report.levels[policy.name]
         if level == "disabled":
             continue
-        policy_config = _policy_config(config, policy.name, environment)
+        policy_config = _policy_config(config, policy.name, told)
         if isinstance(policy, ResourceValidationPolicy):
             for resource in resources:
                 args = ResourceValidationArgs(

@@ -296,7 +296,9 @@ def _unused_pools(workloads: list[Workload], resources: list[EngineResource]) ->
         r for r in resources if r.type == NODE_POOL and (r.inputs.get("nodeConfig") or {}).get("guestAccelerators")
     ]
     if gpu_pools and not gpu_workloads:
-        # No model at all: say so, rather than blame each pool (maybe one the user never wrote: the default pool).
+        # No model at all: say so, rather than blame each pool (maybe one the user never wrote: the default pool). A
+        # stack config without a model is refused before the program runs; this is for documents read from a file
+        # (`pulumi preview --json` of a program or version that let one through).
         return [
             Finding(
                 "LM0116", "error", "Stack", "the stack serves no model, so no GPU pool has anything to run",

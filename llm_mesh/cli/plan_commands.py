@@ -147,19 +147,20 @@ def _validate(args: argparse.Namespace) -> int:
     config: StackConfig | None = None
     if kubernetes_version:
         check_version(kubernetes_version)  # before the program runs: a wrong version wastes nothing
-    complete = True
+    complete, recorded = True, None
     if stack:
         resources, config = offline_resources(project, stack)
     else:
         assert file is not None
         document = load_engine_document(file)
-        resources, complete = document.resources, document.complete
+        resources, complete, recorded = document.resources, document.complete, document.environment
         config = _config_for(project, resources)
     version = kubernetes_version or (config.cluster.kubernetes_version if config else "1.34")
     check_version(version)
     declared = set(config.security.callers) if config else set()
     objects = kube_objects(resources)
-    environment = config.environment if config else _environment_of(resources)
+    # A document's own environment first: the stack file here may have changed since, or be another stack's.
+    environment = recorded or (config.environment if config else _environment_of(resources))
     findings = (
         schema_findings(objects, version)
         + analyze(inventory(objects, helm_releases(resources), declared))

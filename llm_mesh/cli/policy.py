@@ -28,7 +28,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "files", nargs="*", type=Path, default=[], help="`pulumi preview --json` or `pulumi stack export` files"
     )
     parser.add_argument(
-        "--env", choices=["dev", "staging", "prod"], help="environment (default: the stack name in the URNs)"
+        "--env",
+        choices=["dev", "staging", "prod"],
+        help="environment (default: the stack config's; on a file, the one it records, else the stack name)",
     )
     parser.add_argument("--config", type=Path, help="policy pack config, as for `pulumi preview --policy-pack-config`")
     parser.add_argument("--format", choices=["text", "json"], default="text")
@@ -57,8 +59,9 @@ def _policy(args: argparse.Namespace) -> int:
     else:
         sources = [(str(f), load_engine_document(f)) for f in files]
     try:
+        # Each document judged by the environment it records (the stack's config is in it), as --stack reads it.
         reports = [
-            (label, run_policies(POLICIES, document.resources, config, env, document.complete))
+            (label, run_policies(POLICIES, document.resources, config, env or document.environment, document.complete))
             for label, document in sources
         ]
     except PolicyConfigError as exc:  # a level the environment does not allow: the file is where to fix it

@@ -20,6 +20,8 @@ def preview_document(recording: Recording) -> dict[str, Any]:
             for d in recording.diagnostics
         ],
         "changeSummary": dict(Counter(step["op"] for step in steps)),
+        # As in the engine's own: the stack's config, which says the environment whatever the stack is called.
+        **({"config": recording.config} if recording.config else {}),
         # Not in the engine's own output: says how this document was made and what it could not know.
         "offline": {
             "engine": "llm-mesh offline preview (Pulumi SDK mock runtime)",

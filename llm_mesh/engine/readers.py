@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from llm_mesh.engine.values import display
 from llm_mesh.errors import InputError, read_problem
+from llm_mesh.plan.config import NAMESPACE, Environment
+
+ENVIRONMENTS = get_args(Environment)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class EngineDocument:
     complete: bool
     # A `pulumi stack export`: the state of a deployed stack, every value known.
     from_export: bool = False
+    # The stack's environment as the document records it (see `recorded_environment`), or None.
+    environment: str | None = None
 
 
 def read_engine_document(data: dict[str, Any]) -> EngineDocument:
@@ -64,21 +69,34 @@ def read_engine_document(data: dict[str, Any]) -> EngineDocument:
             if step.get("newState") and step.get("op") != "delete"
         ]
         ops = {step.get("op") for step in steps}
+        resources = [_resource(s, where) for where, s in states]
         # A new stack's preview creates everything; otherwise only `same` steps show unchanged ones are listed.
-        return EngineDocument([_resource(s, where) for where, s in states], ops <= {"create"} or "same" in ops)
+        complete = ops <= {"create"} or "same" in ops
+        return EngineDocument(resources, complete, environment=recorded_environment(data.get("config"), resources))
     if isinstance(data.get("deployment"), dict):
         if data.get("version") != 3:
             raise DocumentError(f"stack export version {data.get('version')!r}; this reader knows version 3")
         resources = data["deployment"].get("resources") or []
         if not isinstance(resources, list):
             raise DocumentError("deployment.resources is not a list")
-        return EngineDocument(
-            [_resource(s, f"deployment.resources[{i}]") for i, s in enumerate(resources)], True, from_export=True
-        )
+        deployed = [_resource(s, f"deployment.resources[{i}]") for i, s in enumerate(resources)]
+        return EngineDocument(deployed, True, from_export=True, environment=recorded_environment(None, deployed))
     raise DocumentError(
         "neither `pulumi preview --json` (steps[]) nor `pulumi stack export` (deployment.resources[])"
         "; write one with `llm-mesh preview --json`, `pulumi preview --json --show-sames` or `pulumi stack export`"
     )
+
+
+def recorded_environment(config: Any, resources: list[EngineResource]) -> str | None:
+    """The stack's environment as a document records it: the `llm-mesh:environment` of a preview's `config` (the
+    engine writes the stack's config there), else the `environment` the program exports (a deployed stack's outputs;
+    a new stack's preview has none). None when it records neither, or something that is no environment."""
+    configured = config.get(f"{NAMESPACE}:environment") if isinstance(config, dict) else None
+    exported = {r.outputs.get("environment") for r in resources if r.type == "pulumi:pulumi:Stack"}
+    for found in (configured, exported.pop() if len(exported) == 1 else None):
+        if found in ENVIRONMENTS:
+            return str(found)
+    return None
 
 
 def _expect_object(value: Any, where: str, what: str) -> None:

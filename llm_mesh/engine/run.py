@@ -73,6 +73,8 @@ class Recording:
     stack: str
     resources: list[Registration]
     diagnostics: list[Diagnostic]
+    # The stack's config as the engine's preview writes it: each key's value, a secret's as [secret].
+    config: dict[str, str] = field(default_factory=dict)
 
 
 class _ComputedOutputs(Mocks):
@@ -258,7 +260,8 @@ def record(
     set_all_config(settings.config, settings.secret_keys)
     with _quiet_sdk_logging(), _monitor_calls_inline(asyncio.get_event_loop()), _fewer_collections():
         sync_await(run_in_stack(lambda: _settled(program)))
-    return Recording(project, stack, monitor.registrations, engine.diagnostics)
+    config = {key: "[secret]" if key in settings.secret_keys else value for key, value in settings.config.items()}
+    return Recording(project, stack, monitor.registrations, engine.diagnostics, config)
 
 
 async def _settled(program: Callable[[], None]) -> None:

@@ -24,8 +24,28 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 
 def stack_config(**changes: Any) -> StackConfig:
     return parse_stack_config(
-        {"environment": "dev", "gcp": {"project": "llm-mesh-test", "zones": ["us-central1-a"]}, **changes}
+        {
+            "environment": "dev",
+            "gcp": {"project": "llm-mesh-test", "zones": ["us-central1-a"]},
+            "models": [served_model()],
+            **changes,
+        }
     )
+
+
+# A model small enough for a 1g.10gb MIG slice or a quarter of a time-shared L4 (a stack serves at least one model, and
+# every pool must carry one).
+SMALL: dict[str, Any] = {
+    "shape": {
+        "parametersBillions": 0.5,
+        "layers": 24,
+        "attentionHeads": 14,
+        "kvHeads": 2,
+        "headDim": 64,
+        "nativeContext": 32768,
+    },
+    "contextLength": 4096,
+}
 
 
 def preview_of(config: StackConfig) -> dict[str, Any]:
@@ -52,7 +72,11 @@ def test_reservation_sharing_and_mig_reach_the_node_pool() -> None:
                 "machineType": "g2-standard-8",
                 "sharing": {"strategy": "TIME_SHARING", "maxSharedClientsPerGpu": 4},
             },
-        ]
+        ],
+        models=[
+            served_model("small-a100", **SMALL, gpuPool="a100"),
+            served_model("small-l4", **SMALL, gpuPool="l4-shared"),
+        ],
     )
     document = preview_of(config)
     a100 = resource(document, NODE_POOL, "gpu-a100")
@@ -135,7 +159,6 @@ def test_side_by_side_upgrade_keeps_the_previous_istiod() -> None:
 
 def test_jwt_at_the_gateway_refuses_requests_without_a_token() -> None:
     config = stack_config(
-        models=[served_model()],
         security={"jwt": {"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}},
     )
     manifests = {obj.key: obj.manifest() for obj in security_objects(config)}
@@ -172,7 +195,6 @@ def test_jwt_at_the_gateway_refuses_requests_without_a_token() -> None:
 
 def test_configured_callers_add_to_the_gateway() -> None:
     config = stack_config(
-        models=[served_model()],
         security={"callers": ["cluster.local/ns/default/sa/api-gateway"]},
     )
     policy = next(o for o in security_objects(config) if o.key == "AuthorizationPolicy/inference/llama-callers")
@@ -206,13 +228,13 @@ def test_models_served_inside_the_mesh_only_take_no_gateway_traffic() -> None:
     from llm_mesh.plan.topology import model_names
 
     caller = "cluster.local/ns/apps/sa/chat"
-    config = stack_config(models=[served_model()], security={"callers": [caller], "allowGateway": False})
+    config = stack_config(security={"callers": [caller], "allowGateway": False})
     policy = next(o for o in security_objects(config) if o.key == "AuthorizationPolicy/inference/llama-callers")
     assert [r["from"] for r in policy.manifest()["spec"]["rules"]] == [[{"source": {"principals": [caller]}}]] * 2
     spec = virtual_service(model_names(config)[0], config.routing, through_gateway=False).manifest()["spec"]
     assert spec["gateways"] == ["mesh"] and spec["hosts"] == ["llama.inference.svc.cluster.local"]
     with pytest.raises(ConfigError) as caught:
-        stack_config(models=[served_model()], security={"allowGateway": False})
+        stack_config(security={"allowGateway": False})
     assert caught.value.problems == [
         "llm-mesh:security.allowGateway = False: with the gateway not allowed and no security.callers, nothing "
         "could call the models; name the in-mesh callers, or allow the gateway"

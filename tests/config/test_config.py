@@ -54,7 +54,33 @@ def test_base_is_valid() -> None:
         (
             "gcp.zones",
             ["europe-west4-a"],
-            "llm-mesh:gcp.zones = ['europe-west4-a']: zone 'europe-west4-a' is not in region 'us-central1'",
+            "llm-mesh:gcp.zones = ['europe-west4-a']: zone 'europe-west4-a' is not in region 'us-central1'; use "
+            "us-central1-a, us-central1-b, us-central1-c or us-central1-f",
+        ),
+        (
+            "gcp.zones",
+            ["us-central1-d"],
+            "llm-mesh:gcp.zones = ['us-central1-d']: zone 'us-central1-d' is not a zone of us-central1; use "
+            "us-central1-a, us-central1-b, us-central1-c or us-central1-f",
+        ),
+        (
+            "gcp.region",
+            "europe-west99",
+            "llm-mesh:gcp.region = 'europe-west99': not a GCP region GKE runs in; did you mean 'europe-west9'? "
+            "(`gcloud compute regions list` shows them; one opened since goes in llm_mesh/plan/gcp_regions.json)",
+        ),
+        (
+            "gcp.region",
+            "europe-west",
+            "llm-mesh:gcp.region = 'europe-west': not a GCP region GKE runs in; did you mean 'europe-west1', "
+            "'europe-west2' or 'europe-west3'?",
+        ),
+        ("gcp.region", "mars-north1", "llm-mesh:gcp.region = 'mars-north1': not a GCP region GKE runs in (`gcloud"),
+        (
+            "gcp.region",
+            "us-central1-a",
+            "llm-mesh:gcp.region = 'us-central1-a': a zone, not a region: set region: us-central1 (zones go in "
+            "gcp.zones)",
         ),
         (
             "gpuPools.0.migPartitionSize",
@@ -91,6 +117,16 @@ def test_base_is_valid() -> None:
 )
 def test_invalid_setting_names_key_value_and_fix(path: str, value: Any, expected: str) -> None:
     assert only_problem(with_change(path, value)).startswith(expected)
+
+
+def test_zones_are_judged_once_their_region_is_right() -> None:
+    """A refused region is the one mistake: its zones are not also reported against the default region."""
+    config = with_change("gcp.region", "europe-west99")
+    config["gcp"]["zones"] = ["europe-west99-a"]
+    assert only_problem(config).startswith("llm-mesh:gcp.region = 'europe-west99': not a GCP region")
+    assert parse_stack_config(
+        with_change("gcp", {"project": "llm-mesh-test", "region": "europe-west1", "zones": ["europe-west1-b"]})
+    ).gcp.zones == ["europe-west1-b"]
 
 
 def test_canary_weight_without_canary_version() -> None:
@@ -184,14 +220,15 @@ def test_prod_serves_only_files_with_size_and_sha256() -> None:
 def test_defaults_are_the_safe_ones() -> None:
     config = StackConfig.model_validate(
         {
+            "environment": "prod",
             "gcp": {"project": "llm-mesh-test"},
+            "models": [served_model()],
             "inference": {"image": "a" + DIGEST},
             "modelStore": {"serverImage": "b" + DIGEST},
             "gateway": {"tlsCredentialName": "llm-tls"},
             "observability": TOLD,
         }
     )
-    assert config.environment == "prod"
     assert config.cluster.deletion_protection is True
     assert config.cluster.regional is True
     assert config.gpu_pools[0].driver_version == "LATEST"
@@ -264,7 +301,12 @@ def test_pattern_and_type_mistakes_say_what_to_write(path: str, value: Any, expe
 
 
 def test_unknown_config_namespace_is_a_typo_not_a_silent_drop() -> None:
-    bag = {"llm-mesh:environment": "dev", "llm-mesh:gcp": '{"project": "llm-mesh-test"}', "llm-mes:models": "[]"}
+    bag = {
+        "llm-mesh:environment": "dev",
+        "llm-mesh:gcp": '{"project": "llm-mesh-test"}',
+        "llm-mesh:models": json.dumps([served_model()]),
+        "llm-mes:models": "[]",
+    }
     with pytest.raises(ConfigError) as caught:
         config_from_pulumi(bag)
     assert caught.value.problems == [
@@ -291,6 +333,7 @@ def test_pulumi_config_bag_is_decoded() -> None:
     bag = {
         "llm-mesh:environment": "dev",
         "llm-mesh:gcp": '{"project": "llm-mesh-test"}',
+        "llm-mesh:models": json.dumps([served_model()]),
         "gcp:project": "ignored-provider-setting",
     }
     assert config_from_pulumi(bag).gcp.project == "llm-mesh-test"
@@ -338,7 +381,13 @@ def test_each_stack_file_is_valid(stack: str) -> None:
     ],
 )
 def test_cross_field_rules(changes: dict[str, Any], expected: str) -> None:
-    base = {"environment": "dev", "gcp": {"project": "llm-mesh-test"}, "gpuPools": [{"name": "l4"}], **changes}
+    base = {
+        "environment": "dev",
+        "gcp": {"project": "llm-mesh-test"},
+        "gpuPools": [{"name": "l4"}],
+        "models": [served_model()],
+        **changes,
+    }
     assert expected in only_problem(base)
 
 
@@ -346,6 +395,7 @@ def test_secret_values_are_never_echoed() -> None:
     config = {
         "environment": "dev",
         "gcp": {"project": "llm-mesh-test"},
+        "models": [served_model()],
         "modelStore": {"s3": {"accessKeyId": "AKIA-SECRET-ID"}},
     }
     problem = only_problem(config)
@@ -401,11 +451,30 @@ def test_the_stack_file_reader_knows_every_credential_of_the_schema() -> None:
     assert secret_keys(StackConfig) == SECRET_KEYS
 
 
-def test_a_stack_that_never_named_its_environment_is_told_it_is_prod_first() -> None:
-    config = with_change("environment", None)
-    config["gateway"] = {"exposure": "public"}
-    problems = problems_of(config)
-    assert problems[0] == (
-        "llm-mesh:environment is not set, so this stack is prod and held to prod's rules; set it to dev, staging or prod"
+def test_a_stack_states_its_environment() -> None:
+    """No default: one that forgot it would silently be held to prod's rules, or a prod stack to dev's."""
+    assert only_problem(with_change("environment", None)) == (
+        "llm-mesh:environment: required key is missing; say which environment this stack is: dev, staging or prod "
+        "(prod is held to prod's rules: HTTPS, images pinned by digest, alerts that notify someone)"
     )
-    assert len(problems) > 1
+    assert only_problem(with_change("environment", "qa")) == (
+        "llm-mesh:environment = 'qa': Input should be 'dev', 'staging' or 'prod'"
+    )
+
+
+@pytest.mark.parametrize(("models", "value"), [(None, ""), ([], " = []")])
+def test_a_stack_serves_a_model(models: list[Any] | None, value: str) -> None:
+    """Missing or empty, before any rule blames the default GPU pool for having nothing to run."""
+    assert only_problem(with_change("models", models)) == (
+        f"llm-mesh:models{value}: no model to serve: add one under llm-mesh:models (its name, shape, contextLength "
+        'and stable version with its files; the README\'s "Making your own stack" shows one)'
+    )
+
+
+def test_a_stack_with_no_config_is_told_what_a_stack_needs() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_pulumi({"gcp:project": "llm-mesh-test"})
+    assert caught.value.problems == [
+        "llm-mesh:*: the stack sets no llm-mesh config; a stack states at least llm-mesh:environment (dev, staging or "
+        "prod), llm-mesh:gcp.project and a model under llm-mesh:models: start from a copy of stacks/Pulumi.dev.yaml"
+    ]

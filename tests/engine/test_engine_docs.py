@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from llm_mesh_policies import POLICIES
 
 from llm_mesh.checks.policy_runner import run_policies
-from llm_mesh.engine.readers import DocumentError, load_document, read_document
+from llm_mesh.engine.readers import DocumentError, load_document, read_document, read_engine_document
 from tests.conftest import ROOT
 
 SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
@@ -60,3 +61,37 @@ def test_unreadable_file_names_the_path(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(DocumentError, match=r"broken\.json"):
         load_document(path)
+
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+STACK_URN = "urn:pulumi:acme-prod::llm-mesh::pulumi:pulumi:Stack::llm-mesh-acme-prod"
+
+
+@pytest.mark.parametrize(
+    ("document", "environment"),
+    [
+        # A new stack's preview, as the engine writes it: the stack's config, no outputs on the stack resource.
+        (
+            {
+                "config": {"llm-mesh:environment": "staging", "llm-mesh:gcp": '{"project": "acme"}'},
+                "steps": [{"op": "create", "urn": STACK_URN, "newState": {"urn": STACK_URN, "type": STACK_TYPE}}],
+            },
+            "staging",
+        ),
+        # A deployed stack's export: no config, the outputs the program exported.
+        (
+            {
+                "version": 3,
+                "deployment": {
+                    "resources": [{"urn": STACK_URN, "type": STACK_TYPE, "outputs": {"environment": "dev"}}]
+                },
+            },
+            "dev",
+        ),
+        # Neither, or no environment: the reader does not guess from the name.
+        ({"steps": [{"op": "create", "urn": STACK_URN, "newState": {"urn": STACK_URN, "type": STACK_TYPE}}]}, None),
+        ({"config": {"llm-mesh:environment": "qa"}, "steps": []}, None),
+    ],
+)
+def test_a_document_records_its_stacks_environment(document: dict[str, Any], environment: str | None) -> None:
+    assert read_engine_document(document).environment == environment

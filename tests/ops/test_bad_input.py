@@ -38,6 +38,10 @@ def project(tmp_path: Path) -> Path:
         STACK.replace("    region: us-central1\n", "    region: us-central1\n    region: us-east1\n", 1)
     )
     (stacks / "Pulumi.utf16.yaml").write_bytes(STACK.encode("utf-16"))
+    (stacks / "Pulumi.region.yaml").write_text(STACK.replace("region: us-central1", "region: europe-west99"))
+    models = STACK.index("  llm-mesh:models:")
+    (stacks / "Pulumi.modelless.yaml").write_text(STACK[:models] + STACK[STACK.index("  llm-mesh:observability:") :])
+    (stacks / "Pulumi.noenv.yaml").write_text(STACK.replace("  llm-mesh:environment: dev\n", ""))
     (stacks / "Pulumi.cidr.yaml").write_text(STACK.replace("cidrBlock: 203.0.113.0/24", "cidrBlock: 203.0.113.0/33"))
     (stacks / "Pulumi.plain.yaml").write_text(
         STACK.replace(
@@ -81,7 +85,7 @@ def tree(root: Path) -> dict[str, str]:
 
 CASES = [
     # (case, arguments, what the one line says)
-    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, newer, plain, scalar, twice, typo, unclosed, utf16)"),
+    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, modelless, newer, noenv, plain, region, scalar, twice, typo, unclosed, utf16)"),
     ("a secret in plain text", ["preview", "--stack", "plain"], "Pulumi.plain.yaml: llm-mesh:modelStore.s3.secretAccessKey is written in plain text in a file that is committed: set it with `pulumi config set --secret --path 'llm-mesh:modelStore.s3.secretAccessKey' VALUE`"),
     ("a key given twice", ["preview", "--stack", "twice"], "Pulumi.twice.yaml:7:5: key 'region' given twice (first at line 6); Pulumi refuses a stack file with a duplicate key"),
     ("a stack file saved as UTF-16", ["validate", "--stack", "utf16"], "Pulumi.utf16.yaml: not UTF-8 text; save it as UTF-8"),
@@ -90,7 +94,10 @@ CASES = [
     ("misspelled stack", ["render", "--stack", "dve", "--out", "out"], "Pulumi.dve.yaml: no such stack file (did you mean 'dev'? stacks here:"),
     ("wrong shape stack file", ["preview", "--stack", "scalar"], "Pulumi.scalar.yaml: a YAML mapping was expected, found str"),
     ("unparseable stack file", ["render", "--stack", "unclosed", "--out", "out"], "Pulumi.unclosed.yaml:3:1: not valid YAML"),
-    ("empty stack file", ["preview", "--stack", "empty"], "llm-mesh:gcp: required key is missing"),
+    ("empty stack file", ["preview", "--stack", "empty"], "Pulumi.empty.yaml: llm-mesh:*: the stack sets no llm-mesh config; a stack states at least llm-mesh:environment (dev, staging or prod), llm-mesh:gcp.project and a model under llm-mesh:models: start from a copy of stacks/Pulumi.dev.yaml"),
+    ("a region GKE does not have", ["preview", "--stack", "region"], "Pulumi.region.yaml: llm-mesh:gcp.region = 'europe-west99': not a GCP region GKE runs in; did you mean 'europe-west9'? (`gcloud compute regions list` shows them; one opened since goes in llm_mesh/plan/gcp_regions.json)"),
+    ("a stack with no model", ["validate", "--stack", "modelless"], "Pulumi.modelless.yaml: llm-mesh:models: no model to serve: add one under llm-mesh:models (its name, shape, contextLength and stable version with its files; the README's \"Making your own stack\" shows one)"),
+    ("a stack that never says its environment", ["policy", "--stack", "noenv"], "Pulumi.noenv.yaml: llm-mesh:environment: required key is missing; say which environment this stack is: dev, staging or prod (prod is held to prod's rules: HTTPS, images pinned by digest, alerts that notify someone)"),
     ("misspelled namespace", ["preview", "--stack", "typo"], "llm-mes:models: unknown config namespace 'llm-mes'"),
     ("misspelled stack-file key", ["validate", "--stack", "confg"], "unknown top-level key 'confg': did you mean 'config'?"),
     ("output folder missing", ["preview", "--stack", "dev", "--json", "no/such/folder/out.json"], "folder no/such/folder does not exist"),

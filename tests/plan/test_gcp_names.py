@@ -8,6 +8,7 @@ import pytest
 
 from llm_mesh.plan.config import ConfigError, parse_stack_config
 from llm_mesh.plan.gcp_names import cluster_name, service_account_id
+from tests.helpers import served_model
 
 ACCOUNT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 
@@ -36,13 +37,9 @@ def test_long_names_sharing_a_prefix_stay_apart() -> None:
 
 
 def test_cluster_name_too_long_is_a_config_error() -> None:
-    config = parse_stack_config(
-        {"environment": "dev", "gcp": {"project": "llm-mesh-test"}, "cluster": {"name": "a" * 38}}
-    )
-    assert (
-        cluster_name(parse_stack_config({"environment": "dev", "gcp": {"project": "llm-mesh-test"}}), "dev")
-        == "llm-mesh-dev"
-    )
+    minimal = {"environment": "dev", "gcp": {"project": "llm-mesh-test"}, "models": [served_model()]}
+    config = parse_stack_config({**minimal, "cluster": {"name": "a" * 38}})
+    assert cluster_name(parse_stack_config(minimal), "dev") == "llm-mesh-dev"
     with pytest.raises(
         ConfigError, match=r"llm-mesh:cluster.name = 'a{38}': with the stack name the cluster is 'a{38}-staging'"
     ):

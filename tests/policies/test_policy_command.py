@@ -339,14 +339,29 @@ def test_gpu_quantities_compare_as_amounts(
 
 
 def test_a_stack_named_otherwise_is_judged_by_its_own_environment_from_its_document(tmp_path: Path, cli: Cli) -> None:
-    """`policy --stack acme-prod` reads the stack's config; on the stack's own preview the exported environment
-    says the same, whatever the name suggests."""
+    """`policy --stack acme-prod` reads the stack's config (staging); its preview document records the same (the
+    engine writes the stack's config in it), and every rule judges by it, not by the name."""
     stacks = tmp_path / "stacks"
     stacks.mkdir()
-    shutil.copy(FIXTURE_STACKS / "Pulumi.dev.yaml", stacks / "Pulumi.acme-prod.yaml")
+    shutil.copy(FIXTURE_STACKS / "Pulumi.staging.yaml", stacks / "Pulumi.acme-prod.yaml")
     root = project_with_stacks(tmp_path / "project", stacks)
     document = tmp_path / "acme-prod.json"
     assert cli("--project", str(root), "preview", "--stack", "acme-prod", "--json", str(document)).returncode == 0
-    by_stack = json.loads(cli("--project", str(root), "policy", "--stack", "acme-prod", "--format", "json").stdout)
-    by_file = json.loads(cli("--project", str(root), "policy", str(document), "--format", "json").stdout)
-    assert [r["environment"] for r in by_stack["results"]] == [r["environment"] for r in by_file["results"]] == ["dev"]
+    # As `pulumi preview --json` writes a new stack: its config, and no outputs yet on the stack resource.
+    preview = json.loads(document.read_text())
+    assert preview["config"]["llm-mesh:environment"] == "staging"
+    for step in preview["steps"]:
+        step["newState"].pop("outputs", None)
+    engines = tmp_path / "engine.json"
+    engines.write_text(json.dumps(preview))
+
+    def results(*target: str) -> list[dict[str, Any]]:
+        out = cli("--project", str(root), "policy", *target, "--format", "json").stdout
+        return [{k: v for k, v in r.items() if k != "source"} for r in json.loads(out)["results"]]
+
+    by_stack = results("--stack", "acme-prod")
+    assert [r["environment"] for r in by_stack] == ["staging"]
+    assert results(str(document)) == results(str(engines)) == by_stack
+    # The name alone would have said prod, whose rules this stack breaks.
+    as_prod = results(str(engines), "--env", "prod")
+    assert as_prod[0]["summary"]["mandatory"] > by_stack[0]["summary"]["mandatory"]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from llm_mesh.plan import gpu
+from llm_mesh.plan import gpu, regions
 from llm_mesh.plan.config.fields import CIDR, ConfigModel, Name, max_not_below_min
 
 ReleaseChannel = Literal["RAPID", "REGULAR", "STABLE"]
@@ -20,13 +20,22 @@ class GcpConfig(ConfigModel):
     # Zones for GPU pools; empty means the zones GKE picks in the region.
     zones: list[str] = []
 
+    @field_validator("region")
+    @classmethod
+    def _a_region(cls, region: str) -> str:
+        problem = regions.region_problem(region)
+        if problem:
+            raise ValueError(problem)
+        return region
+
     @field_validator("zones")
     @classmethod
     def _zones_in_region(cls, zones: list[str], info: ValidationInfo) -> list[str]:
-        region = info.data.get("region")
+        region = info.data.get("region")  # absent when refused: its zones are judged once it is right
         for zone in zones:
-            if region and not zone.startswith(region + "-"):
-                raise ValueError(f"zone {zone!r} is not in region {region!r}; use zones like '{region}-a'")
+            problem = regions.zone_problem(zone, region) if region else None
+            if problem:
+                raise ValueError(problem)
         return zones
 
 

@@ -38,6 +38,9 @@ def parse_stack_config(values: Mapping[str, Any]) -> StackConfig:
     valid, so after single-key mistakes the rules run again on a copy without the bad keys, and what they
     find about the other keys is reported too.
     """
+    if not values:
+        # Every required key would be reported missing: one line says what a stack needs instead.
+        raise ConfigError([EMPTY_STACK])
     try:
         return StackConfig.model_validate(dict(values))
     except ValidationError as exc:
@@ -56,14 +59,6 @@ def parse_stack_config(values: Mapping[str, Any]) -> StackConfig:
         except ValidationError as again:
             errors = again.errors()
         problems += [line for e in errors if _is_cross_field(e) for line in _describe(e) if line not in problems]
-    if "environment" not in values and any("prod" in line for line in problems):
-        # Prod is the safe default, and its rules are the strictest: a stack that never said so, and breaks one of
-        # them, learns first why they apply.
-        problems.insert(
-            0,
-            "llm-mesh:environment is not set, so this stack is prod and held to prod's rules; set it to dev, "
-            "staging or prod",
-        )
     raise ConfigError(problems)
 
 
@@ -104,6 +99,9 @@ def _describe_one(error: Any) -> str:
         return f"{_key_path((*loc, cause.field))} = {cause.value!r}: {cause}"
     if error["type"] == "int_parsing":
         return f"{_key_path(loc)} = {error['input']!r}: write a whole number, e.g. 8192"
+    if error["type"] in ("missing", "too_short") and str(loc[-1]) in REQUIRED_LISTS:
+        value = "" if error["type"] == "missing" else f" = {error['input']!r}"
+        return f"{_key_path(loc)}{value}: {REQUIRED_LISTS[str(loc[-1])]}"
     if error["type"] == "too_short" and isinstance(error["input"], list):
         return f"{_key_path(loc)} = []: list at least {ctx.get('min_length', 1)} entry"
     message = str(cause) if cause is not None else error["msg"]
@@ -153,6 +151,10 @@ PATTERN_HINTS = {
 }
 
 MISSING_HINTS = {
+    "environment": (
+        "; say which environment this stack is: dev, staging or prod (prod is held to prod's rules: HTTPS, images "
+        "pinned by digest, alerts that notify someone)"
+    ),
     "files": (
         "; list the version's files, weights included: `llm-mesh models push --stack ENV --model NAME --version V "
         "DIR` uploads a model folder and writes them"
@@ -160,6 +162,21 @@ MISSING_HINTS = {
     "shape": "; the GPU fit needs it: e.g. shape: {preset: llama-3.1-8b}",
     "contextLength": "; the context served (vLLM's --max-model-len), e.g. contextLength: 8192",
 }
+
+
+# Lists a stack must fill: missing and empty are one mistake, with one message.
+REQUIRED_LISTS = {
+    "models": (
+        f"no model to serve: add one under {NAMESPACE}:models (its name, shape, contextLength and stable version with "
+        'its files; the README\'s "Making your own stack" shows one)'
+    ),
+}
+
+EMPTY_STACK = (
+    f"{NAMESPACE}:*: the stack sets no {NAMESPACE} config; a stack states at least {NAMESPACE}:environment (dev, "
+    f"staging or prod), {NAMESPACE}:gcp.project and a model under {NAMESPACE}:models: start from a copy of "
+    "stacks/Pulumi.dev.yaml"
+)
 
 
 def _key_path(loc: tuple[str | int, ...]) -> str:

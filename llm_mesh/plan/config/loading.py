@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi.runtime import config as pulumi_config
 
-from llm_mesh.plan.config.errors import ConfigError, parse_stack_config
+from llm_mesh.plan.config.errors import EMPTY_STACK, ConfigError, parse_stack_config
 from llm_mesh.plan.config.fields import NAMESPACE
 from llm_mesh.plan.config.stack import StackConfig
 
@@ -23,7 +23,7 @@ def config_from_pulumi(raw: Mapping[str, Any]) -> StackConfig:
     """
     values: dict[str, Any] = {}
     prefix = NAMESPACE + ":"
-    foreign = []
+    foreign, meant = [], []
     for key, value in raw.items():
         if key.startswith(prefix):
             values[key[len(prefix) :]] = _decode(value)
@@ -33,10 +33,14 @@ def config_from_pulumi(raw: Mapping[str, Any]) -> StackConfig:
                 f"{key}: unknown config namespace {namespace!r}, read by nothing; did you mean '{prefix}{rest}'? "
                 f"(this program reads {prefix}*; providers read {', '.join(sorted(PROVIDER_NAMESPACES))}:*)"
             )
+            meant.append(rest)
     try:
         config = parse_stack_config(values)
     except ConfigError as exc:
-        raise ConfigError(foreign + exc.problems) from None
+        # What a misspelled key was meant to set is missing: the typo is the mistake to report, once.
+        missing = tuple(f"{prefix}{key}:" for key in meant if key not in values)
+        problems = [p for p in exc.problems if not p.startswith((*missing, EMPTY_STACK))] if foreign else exc.problems
+        raise ConfigError(foreign + problems) from None
     if foreign:
         raise ConfigError(foreign)
     return config

@@ -65,16 +65,15 @@ def names_and_pools(config: StackConfig) -> Iterator[KeyProblem]:
                     "compute class per pool)",
                 )
                 break
-    if config.models:
-        used = {pool.name for model in config.models for pool in config.pools_for(model)}
-        for i, pool in enumerate(config.gpu_pools):
-            if pool.name not in used:
-                yield KeyProblem(
-                    f"gpuPools[{i}].name",
-                    pool.name,
-                    "no model can run on this pool (pays for nodes nothing schedules on); name it in a model's "
-                    "gpuPool or overflowPools, or remove the pool",
-                )
+    used = {pool.name for model in config.models for pool in config.pools_for(model)}
+    for i, pool in enumerate(config.gpu_pools):
+        if pool.name not in used:
+            yield KeyProblem(
+                f"gpuPools[{i}].name",
+                pool.name,
+                "no model can run on this pool (pays for nodes nothing schedules on); name it in a model's "
+                "gpuPool or overflowPools, or remove the pool",
+            )
 
 
 def models_fit_their_gpus(config: StackConfig) -> Iterator[KeyProblem]:
@@ -129,7 +128,7 @@ def _public_gateway_fronted(gateway: GatewayConfig) -> Iterator[KeyProblem]:
 
 def not_anonymous_in_prod(config: StackConfig) -> Iterator[KeyProblem]:
     gateway = config.gateway
-    if config.models and not config.security.allow_gateway and not config.security.callers:
+    if not config.security.allow_gateway and not config.security.callers:
         yield KeyProblem(
             "security.allowGateway",
             False,

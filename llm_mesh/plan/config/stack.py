@@ -22,12 +22,14 @@ Environment = Literal["dev", "staging", "prod"]
 
 
 class StackConfig(ConfigModel):
-    environment: Environment = "prod"
+    # Stated by every stack: a default would make a stack that forgot it prod, or a prod stack that forgot it dev.
+    environment: Environment
     gcp: GcpConfig
     cluster: ClusterConfig = ClusterConfig()
     gpu_pools: list[GpuPool] = Field(default_factory=default_gpu_pools, min_length=1)
     inference: InferenceConfig = InferenceConfig()
-    models: list[ServedModel] = Field(default_factory=list)
+    # At least one: a stack with nothing to serve would pay for GPU nodes (the default pool's too) that run nothing.
+    models: list[ServedModel] = Field(min_length=1)
     model_store: ModelStoreConfig = ModelStoreConfig()
     istio: IstioConfig = IstioConfig()
     gateway: GatewayConfig = GatewayConfig()
