@@ -213,8 +213,6 @@ def test_prod_serves_only_files_with_size_and_sha256() -> None:
     for environment in ("dev", "staging"):
         config = parse_stack_config({**prod, "environment": environment})
         assert config.models[0].stable.files[1].sha256 is None
-    del prod["environment"]  # prod by default, and said to be
-    assert problems_of(prod)[0].startswith("llm-mesh:environment is not set, so this stack is prod")
 
 
 def test_defaults_are_the_safe_ones() -> None:
@@ -222,7 +220,7 @@ def test_defaults_are_the_safe_ones() -> None:
         {
             "environment": "prod",
             "gcp": {"project": "llm-mesh-test"},
-            "models": [served_model()],
+            "models": [served_model(stable=version("v1", files=PUSHED_FILES))],
             "inference": {"image": "a" + DIGEST},
             "modelStore": {"serverImage": "b" + DIGEST},
             "gateway": {"tlsCredentialName": "llm-tls"},
