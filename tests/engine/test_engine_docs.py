@@ -1,4 +1,4 @@
-"""The readers of engine output, checked against files a real Pulumi CLI wrote (../shared/samples)."""
+"""The readers of engine output, checked against files a real Pulumi CLI wrote (conftest.ENGINE_SAMPLES)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from llm_mesh_policies import POLICIES
 
 from llm_mesh.checks.policy_runner import run_policies
 from llm_mesh.engine.readers import DocumentError, load_document, read_document, read_engine_document
-from tests.conftest import ROOT
+from tests.conftest import ENGINE_SAMPLES, needs_engine_samples
 
-SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
 needs_samples = pytest.mark.skipif(
-    not SAMPLES.is_dir(), reason="shared samples of real engine output are not beside this checkout"
+    not ENGINE_SAMPLES.is_dir(), reason="shared samples of real engine output are not beside this checkout"
 )
 
 
-@needs_samples
+@needs_engine_samples
 @pytest.mark.parametrize(
     ("name", "count"),
     [
@@ -29,7 +28,7 @@ needs_samples = pytest.mark.skipif(
     ],
 )
 def test_real_engine_files_are_read(name: str, count: int) -> None:
-    resources = load_document(SAMPLES / name)
+    resources = load_document(ENGINE_SAMPLES / name)
     assert len(resources) == count
     assert {r.stack for r in resources} == {"dev"}
     bucket = next(r for r in resources if r.type == "aws:s3/bucket:Bucket")
@@ -37,9 +36,9 @@ def test_real_engine_files_are_read(name: str, count: int) -> None:
     assert "__defaults" not in bucket.inputs, "the engine's bookkeeping is not an input"
 
 
-@needs_samples
+@needs_engine_samples
 def test_policy_pack_runs_on_a_real_export_of_another_stack() -> None:
-    report = run_policies(POLICIES, load_document(SAMPLES / "sample-export.json"))
+    report = run_policies(POLICIES, load_document(ENGINE_SAMPLES / "sample-export.json"))
     assert report.environment == "dev"
     assert [v.policy for v in report.violations] == ["istio-mesh-wide-strict-mtls"], "an AWS stack has no mesh"
 

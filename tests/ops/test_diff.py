@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 
 from llm_mesh.ops.diff import diff, states, text_report
-from tests.conftest import ROOT, Cli
+from tests.conftest import ENGINE_SAMPLES, Cli, needs_engine_samples
 from tests.git_repos import WHO, git, project_repo
 from tests.helpers import run_with_reader_gone
 
-SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
 VS = "urn:pulumi:prod::llm-mesh::llm-mesh:mesh:MeshRouting$kubernetes:networking.istio.io/v1:VirtualService::inference-llama-31-8b"
 
 
@@ -122,9 +121,9 @@ def test_markdown_report_snapshot() -> None:
     )
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared samples of real engine output are beside the checkout")
+@needs_engine_samples
 def test_real_engine_output_export_against_preview(cli: Cli) -> None:
-    result = cli("diff", str(SAMPLES / "sample-export.json"), str(SAMPLES / "sample-preview-update.json"))
+    result = cli("diff", str(ENGINE_SAMPLES / "sample-export.json"), str(ENGINE_SAMPLES / "sample-preview-update.json"))
     assert result.returncode == 0, result.stderr
     assert "  ~ aws:lambda/function:Function docsHandler (update)" in result.stdout.splitlines()
     assert any(line.strip().startswith("code.hash: ") for line in result.stdout.splitlines())

@@ -13,14 +13,13 @@ import pytest
 from llm_mesh.engine.readers import DocumentError
 from llm_mesh.engine.values import UNKNOWN
 from llm_mesh.ops.diff import REPLACED_BY, State, diff, json_report, restacked, states, text_report
-from tests.conftest import ROOT, STACKS, Cli
+from tests.conftest import ENGINE_SAMPLES, STACKS, Cli, needs_engine_samples
 
-SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared samples of real engine output")
+needs_samples = pytest.mark.skipif(not ENGINE_SAMPLES.is_dir(), reason="the shared samples of real engine output")
 
 
 def sample(name: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / name).read_text())
+    return json.loads((ENGINE_SAMPLES / name).read_text())
 
 
 def inputs_of(document: dict[str, Any], type_: str, name: str = "") -> dict[str, Any]:
@@ -46,7 +45,7 @@ def report(base: dict[str, Any], head: dict[str, Any], markdown: bool = False) -
 # 1. A preview that leaves out its unchanged resources
 
 
-@needs_samples
+@needs_engine_samples
 def test_a_preview_without_its_unchanged_resources_is_refused_with_the_fix(cli: Cli, tmp_path: Path) -> None:
     """Without `same` steps every unchanged resource of the export would read as deleted."""
     plain = sample("sample-preview-update.json")
@@ -60,12 +59,12 @@ def test_a_preview_without_its_unchanged_resources_is_refused_with_the_fix(cli: 
     )
     head = tmp_path / "plain.json"
     head.write_text(json.dumps(plain))
-    result = cli("diff", str(SAMPLES / "sample-export.json"), str(head))
+    result = cli("diff", str(ENGINE_SAMPLES / "sample-export.json"), str(head))
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines() == [f"error: engine document {head}: {refused.value}"]
 
 
-@needs_samples
+@needs_engine_samples
 def test_previews_with_all_their_resources_are_read() -> None:
     """With --show-sames, or with nothing unchanged (a new stack), or as the offline preview writes it."""
     assert len(states(sample("sample-preview-update.json"))) == 16
@@ -265,7 +264,7 @@ def test_two_stacks_have_one_stack_resource_each(previews: dict[str, Any]) -> No
     assert not any(c.state.type == "pulumi:pulumi:Stack" for c in result.changes)
 
 
-@needs_samples
+@needs_engine_samples
 @pytest.mark.parametrize("head", ["sample-preview-update.json", "sample-preview-deletes.json"])
 def test_real_engine_counts(head: str) -> None:
     """Against the export it was previewed from, a preview's diff counts what Pulumi's changeSummary counts."""
@@ -297,7 +296,7 @@ def failed_preview(message: str) -> dict[str, Any]:
     return failed
 
 
-@needs_samples
+@needs_engine_samples
 def test_a_preview_that_ended_with_an_error_is_refused_with_its_first_error(cli: Cli, tmp_path: Path) -> None:
     """Its steps stop at the error: every resource after it would read as deleted."""
     long = "  aws:s3/bucket:Bucket resource 'docs' has a problem:\n    " + "the bucket name is taken; " * 8 + "\n"
@@ -310,7 +309,7 @@ def test_a_preview_that_ended_with_an_error_is_refused_with_its_first_error(cli:
     assert said.startswith("aws:s3/bucket:Bucket resource 'docs' has a problem: the bucket name is taken;")
     head = tmp_path / "failed.json"
     head.write_text(json.dumps(failed_preview("bucket name taken\n")))
-    result = cli("diff", str(SAMPLES / "sample-export.json"), str(head))
+    result = cli("diff", str(ENGINE_SAMPLES / "sample-export.json"), str(head))
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines() == [
         f"error: engine document {head}: the preview ended with an error (bucket name taken): its steps are "
@@ -330,7 +329,7 @@ def test_an_offline_preview_with_an_error_diagnostic_is_read_whole(previews: dic
 # 7. The engine's verdict, and providers the table does not cover
 
 
-@needs_samples
+@needs_engine_samples
 @pytest.mark.parametrize(
     ("ops", "reasons"),
     [
@@ -376,7 +375,7 @@ def test_the_properties_the_engine_names_are_the_ones_that_force_the_replacement
     ]
 
 
-@needs_samples
+@needs_engine_samples
 def test_an_update_of_a_provider_the_table_does_not_cover_is_not_stated_confidently() -> None:
     """A new deployment of the sample renames its bucket and role: aws is not in REPLACED_BY, and a `create`
     step says nothing about a replacement."""

@@ -14,13 +14,12 @@ import pytest
 import yaml
 
 from llm_mesh.engine.values import UNKNOWN
-from tests.conftest import FIXTURE_STACKS, ROOT, STACKS, Cli
+from tests.conftest import ENGINE_SAMPLES, FIXTURE_STACKS, ROOT, STACKS, Cli, needs_engine_samples
 from tests.helpers import prop, resource, steps_of_type
 
 URN = re.compile(r"^urn:pulumi:(?P<stack>[a-z]+)::llm-mesh::(?P<types>[^:]+(:[^:$]+)*(\$[^$]+)*)::(?P<name>[^:]+)$")
 CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"
-SAMPLES = ROOT.parent / "shared" / "samples" / "pulumi-engine-output"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -153,10 +152,9 @@ def test_kubernetes_provider_waits_for_schedulable_nodes(previews: dict[str, dic
     assert any(d.endswith("::gpu-system") for d in provider["dependencies"])
 
 
+@needs_engine_samples
 def test_steps_use_only_keys_the_engine_writes(previews: dict[str, dict[str, Any]]) -> None:
-    sample = SAMPLES / "sample-preview-creates.json"
-    if not sample.is_file():
-        pytest.skip("shared samples of real engine output are not beside this checkout")
+    sample = ENGINE_SAMPLES / "sample-preview-creates.json"
     real = json.loads(sample.read_text())
     real_step_keys = {k for s in real["steps"] for k in s}
     # Fields of the engine's state that the sample's program happened not to use.
