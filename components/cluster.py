@@ -306,7 +306,7 @@ def _cluster(
             ),
             workload_metadata_config=container.ClusterNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
         ),
-        # The kubelet's unauthenticated read-only port (10255) off on every node pool (CIS GKE 4.2.4).
+        # The kubelet's unauthenticated read-only port (10255) off on every node pool (CIS GKE 3.2.4).
         node_pool_defaults=container.ClusterNodePoolDefaultsArgs(
             node_config_defaults=container.ClusterNodePoolDefaultsNodeConfigDefaultsArgs(
                 insecure_kubelet_readonly_port_enabled="FALSE"

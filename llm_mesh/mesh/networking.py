@@ -50,6 +50,8 @@ class HTTPMatchRequest(IstioModel):
     uri: StringMatch | None = None
     method: StringMatch | None = None
     headers: dict[str, StringMatch] | None = None
+    # Where the request must come from: `mesh` (sidecars) or gateways the VirtualService is bound to.
+    gateways: list[str] | None = None
 
 
 class HTTPRouteDestination(IstioModel):
@@ -112,6 +114,14 @@ class VirtualServiceSpec(IstioModel):
         names = [r.name for r in self.http if r.name]
         if len(names) != len(set(names)):
             raise ValueError(f"route names must be unique: {names}")
+        # A match limited to a gateway the VirtualService is not bound to never matches there (Istio's default
+        # binding is `mesh` alone).
+        bound = set(self.gateways or ["mesh"])
+        for route in self.http:
+            for match in route.match or []:
+                unbound = sorted(set(match.gateways or []) - bound)
+                if unbound:
+                    raise ValueError(f"route {route.name!r}: match gateways {unbound} are not among {sorted(bound)}")
         return self
 
 

@@ -10,6 +10,7 @@ from llm_mesh.plan.observability import access_log_format
 from llm_mesh.plan.topology import GATEWAY_SELECTOR
 
 TRACING_PROVIDER = "otel-tracing"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 # istiod patches its validating webhook's failurePolicy to Fail once it serves; rendering Fail from the start
 # keeps a second `pulumi up` free of drift (istio/istio#57643, pulumi-kubernetes#2210).
 WEBHOOK_VALUES = {"base": {"validationFailurePolicy": "Fail"}}
@@ -92,7 +93,22 @@ def gateway_values(revision: str, gateway: GatewayConfig, drain_seconds: int) ->
             "autoscaleBehavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
         },
         "terminationGracePeriodSeconds": drain_seconds,
-        "podAnnotations": {"proxy.istio.io/config": json.dumps(drain, sort_keys=True)},
+        "podAnnotations": {
+            "proxy.istio.io/config": json.dumps(drain, sort_keys=True),
+            # The cluster autoscaler gives an evicted pod at most 10 minutes, less than the drain above: it does
+            # not take a gateway pod's node away (a node upgrade still drains it with its whole grace period).
+            SAFE_TO_EVICT: "false",
+        },
+        # One node or one zone lost takes one gateway pod, not both (when capacity allows: never blocks).
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": GATEWAY_SELECTOR},
+            }
+            for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+        ],
         "podDisruptionBudget": {"minAvailable": 1},
         "service": gateway_service(gateway),
     }

@@ -84,7 +84,11 @@ def virtual_service(names: ModelNames, routing: RoutingConfig, through_gateway: 
 
     routes = []
     if model.canary is not None and model.canary_weight > 0:
-        pin = HTTPMatchRequest(name="canary-header", headers={routing.canary_header: StringMatch(exact="true")})
+        # Callers inside the mesh only: through the public gateway, any token holder could send all its traffic to
+        # the canary's few pods, load them beyond the weight and skew the canary's analysis.
+        pin = HTTPMatchRequest(
+            name="canary-header", headers={routing.canary_header: StringMatch(exact="true")}, gateways=["mesh"]
+        )
         routes.append(route("canary-pinned", {"canary": 100}, [pin]))
         routes.append(route("weighted", {"stable": 100 - model.canary_weight, "canary": model.canary_weight}))
     else:

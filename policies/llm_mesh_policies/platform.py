@@ -160,13 +160,13 @@ def _validate_cluster(args: ResourceValidationArgs, report_violation: ReportViol
     if _get(props, "binaryAuthorization.evaluationMode") not in BINARY_AUTHORIZATION_ENFORCED:
         report_violation(
             "Binary Authorization does not enforce: set binaryAuthorization.evaluationMode: "
-            "PROJECT_SINGLETON_POLICY_ENFORCE (CIS GKE 5.10.5)",
+            "PROJECT_SINGLETON_POLICY_ENFORCE (CIS GKE 5.10.4)",
             args.urn,
         )
     if _get(props, "nodePoolDefaults.nodeConfigDefaults.insecureKubeletReadonlyPortEnabled") != "FALSE":
         report_violation(
             "the kubelet's read-only port is not closed for new pools: set "
-            "nodePoolDefaults.nodeConfigDefaults.insecureKubeletReadonlyPortEnabled: FALSE (CIS GKE 4.2.4)",
+            "nodePoolDefaults.nodeConfigDefaults.insecureKubeletReadonlyPortEnabled: FALSE (CIS GKE 3.2.4)",
             args.urn,
         )
     _validate_control_plane_access(props, args.urn, report_violation)
@@ -230,7 +230,7 @@ def _validate_node_pool(args: ResourceValidationArgs, report_violation: ReportVi
     if _get(node_config, "kubeletConfig.insecureKubeletReadonlyPortEnabled") != "FALSE":
         report_violation(
             "the kubelet's unauthenticated read-only port is open: set "
-            "nodeConfig.kubeletConfig.insecureKubeletReadonlyPortEnabled: FALSE (CIS GKE 4.2.4)",
+            "nodeConfig.kubeletConfig.insecureKubeletReadonlyPortEnabled: FALSE (CIS GKE 3.2.4)",
             args.urn,
         )
 

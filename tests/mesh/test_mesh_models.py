@@ -205,3 +205,15 @@ def test_metadata_names_are_dns_labels() -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert duration_seconds(text) == pytest.approx(seconds)
+
+
+def test_a_match_names_only_gateways_the_service_is_bound_to() -> None:
+    pinned = route(match=[{"headers": {"x-llm-mesh-canary": {"exact": "true"}}, "gateways": ["mesh"]}])
+    bound = {"hosts": [HOST], "gateways": ["istio-ingress/llm-gateway", "mesh"], "http": [pinned]}
+    assert VirtualService.model_validate({"metadata": META, "spec": bound}).spec.http[0].match
+    assert virtual_service(match=pinned["match"]).spec.gateways is None, "mesh alone by default"
+    elsewhere = route(match=[{"gateways": ["istio-ingress/other"]}])
+    rejected(
+        lambda: VirtualService.model_validate({"metadata": META, "spec": {**bound, "http": [elsewhere]}}),
+        r"route 'weighted': match gateways \['istio-ingress/other'\] are not among",
+    )

@@ -58,6 +58,8 @@ def test_virtual_service_routes(previews: dict[str, Any], stack: str, weights: l
         return
     assert names == ["canary-pinned", "weighted"], "the header route must come first"
     assert routes["canary-pinned"]["match"][0]["headers"] == {"x-llm-mesh-canary": {"exact": "true"}}
+    # From inside the mesh only: through the public gateway a client could load the canary beyond its weight.
+    assert routes["canary-pinned"]["match"][0]["gateways"] == ["mesh"]
     assert [d["weight"] for d in routes["weighted"]["route"]] == weights
     assert [d["destination"]["subset"] for d in routes["weighted"]["route"]] == ["stable", "canary"]
 

@@ -50,6 +50,12 @@ def test_the_gateway_drains_as_long_as_the_servers(previews: dict[str, Any]) -> 
     proxy = json.loads(values["podAnnotations"]["proxy.istio.io/config"])
     assert proxy == {"proxyMetadata": {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"}, "terminationDrainDuration": "630s"}
     assert values["autoscaling"]["autoscaleBehavior"] == {"scaleDown": {"stabilizationWindowSeconds": 600}}
+    # The autoscaler's 10-minute eviction limit is shorter than that drain: it leaves a gateway pod's node alone.
+    assert values["podAnnotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    assert {c["topologyKey"]: c["labelSelector"] for c in values["topologySpreadConstraints"]} == {
+        "kubernetes.io/hostname": {"matchLabels": values["labels"]},
+        "topology.kubernetes.io/zone": {"matchLabels": values["labels"]},
+    }
 
 
 def test_servers_wait_for_their_weights_gate(previews: dict[str, Any]) -> None:

@@ -101,7 +101,7 @@ class ClusterConfig(ConfigModel):
     kubernetes_version: str = Field(default="1.34", pattern=r"^1\.\d+$")
     maintenance_window: MaintenanceWindow = MaintenanceWindow()
     system_pool: SystemPool = SystemPool()
-    # Binary Authorization: the cluster admits images by the project's Binary Authorization policy (CIS GKE 5.10.5).
+    # Binary Authorization: the cluster admits images by the project's Binary Authorization policy (CIS GKE 5.10.4).
     binary_authorization: bool = True
     # Kubernetes Secrets encrypted with a Cloud KMS key the stack declares (CIS GKE 5.3.1). None: on in prod. A key
     # ring can never be deleted, so a stack torn down and brought up again keeps its name and reuses nothing:
