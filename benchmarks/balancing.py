@@ -223,7 +223,7 @@ class Replica:
     step (recompute: it goes back to the front of the queue and is prefilled again, what it generated included),
     then admits waiting requests in arrival order while the token budget, the sequence limit and the cache allow;
     the first that does not fit stops the queue. A request's first token comes at the end of the step that
-    completes its prefill."""
+    completes its prefill. KV is counted in tokens (vLLM allocates 16-token blocks: a few tokens more a sequence)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -269,6 +269,11 @@ class Replica:
             tokens += n
             step.append((request, n))
         self.peak_held = max(self.peak_held, self.held)
+        if not tokens and (running or self.waiting):
+            # A lone sequence always fits (Engine's own check): work left undone here is a scheduler bug.
+            raise RuntimeError(
+                f"a replica with {len(running)} running and {len(self.waiting)} waiting scheduled nothing"
+            )
         return engine.step_seconds(tokens, self.held) if tokens else 0.0
 
     def _preempt(self, request: Request) -> None:
