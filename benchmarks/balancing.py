@@ -78,6 +78,8 @@ LENGTH_SIGMA = 1.0
 EPP_REFRESH_SECONDS = 0.05
 
 POLICIES = ("least-request", "round-robin", "inference-aware")
+# A blind pick: a request sent to a replica whose KV cache is more than FULL used while another's is below ROOMY.
+FULL, ROOMY = 0.9, 0.7
 TTFT_LIMIT_SECONDS = 2.0
 # Rates per replica (requests/s) of the default sweep: from light load to past what a replica sustains.
 RATES_PER_REPLICA = (0.5, 0.75, 0.875, 1.0, 1.125, 1.25, 1.375, 1.5)
@@ -388,6 +390,7 @@ class Outcome:
     peak_held: list[int]  # per replica: the most KV tokens it held at once
     preemptions: int
     measured: list[float] = field(default_factory=list)  # the TTFTs of requests after the warm-up
+    blind_picks: int = 0  # requests sent to a nearly full KV cache while another replica had room (FULL, ROOMY)
 
     def percentile(self, p: float) -> float:
         """Nearest rank."""
@@ -412,7 +415,7 @@ def simulate(
     refresh = policy.refresh if isinstance(policy, InferenceAware) else None
     next_refresh = 0.0
     steps: list[tuple[float, int]] = []  # (end time, replica): the steps under way
-    firsts, arrivals = 0, 0
+    firsts, arrivals, blind = 0, 0, 0
 
     def start(index: int, now: float) -> None:
         seconds = servers[index].start_step()
@@ -431,6 +434,8 @@ def simulate(
             request = pending[arrivals]
             arrivals += 1
             request.replica = policy.pick(request, servers)
+            if servers[request.replica].kv_usage > FULL and any(s.kv_usage < ROOMY for s in servers):
+                blind += 1
             servers[request.replica].waiting.append(request)
             if not servers[request.replica].busy:
                 start(request.replica, now)
@@ -448,6 +453,7 @@ def simulate(
         peak_held=[s.peak_held for s in servers],
         preemptions=sum(s.preemptions for s in servers),
         measured=[r.first_token - r.arrival for r in pending if r.first_token is not None and r.arrival >= warmup],
+        blind_picks=blind,
     )
 
 
@@ -554,6 +560,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in POLICIES:
         best = highest_rate_within(results, name, options.ttft_limit)
         print(f"  {name:<16} " + (f"{best:g} requests/s" if best is not None else "none"))
+    print()
+    print(
+        f"why: requests sent to a replica whose KV cache was over {FULL:.0%} full while another's was under "
+        f"{ROOMY:.0%}, of all requests"
+    )
+    print(f"{'rate/s':>7} {'/replica':>8}" + "".join(f"  {name:>19}" for name in POLICIES))
+    for rate, outcomes in results.items():
+        shares = "".join(f"  {o.blind_picks / len(o.ttfts):>19.1%}" for o in outcomes.values())
+        print(f"{rate:>7g} {rate / replicas:>8.3g}{shares}")
     print(f"simulated in {time.perf_counter() - started:.0f} s")
 
 

@@ -91,6 +91,7 @@ def test_a_replica_never_holds_more_kv_than_its_cache(monkeypatch: pytest.Monkey
     assert max(peaks) > SMALL.cache_tokens - SMALL.context, "the cache was full: the limit was tested"
     assert all(o.preemptions > 0 for o in outcomes.values()), "growth past the cache preempts, as vLLM does"
     assert all(len(o.ttfts) == len(outcomes["round-robin"].ttfts) for o in outcomes.values())
+    assert outcomes["round-robin"].blind_picks > 0, "a balancer blind to the caches sends work to a full one"
 
 
 def test_a_preempted_request_is_prefilled_again_with_what_it_generated() -> None:
@@ -109,9 +110,12 @@ def test_a_preempted_request_is_prefilled_again_with_what_it_generated() -> None
 
 
 def test_with_one_replica_every_policy_gives_the_same_ttfts() -> None:
-    outcomes = run_rate(L4_ENGINE, Workload(8192), rate=1.5, replicas=1, gateways=2, seed=5, duration=60.0, warmup=0)
+    # Past what one replica sustains: its cache fills, and there is no other replica to send anything to.
+    outcomes = run_rate(L4_ENGINE, Workload(8192), rate=3.0, replicas=1, gateways=2, seed=5, duration=60.0, warmup=0)
     ttfts = [o.ttfts for o in outcomes.values()]
-    assert len(ttfts[0]) > 50 and all(t == ttfts[0] for t in ttfts)
+    assert len(ttfts[0]) > 100 and all(t == ttfts[0] for t in ttfts)
+    assert max(ttfts[0]) > 5 and outcomes["least-request"].peak_held[0] > 0.9 * L4_ENGINE.cache_tokens
+    assert all(o.blind_picks == 0 for o in outcomes.values()), "no pick is blind when there is no other choice"
 
 
 def test_well_below_capacity_the_ttft_is_the_prefill_time() -> None:
