@@ -528,6 +528,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bandwidth-efficiency", type=float, default=BANDWIDTH_EFFICIENCY)
     parser.add_argument("--flops-efficiency", type=float, default=FLOPS_EFFICIENCY)
     options = parser.parse_args(argv)
+    if not 0 <= options.warmup < options.duration:
+        parser.error("--warmup must be at least 0 and less than --duration: the figures are of what arrives between")
 
     started = time.perf_counter()
     model = served(options.stack, options.model)
