@@ -54,8 +54,10 @@ typecheck: $(STAMP)
 unit: $(STAMP) $(CHECKOV_STAMP) $(PROMETHEUS_STAMP)
 	$(PYTHON) -m pytest -n auto
 
+# The offline preview's time and memory; then the balancing model (about 35 s on one core).
 bench: $(STAMP)
 	$(PYTHON) benchmarks/offline_preview.py
+	$(PYTHON) benchmarks/balancing.py
 
 # Mutation testing (mutmut) of the decision modules and the policy rules: killed / total, survivors by module and
 # function, what each survivor changed in .mutmut/survivors.diff. Slow (each mutant runs the tests that reach it).
