@@ -1,4 +1,4 @@
-"""gateway.networking.k8s.io/v1 Gateway and HTTPRoute (Gateway API v1.3.0, standard channel) and
+"""gateway.networking.k8s.io/v1 Gateway and HTTPRoute (Gateway API v1.5.1, standard channel: what Istio 1.30+ requires) and
 inference.networking.k8s.io/v1 InferencePool (Inference Extension v1.0.x), with the CRDs' CEL rules we rely on and
 the mistakes the API admits but that would route wrongly.
 
