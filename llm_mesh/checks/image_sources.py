@@ -31,9 +31,10 @@ FIX = "set cluster.imageMirror: true, which pulls them through the stack's Artif
 def image_source_findings(resources: list[EngineResource], environment: str) -> list[Finding]:
     severity: Literal["error", "warning"] = "error" if environment == "prod" else "warning"
     findings = []
-    for key, image in _pod_images(resources):
+    for key, container, image in _pod_images(resources):
         if docker_hub_path(image) is not None:
-            findings.append(Finding("LM0125", severity, key, f"pulls {image} straight from Docker Hub", FIX))
+            message = f"container {container!r} pulls {image} straight from Docker Hub"
+            findings.append(Finding("LM0125", severity, key, message, FIX))
     for r in resources:
         if r.type != HELM_RELEASE or r.inputs.get("chart") not in ISTIO_IMAGE_CHARTS:
             continue
@@ -44,7 +45,8 @@ def image_source_findings(resources: list[EngineResource], environment: str) -> 
     return findings
 
 
-def _pod_images(resources: list[EngineResource]) -> Iterator[tuple[str, str]]:
+def _pod_images(resources: list[EngineResource]) -> Iterator[tuple[str, str, str]]:
+    """Each container's (init containers' too) workload key, name and image."""
     for r in resources:
         if r.type not in POD_TEMPLATES:
             continue
@@ -53,4 +55,4 @@ def _pod_images(resources: list[EngineResource]) -> Iterator[tuple[str, str]]:
         pod = ((r.inputs.get("spec") or {}).get("template") or {}).get("spec") or {}
         for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
             if isinstance(container.get("image"), str):
-                yield key, container["image"]
+                yield key, str(container.get("name", "")), container["image"]

@@ -79,7 +79,7 @@ def exit_code_of(command: str | None, run: Callable[[], int]) -> int:
         return EXIT_UNUSABLE
     except ProgramFailed as exc:
         _error_line(f"error: the program failed: {exc}")
-        cli.err.print("(set LLM_MESH_DEBUG=1 to see the traceback)")
+        _to_stderr("(set LLM_MESH_DEBUG=1 to see the traceback)")
         return EXIT_PROGRAM_FAILED
     except CommandError as exc:
         _error_line(f"error: {exc}")
@@ -91,7 +91,16 @@ def exit_code_of(command: str | None, run: Callable[[], int]) -> int:
 
 
 def _error_line(line: str) -> None:
-    cli.err.print(Text(line, style="red"))
+    _to_stderr(Text(line, style="red"))
+
+
+def _to_stderr(text: Text | str) -> None:
+    """An error's reader may have gone too (`llm-mesh preview 2>&1 | head -1`): the command still ends with its
+    error's code, not with a second error about the pipe."""
+    try:
+        cli.err.print(text)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
 
 
 @contextmanager

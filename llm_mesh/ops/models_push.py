@@ -36,6 +36,11 @@ TRACKS = ("stable", "canary", "mirror")
 _BUCKET_URL = re.compile(r"^(gs|s3)://[a-z0-9][-a-z0-9._]{1,61}[a-z0-9](/.*)?$")  # as ModelVersion.source
 _DO = "name the folder that holds the version's files"
 _NEW_VERSION = "a version's files do not change: push them as a new version and point a track at it"
+# A list that came with a copied stack (the shipped prod stack's are an example registry's) was never pushed here.
+_COPIED_LIST = (
+    "; if the list came with a copied stack (the shipped prod stack's lists are an example registry's), it is not "
+    "yours: delete that files: list, and every track's that shares it, and push again"
+)
 # What the check of a push assumes of another version's file that has no size or sha256 yet.
 UNCHECKED_STAND_IN = {"size": 0, "sha256": "0" * 64}
 
@@ -275,6 +280,7 @@ def plan_push(
             what = f"{model} {track} {version}"
             raise PushError(
                 f"--version {version}: {label} already records other files for {what} ({reason}); {_NEW_VERSION}"
+                f"{_COPIED_LIST}"
             )
     notes = _record(edit, models, tracks, local, url)
     for track in replaced_placeholders:

@@ -36,6 +36,7 @@ def test_a_container_from_docker_hub_is_named(previews: dict[str, Any]) -> None:
         "error",
         "Deployment/inference/llama-31-8b-stable",
     )
+    assert finding.message.startswith("container 'server' pulls vllm/vllm-openai@sha256:")
     assert [f.severity for f in image_source_findings(resources, "dev")] == ["warning"]
 
 

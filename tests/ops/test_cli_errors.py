@@ -122,3 +122,20 @@ def test_a_reader_that_goes_away_ends_a_rich_printed_command_with_141(fixture_pr
     """`llm-mesh preview | head`: rich's own handler would exit 1, the code of findings; the README promises 141."""
     code, stderr = run_with_reader_gone("--project", str(fixture_project), "preview", "--stack", "dev")
     assert code == 141 and "Traceback" not in stderr
+
+
+def test_an_error_whose_reader_went_away_keeps_its_own_exit_code(fixture_project: Path) -> None:
+    """`llm-mesh preview --stack nosuch 2>&1 | head`: the error line cannot be written either, and the command
+    still ends with the error's code (2), not Python's 1 for an exception in the handler."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm_mesh.cli", "--project", str(fixture_project), "preview", "--stack", "nosuch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        bufsize=0,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    assert process.wait(timeout=60) == 2

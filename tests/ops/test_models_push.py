@@ -417,7 +417,9 @@ def recorded_other_files(s: Setup) -> tuple[list[str], str]:
     return ["--model", "mistral", "--version", "m1", str(s.folder)], (
         "--version m1: stacks/Pulumi.test.yaml already records other files for mistral stable m1 "
         "(config.json is in the folder but not in the stack file; and 2 more); "
-        "a version's files do not change: push them as a new version and point a track at it"
+        "a version's files do not change: push them as a new version and point a track at it; if the list came "
+        "with a copied stack (the shipped prod stack's lists are an example registry's), it is not yours: delete "
+        "that files: list, and every track's that shares it, and push again"
     )
 
 
