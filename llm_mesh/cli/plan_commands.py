@@ -128,11 +128,14 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubernetes-version", help="schema version for a FILE (default: the stack config's, or 1.34)")
 
 
-# Codes that read the whole plan (a route's Service, a policy's service account, a pool's workloads): a partial
-# preview would turn each missing unchanged resource into a false finding.
+# Codes that read the whole plan (a route's Service, a policy's service account, a pool's workloads, a gateway's
+# servers and rate limit): a partial preview would turn each missing unchanged resource into a false finding.
 WHOLE_PLAN_CODES = frozenset(
-    {"LM0101", "LM0102", "LM0103", "LM0106", "LM0107", "LM0110", "LM0113", "LM0114", "LM0115", "LM0116", "LM0118"}
-)
+    {
+        "LM0101", "LM0102", "LM0103", "LM0106", "LM0107", "LM0110", "LM0113", "LM0114", "LM0115", "LM0116", "LM0118",
+        "LM0123", "LM0124",
+    }
+)  # fmt: skip
 
 
 def _validate(args: argparse.Namespace) -> int:

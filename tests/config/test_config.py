@@ -476,3 +476,11 @@ def test_a_stack_with_no_config_is_told_what_a_stack_needs() -> None:
         "llm-mesh:*: the stack sets no llm-mesh config; a stack states at least llm-mesh:environment (dev, staging or "
         "prod), llm-mesh:gcp.project and a model under llm-mesh:models: start from a copy of stacks/Pulumi.dev.yaml"
     ]
+
+
+def test_a_version_with_an_empty_file_list_is_told_how_to_fill_it() -> None:
+    config = with_change("models.0.stable.files", [])
+    assert problems_of(config) == [
+        "llm-mesh:models[0].stable.files = []: list the version's files, weights included: `llm-mesh models push "
+        "--stack ENV --model NAME --version V DIR` uploads a model folder and writes them"
+    ]

@@ -42,6 +42,7 @@ def project(tmp_path: Path) -> Path:
     models = STACK.index("  llm-mesh:models:")
     (stacks / "Pulumi.modelless.yaml").write_text(STACK[:models] + STACK[STACK.index("  llm-mesh:observability:") :])
     (stacks / "Pulumi.noenv.yaml").write_text(STACK.replace("  llm-mesh:environment: dev\n", ""))
+    (stacks / "Pulumi.zone.yaml").write_text(STACK.replace("zones: [us-central1-a]", "zones: us-central1-a"))
     (stacks / "Pulumi.cidr.yaml").write_text(STACK.replace("cidrBlock: 203.0.113.0/24", "cidrBlock: 203.0.113.0/33"))
     (stacks / "Pulumi.plain.yaml").write_text(
         STACK.replace(
@@ -85,7 +86,7 @@ def tree(root: Path) -> dict[str, str]:
 
 CASES = [
     # (case, arguments, what the one line says)
-    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, modelless, newer, noenv, plain, region, scalar, twice, typo, unclosed, utf16)"),
+    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, modelless, newer, noenv, plain, region, scalar, twice, typo, unclosed, utf16, zone)"),
     ("a secret in plain text", ["preview", "--stack", "plain"], "Pulumi.plain.yaml: llm-mesh:modelStore.s3.secretAccessKey is written in plain text in a file that is committed: set it with `pulumi config set --secret --path 'llm-mesh:modelStore.s3.secretAccessKey' VALUE`"),
     ("a key given twice", ["preview", "--stack", "twice"], "Pulumi.twice.yaml:7:5: key 'region' given twice (first at line 6); Pulumi refuses a stack file with a duplicate key"),
     ("a stack file saved as UTF-16", ["validate", "--stack", "utf16"], "Pulumi.utf16.yaml: not UTF-8 text; save it as UTF-8"),
@@ -97,6 +98,7 @@ CASES = [
     ("empty stack file", ["preview", "--stack", "empty"], "Pulumi.empty.yaml: llm-mesh:*: the stack sets no llm-mesh config; a stack states at least llm-mesh:environment (dev, staging or prod), llm-mesh:gcp.project and a model under llm-mesh:models: start from a copy of stacks/Pulumi.dev.yaml"),
     ("a region GKE does not have", ["preview", "--stack", "region"], "Pulumi.region.yaml: llm-mesh:gcp.region = 'europe-west99': not a GCP region GKE runs in; did you mean 'europe-west9'? (`gcloud compute regions list` shows them; one opened since goes in llm_mesh/plan/gcp_regions.json)"),
     ("a stack with no model", ["validate", "--stack", "modelless"], "Pulumi.modelless.yaml: llm-mesh:models: no model to serve: add one under llm-mesh:models (its name, shape, contextLength and stable version with its files; the README's \"Making your own stack\" shows one)"),
+    ("zones as one word, not a list", ["preview", "--stack", "zone"], "Pulumi.zone.yaml: llm-mesh:gcp.zones = 'us-central1-a': write a list, e.g. [us-central1-a]"),
     ("a stack that never says its environment", ["policy", "--stack", "noenv"], "Pulumi.noenv.yaml: llm-mesh:environment: required key is missing; say which environment this stack is: dev, staging or prod (prod is held to prod's rules: HTTPS, images pinned by digest, alerts that notify someone)"),
     ("misspelled namespace", ["preview", "--stack", "typo"], "llm-mes:models: unknown config namespace 'llm-mes'"),
     ("misspelled stack-file key", ["validate", "--stack", "confg"], "unknown top-level key 'confg': did you mean 'config'?"),
@@ -177,7 +179,7 @@ def test_validate_on_a_partial_preview_says_what_it_cannot_judge(previews: dict,
     lines = result.stdout.splitlines()
     assert lines[0] == (
         "not judged (a preview that lists only what changes): LM0101, LM0102, LM0103, LM0106, LM0107, LM0110, "
-        "LM0113, LM0114, LM0115, LM0116, LM0118; write it with `pulumi preview --json --show-sames`, or use "
+        "LM0113, LM0114, LM0115, LM0116, LM0118, LM0123, LM0124; write it with `pulumi preview --json --show-sames`, or use "
         "`pulumi stack export`"
     )
     assert lines[-1].endswith("0 errors, 0 warnings")

@@ -98,7 +98,14 @@ def _describe_one(error: Any) -> str:
     if isinstance(cause, FieldProblem):
         return f"{_key_path((*loc, cause.field))} = {cause.value!r}: {cause}"
     if error["type"] == "int_parsing":
-        return f"{_key_path(loc)} = {error['input']!r}: write a whole number, e.g. 8192"
+        number = 8192 if loc[-1] == "contextLength" else 2
+        return f"{_key_path(loc)} = {error['input']!r}: write a whole number, e.g. {number}"
+    if error["type"] == "list_type":
+        given = error["input"]
+        example = f"[{given}]" if isinstance(given, str) else "[a, b]"
+        return f"{_key_path(loc)} = {given!r}: write a list, e.g. {example}"
+    if error["type"] == "too_short" and str(loc[-1]) == "files":
+        return f"{_key_path(loc)} = []: {MISSING_HINTS['files'].removeprefix('; ')}"
     if error["type"] in ("missing", "too_short") and str(loc[-1]) in REQUIRED_LISTS:
         value = "" if error["type"] == "missing" else f" = {error['input']!r}"
         return f"{_key_path(loc)}{value}: {REQUIRED_LISTS[str(loc[-1])]}"
