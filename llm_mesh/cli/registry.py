@@ -89,6 +89,9 @@ def parser(running: str | None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, info in COMMANDS.items():
         sub = commands.add_parser(name, help=info.summary)
+        # Also after the command (`llm-mesh validate --stack dev --project DIR`), where users put it; given
+        # there, it wins; not given, the one before the command stands (SUPPRESS sets nothing).
+        sub.add_argument("--project", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if name == running:
             load(name).arguments(sub)
     return parser

@@ -134,20 +134,29 @@ def read_stack_settings(project: Project, stack: str) -> StackSettings:
         raise StackFileError(f"{path}: `config` must be a mapping of keys to values")
     config: dict[str, str] = {}
     secret_keys: list[str] = []
+    written = [where for key, value in section.items() for where in _plain_secrets(value, _full_key(project, key))]
+    if written:
+        keys = ", ".join(written)
+        command = f"`pulumi config set --secret --path '{written[0]}' VALUE`" + (
+            " (and so on)" if len(written) > 1 else ""
+        )
+        raise StackFileError(
+            f"{path}: {keys} {'is' if len(written) == 1 else 'are'} written in plain text in a file that is committed: "
+            f"set {'it' if len(written) == 1 else 'each'} with {command} (Pulumi keeps it encrypted), or use "
+            "modelStore.s3.roleArn instead of keys; and rotate what was written down"
+        )
     for key, value in section.items():
-        full_key = key if ":" in key else f"{project.name}:{key}"
-        for where in _plain_secrets(value, full_key):
-            raise StackFileError(
-                f"{path}: {where} is written in plain text in a file that is committed: set it with `pulumi "
-                f"config set --secret --path '{where}' VALUE` (Pulumi keeps it encrypted), and rotate it: it has "
-                "been written down"
-            )
+        full_key = _full_key(project, key)
         plain = _plain(value)
         if _has_secure(value):
             # As the CLI does: a key holding any secret (even nested, from `config set --secret --path`) is secret.
             secret_keys.append(full_key)
         config[full_key] = plain if isinstance(plain, str) else json.dumps(plain)
     return StackSettings(config, secret_keys)
+
+
+def _full_key(project: Project, key: str) -> str:
+    return key if ":" in key else f"{project.name}:{key}"
 
 
 # Config keys whose values are credentials (SecretStr in the schema: tests/config checks the two agree).

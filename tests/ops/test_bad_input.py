@@ -42,6 +42,13 @@ def project(tmp_path: Path) -> Path:
     models = STACK.index("  llm-mesh:models:")
     (stacks / "Pulumi.modelless.yaml").write_text(STACK[:models] + STACK[STACK.index("  llm-mesh:observability:") :])
     (stacks / "Pulumi.noenv.yaml").write_text(STACK.replace("  llm-mesh:environment: dev\n", ""))
+    (stacks / "Pulumi.plain2.yaml").write_text(
+        STACK.replace(
+            "config:\n",
+            "config:\n  llm-mesh:modelStore:\n    s3:\n      accessKeyId: AKIAEXAMPLE\n"
+            "      secretAccessKey: wJalrXUtnFEMI/K7MDENG\n",
+        )
+    )
     (stacks / "Pulumi.zone.yaml").write_text(STACK.replace("zones: [us-central1-a]", "zones: us-central1-a"))
     (stacks / "Pulumi.cidr.yaml").write_text(STACK.replace("cidrBlock: 203.0.113.0/24", "cidrBlock: 203.0.113.0/33"))
     (stacks / "Pulumi.plain.yaml").write_text(
@@ -86,7 +93,7 @@ def tree(root: Path) -> dict[str, str]:
 
 CASES = [
     # (case, arguments, what the one line says)
-    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, modelless, newer, noenv, plain, region, scalar, twice, typo, unclosed, utf16, zone)"),
+    ("missing stack file", ["preview", "--stack", "qa"], "Pulumi.qa.yaml: no such stack file (stacks here: cidr, confg, dev, empty, modelless, newer, noenv, plain, plain2, region, scalar, twice, typo, unclosed, utf16, zone)"),
     ("a secret in plain text", ["preview", "--stack", "plain"], "Pulumi.plain.yaml: llm-mesh:modelStore.s3.secretAccessKey is written in plain text in a file that is committed: set it with `pulumi config set --secret --path 'llm-mesh:modelStore.s3.secretAccessKey' VALUE`"),
     ("a key given twice", ["preview", "--stack", "twice"], "Pulumi.twice.yaml:7:5: key 'region' given twice (first at line 6); Pulumi refuses a stack file with a duplicate key"),
     ("a stack file saved as UTF-16", ["validate", "--stack", "utf16"], "Pulumi.utf16.yaml: not UTF-8 text; save it as UTF-8"),
@@ -98,6 +105,7 @@ CASES = [
     ("empty stack file", ["preview", "--stack", "empty"], "Pulumi.empty.yaml: llm-mesh:*: the stack sets no llm-mesh config; a stack states at least llm-mesh:environment (dev, staging or prod), llm-mesh:gcp.project and a model under llm-mesh:models: start from a copy of stacks/Pulumi.dev.yaml"),
     ("a region GKE does not have", ["preview", "--stack", "region"], "Pulumi.region.yaml: llm-mesh:gcp.region = 'europe-west99': not a GCP region GKE runs in; did you mean 'europe-west9'? (`gcloud compute regions list` shows them; one opened since goes in llm_mesh/plan/gcp_regions.json)"),
     ("a stack with no model", ["validate", "--stack", "modelless"], "Pulumi.modelless.yaml: llm-mesh:models: no model to serve: add one under llm-mesh:models (its name, shape, contextLength and stable version with its files; the README's \"Making your own stack\" shows one)"),
+    ("two secrets in plain text, both named at once", ["validate", "--stack", "plain2"], "Pulumi.plain2.yaml: llm-mesh:modelStore.s3.accessKeyId, llm-mesh:modelStore.s3.secretAccessKey are written in plain text in a file that is committed: set each with `pulumi config set --secret --path 'llm-mesh:modelStore.s3.accessKeyId' VALUE` (and so on) (Pulumi keeps it encrypted), or use modelStore.s3.roleArn instead of keys; and rotate what was written down"),
     ("zones as one word, not a list", ["preview", "--stack", "zone"], "Pulumi.zone.yaml: llm-mesh:gcp.zones = 'us-central1-a': write a list, e.g. [us-central1-a]"),
     ("a stack that never says its environment", ["policy", "--stack", "noenv"], "Pulumi.noenv.yaml: llm-mesh:environment: required key is missing; say which environment this stack is: dev, staging or prod (prod is held to prod's rules: HTTPS, images pinned by digest, alerts that notify someone)"),
     ("misspelled namespace", ["preview", "--stack", "typo"], "llm-mes:models: unknown config namespace 'llm-mes'"),
@@ -216,6 +224,14 @@ def test_a_relative_project_folder_is_found_from_where_the_command_runs(project:
     """The program runs from the project's folder: a relative --project must not be taken from there again."""
     result = cli("--project", project.name, "preview", "--stack", "dev", cwd=project.parent)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_project_folder_may_follow_the_command(project: Path, cli: Cli, tmp_path: Path) -> None:
+    """Where a newcomer puts it: after the command's own arguments, and it wins over one before the command."""
+    result = cli("--project", str(tmp_path), "policy", "--stack", "nosuch", "--project", str(project), cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {project}/stacks/Pulumi.nosuch.yaml: no such stack file (stacks here: cidr, ")
 
 
 def test_an_endpoint_without_its_scheme_is_refused_before_anything_runs(project: Path, cli: Cli) -> None:
