@@ -8,7 +8,7 @@ from llm_mesh_policies.platform import PLATFORM_POLICIES
 
 PACK_NAME = "llm-mesh-guardrails"
 # The CLI takes the pack's version from PulumiPolicy.yaml (a Python pack reports 0.0.1 itself); a test keeps the two equal.
-PACK_VERSION = "0.1.0"
+PACK_VERSION = "0.2.0"
 POLICIES: list[Policy] = [*MESH_POLICIES, *INGRESS_POLICIES, *PLATFORM_POLICIES]
 
 __all__ = ["PACK_NAME", "PACK_VERSION", "POLICIES"]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs
+from pulumi_policy import PolicyResource, ReportViolation, ResourceValidationArgs, StackValidationArgs
 
 from llm_mesh_policies.common import (
     ROOT_NAMESPACE,
@@ -26,6 +26,7 @@ from llm_mesh_policies.common import (
     namespace_of,
     plain,
     read_each,
+    resource_rule,
     selects,
     spec,
     stack_rule,
@@ -279,4 +280,45 @@ prod_inference_not_anonymous = stack_rule(
     config={"rootNamespace": {"type": "string"}},
 )
 
-INGRESS_POLICIES = [prod_inference_not_anonymous]
+# The gateway chart's service.ports when the values give none: Envoy's status port, 80 and 443.
+CHART_DEFAULT_PORTS = (15021, 80, 443)
+STATUS_PORT = 15021
+
+
+def _validate_fronted(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """A public gateway load balancer in prod admits named client networks only, and publishes no status port."""
+    if environment(args.urn, args.get_config()) != "prod" or helm_chart(args.resource_type, args.props) != "gateway":
+        return
+    service = plain((args.props.get("values") or {}).get("service") or {})
+    internal = (service.get("annotations") or {}).get(LB_TYPE_ANNOTATION) == "Internal"
+    if service.get("type", "LoadBalancer") != "LoadBalancer" or internal:
+        return
+    ranges = [str(r) for r in service.get("loadBalancerSourceRanges") or []]
+    if not ranges or any(r.endswith("/0") for r in ranges):
+        report_violation(
+            "the gateway's public load balancer admits any address: "
+            + ("no values.service.loadBalancerSourceRanges" if not ranges else f"{', '.join(ranges)}"),
+            args.urn,
+        )
+    ports = service.get("ports")
+    published = list(CHART_DEFAULT_PORTS) if ports is None else [int(p.get("port", 0)) for p in ports]
+    if STATUS_PORT in published:
+        report_violation(
+            "the gateway's public load balancer publishes Envoy's status port 15021"
+            + (" (the chart's default service.ports)" if ports is None else ""),
+            args.urn,
+        )
+
+
+prod_public_gateway_fronted = resource_rule(
+    name="prod-public-gateway-fronted",
+    description="In prod, the gateway chart's public load balancer admits named client networks only (loadBalancerSourceRanges, no /0) and publishes no status port (15021).",
+    validate=_validate_fronted,
+    remediation=(
+        "Set gateway.sourceRanges (values.service.loadBalancerSourceRanges) to the client networks and "
+        "values.service.ports to the serving port alone, or make the load balancer internal behind an L7 load "
+        "balancer with Cloud Armor."
+    ),
+)
+
+INGRESS_POLICIES = [prod_inference_not_anonymous, prod_public_gateway_fronted]

@@ -675,7 +675,7 @@ def test_pack_version_is_declared_where_the_cli_reads_it() -> None:
     """The CLI reports and publishes a Python pack under PulumiPolicy.yaml's `version`: pulumi_policy's own answer
     in GetAnalyzerInfo is always 0.0.1 (test_policy_grpc checks that answer)."""
     project = yaml.safe_load((PACK / "PulumiPolicy.yaml").read_text())
-    assert project["version"] == PACK_VERSION == "0.1.0"
+    assert project["version"] == PACK_VERSION == "0.2.0"
 
 
 # --- prod-inference-not-anonymous
@@ -855,3 +855,30 @@ def test_the_pack_and_the_config_agree_on_what_is_outside_the_mesh_and_what_is_p
         == [image_pinned(i) for i in images]
         == [True, False, False, False, True, False]
     )
+
+
+# --- prod-public-gateway-fronted
+
+
+def test_a_public_prod_gateway_names_its_clients_and_hides_its_status_port() -> None:
+    fronted = {
+        "type": "LoadBalancer",
+        "loadBalancerSourceRanges": ["203.0.113.0/24"],
+        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}],
+    }
+    assert violations("prod-public-gateway-fronted", [gateway_release(fronted)]) == []
+    assert violations("prod-public-gateway-fronted", [gateway_release({"type": "ClusterIP"})]) == []
+    internal = {"type": "LoadBalancer", "annotations": {LB_TYPE: "Internal"}}
+    assert violations("prod-public-gateway-fronted", [gateway_release(internal)]) == []
+    assert violations("prod-public-gateway-fronted", [gateway_release()]) == [
+        "the gateway's public load balancer admits any address: no values.service.loadBalancerSourceRanges",
+        "the gateway's public load balancer publishes Envoy's status port 15021 (the chart's default service.ports)",
+    ]
+    open_to_all = {**fronted, "loadBalancerSourceRanges": ["203.0.113.0/24", "0.0.0.0/0"]}
+    assert violations("prod-public-gateway-fronted", [gateway_release(open_to_all)]) == [
+        "the gateway's public load balancer admits any address: 203.0.113.0/24, 0.0.0.0/0"
+    ]
+    status = {**fronted, "ports": [*fronted["ports"], {"name": "status-port", "port": 15021}]}
+    assert violations("prod-public-gateway-fronted", [gateway_release(status)]) == [
+        "the gateway's public load balancer publishes Envoy's status port 15021"
+    ]

@@ -304,6 +304,20 @@ def test_violations_are_reported_on_the_resource_to_change(configured: Pack) -> 
                 "add the label istio.io/rev=1-31",
             ),
             ("prod-inference-not-anonymous", GATEWAY.urn, "MANDATORY", anonymous(EXTERNAL)),
+            # The gateway's load balancer made public: open to any address, and its status port published.
+            (
+                "prod-public-gateway-fronted",
+                INTERNAL_GATEWAY.urn,
+                "MANDATORY",
+                "the gateway's public load balancer admits any address: no values.service.loadBalancerSourceRanges",
+            ),
+            (
+                "prod-public-gateway-fronted",
+                INTERNAL_GATEWAY.urn,
+                "MANDATORY",
+                "the gateway's public load balancer publishes Envoy's status port 15021 (the chart's default "
+                "service.ports)",
+            ),
         ]
     )
     # The workload whose namespace is unknown is left out of the two rules that read it, and the CLI is told so
