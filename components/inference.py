@@ -27,6 +27,7 @@ from llm_mesh.plan.placement import COMPUTE_CLASS_LABEL, class_for
 from llm_mesh.plan.topology import (
     MERGED_METRICS_PORT,
     POOL_LABEL,
+    SAFE_TO_EVICT,
     SHAPE_ANNOTATION,
     TRACK_LABEL,
     WEIGHTS_GATE_LABELS,
@@ -51,7 +52,6 @@ QUEUE_TARGET_PER_REPLICA = "10"
 MODEL_LABEL = "llm_mesh_model"
 TRACK_METRIC_LABEL = "llm_mesh_track"
 PROXY_CONFIG = "proxy.istio.io/config"
-SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 # The server writes caches under its home (vLLM, Triton, CUDA, FlashInfer) and sockets under /tmp: both are
 # emptyDirs, so that the image's root file system stays read-only.
 SERVER_HOME = "/home/vllm"

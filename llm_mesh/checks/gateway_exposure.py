@@ -16,8 +16,8 @@ from typing import Any, Literal
 from llm_mesh.checks.findings import Finding
 from llm_mesh.checks.kube_objects import HELM_RELEASE
 from llm_mesh.engine.readers import EngineResource
+from llm_mesh.plan.istio_values import INTERNAL_LB_ANNOTATION as INTERNAL_LB
 
-INTERNAL_LB = "networking.gke.io/load-balancer-type"
 # The gateway chart's service.ports when the values give none: status, http2, https (manifests/charts/gateway).
 CHART_DEFAULT_PORTS = (15021, 80, 443)
 LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"

@@ -12,19 +12,13 @@ from typing import Any, Literal
 
 from llm_mesh.checks.findings import Finding
 from llm_mesh.checks.kube_objects import HELM_RELEASE
+from llm_mesh.checks.pod_security import POD_TEMPLATES
 from llm_mesh.engine.readers import EngineResource
 from llm_mesh.plan.config import docker_hub_path
+from llm_mesh.plan.images import ISTIO_HUB  # what the released charts pull from when the values name no hub
 
-POD_TEMPLATES = {
-    "kubernetes:apps/v1:Deployment",
-    "kubernetes:apps/v1:StatefulSet",
-    "kubernetes:apps/v1:DaemonSet",
-    "kubernetes:batch/v1:Job",
-}
 # Istio's charts that run images of their own hub (the gateway's proxy comes from istiod's injection template).
 ISTIO_IMAGE_CHARTS = {"istiod", "cni"}
-# What the released charts pull from when the values name no hub.
-CHART_DEFAULT_HUB = "docker.io/istio"
 FIX = "set cluster.imageMirror: true, which pulls them through the stack's Artifact Registry remote repository"
 
 
@@ -38,7 +32,7 @@ def image_source_findings(resources: list[EngineResource], environment: str) -> 
     for r in resources:
         if r.type != HELM_RELEASE or r.inputs.get("chart") not in ISTIO_IMAGE_CHARTS:
             continue
-        hub = str(((r.inputs.get("values") or {}).get("global") or {}).get("hub") or CHART_DEFAULT_HUB)
+        hub = str(((r.inputs.get("values") or {}).get("global") or {}).get("hub") or ISTIO_HUB)
         if docker_hub_path(f"{hub}/proxyv2") is not None:
             key = f"Release/{r.inputs.get('namespace', 'default')}/{r.inputs.get('name') or r.name}"
             findings.append(Finding("LM0125", severity, key, f"pulls Istio's images from Docker Hub ({hub})", FIX))

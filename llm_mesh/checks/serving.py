@@ -30,7 +30,7 @@ from llm_mesh.engine.readers import EngineResource
 from llm_mesh.mesh.base import duration_seconds
 from llm_mesh.plan.config import WEIGHT_SUFFIXES
 from llm_mesh.plan.gpu_fit import Fit, Gpu, KvCacheDtype, ModelShape
-from llm_mesh.plan.topology import POOL_LABEL, SHAPE_ANNOTATION
+from llm_mesh.plan.topology import POOL_LABEL, SAFE_TO_EVICT, SHAPE_ANNOTATION
 
 GPU = "nvidia.com/gpu"
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
@@ -40,7 +40,6 @@ WORKLOADS = {"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"}
 DEFAULT_GRACE_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds
 # GKE's cluster autoscaler gives a pod it evicts for a scale-down at most this long (not configurable on GKE).
 AUTOSCALER_GRACE_SECONDS = 600
-SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 METRICS_API = {
     "External": "external.metrics.k8s.io",
     "Object": "custom.metrics.k8s.io",

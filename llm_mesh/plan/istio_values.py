@@ -7,10 +7,9 @@ from typing import Any
 
 from llm_mesh.plan.config import GatewayConfig, ObservabilityConfig
 from llm_mesh.plan.observability import access_log_format
-from llm_mesh.plan.topology import GATEWAY_SELECTOR
+from llm_mesh.plan.topology import GATEWAY_SELECTOR, SAFE_TO_EVICT
 
 TRACING_PROVIDER = "otel-tracing"
-SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 # istiod patches its validating webhook's failurePolicy to Fail once it serves; rendering Fail from the start
 # keeps a second `pulumi up` free of drift (istio/istio#57643, pulumi-kubernetes#2210).
 WEBHOOK_VALUES = {"base": {"validationFailurePolicy": "Fail"}}

@@ -83,3 +83,7 @@ def application_namespaces(config: StackConfig) -> list[str]:
 
 def gateway_ref() -> str:
     return f"{INGRESS_NAMESPACE}/{GATEWAY_NAME}"
+
+
+# The cluster autoscaler's pod annotation: "false" keeps it from evicting the pod to remove its node.
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
