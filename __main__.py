@@ -3,8 +3,10 @@
 import pulumi
 
 from components.cluster import GpuCluster, GpuClusterArgs
+from components.gateway_crds import GatewayApiCrds
 from components.image_mirror import ImageMirror, ImageMirrorArgs
 from components.inference import InferenceService, InferenceServiceArgs
+from components.inference_routing import InferenceRouting, InferenceRoutingArgs
 from components.istio import IstioMesh, IstioMeshArgs
 from components.mesh_policy import MeshRouting, MeshSecurity
 from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
@@ -29,7 +31,11 @@ config = through_mirror(config, mirror)
 
 cluster = GpuCluster("gpu", GpuClusterArgs.from_config(config, stack))
 on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
-mesh = IstioMesh("istio", IstioMeshArgs.from_config(config, istio_hub(mirror)), on_cluster)
+# Models routed through InferencePools need the Gateway API's and the Inference Extension's CRDs before istiod
+# watches them and before any such object is declared.
+crds = [GatewayApiCrds("gateway-api-crds", on_cluster)] if config.pooled_models() else []
+mesh_opts = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=crds)
+mesh = IstioMesh("istio", IstioMeshArgs.from_config(config, istio_hub(mirror)), mesh_opts)
 
 # Mesh objects need Istio's CRDs and istiod's webhook, and their namespaces: all come with the mesh.
 in_mesh = pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[mesh])
@@ -47,7 +53,11 @@ for names in model_names(config):
     InferenceService(
         f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names, cluster_name(config, stack)), serving
     )
-    MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh, config.security.allow_gateway)
+    # A pooled model's gateway traffic goes through its HTTPRoute: its VirtualService serves in-mesh callers only.
+    through_gateway = config.security.allow_gateway and not names.model.pooled
+    MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh, through_gateway)
+if config.pooled_models():
+    InferenceRouting("inference-routing", InferenceRoutingArgs.from_config(config), serving)
 # Traces (the collector the mesh and the servers export to), the gateway's metrics, the dashboard, alerts and SLOs.
 observability = Observability(
     "observability", ObservabilityArgs.from_config(config, stack, cluster_name(config, stack)), in_mesh

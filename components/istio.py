@@ -9,9 +9,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.shared.manifests import declare
+from llm_mesh.mesh import gateway_api
 from llm_mesh.plan import inference
 from llm_mesh.plan.config import GatewayConfig, IstioChart, IstioConfig, ObservabilityConfig, StackConfig
 from llm_mesh.plan.images import ISTIO_HUB
+from llm_mesh.plan.inference_pool import inference_gateway
 from llm_mesh.plan.istio_values import base_values, cni_values, gateway_values, istiod_values, merged
 from llm_mesh.plan.mesh_objects import gateway_object, gateway_rate_limit_object, telemetry_object
 from llm_mesh.plan.pod_security import PRIVILEGED_NAMESPACES, namespace_labels
@@ -32,6 +34,9 @@ class IstioMeshArgs:
     environment: str
     # Where Istio's images come from (the charts' `global.hub`): Docker Hub's istio/, or the stack's mirror of it.
     hub: str = ISTIO_HUB
+    # The Gateway API Gateway the gateway pods also serve, for models routed through InferencePools (with istiod's
+    # support for them switched on); None when no model is.
+    inference_gateway: gateway_api.Gateway | None = None
 
     @classmethod
     def from_config(cls, config: StackConfig, hub: str = ISTIO_HUB) -> IstioMeshArgs:
@@ -45,6 +50,7 @@ class IstioMeshArgs:
             config.gcp.project,
             config.environment,
             hub,
+            inference_gateway(config),
         )
 
 
@@ -91,6 +97,7 @@ class IstioMesh(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )
 
+        pools = args.inference_gateway is not None
         system = namespace(ISTIO_NAMESPACE, {})
         ingress = namespace(INGRESS_NAMESPACE, {"istio.io/rev": revision})
         # Revision labels, not istio-injection=enabled: which control plane injects is chosen per namespace.
@@ -102,12 +109,12 @@ class IstioMesh(pulumi.ComponentResource):
             f"istiod-{revision}",
             "istiod",
             ISTIO_NAMESPACE,
-            istiod_values(revision, args.observability, args.project, args.hub),
+            istiod_values(revision, args.observability, args.project, args.hub, pools),
             [base, cni],
         )
         if istio.previous_version and istio.previous_revision:
             previous = istio.previous_revision
-            values = istiod_values(previous, args.observability, args.project, args.hub)
+            values = istiod_values(previous, args.observability, args.project, args.hub, pools)
             release(f"istiod-{previous}", "istiod", ISTIO_NAMESPACE, values, [base, cni], istio.previous_version)
         self.gateway_release = release(
             GATEWAY_RELEASE,
@@ -122,4 +129,7 @@ class IstioMesh(pulumi.ComponentResource):
         if rate_limit := gateway_rate_limit_object(args.gateway):
             declare(rate_limit, after_istiod)
         declare(telemetry_object(args.observability, args.environment), after_istiod)
+        if args.inference_gateway is not None:
+            # Istio programs it on the chart's gateway pods (its addresses name their Service): after them.
+            declare(args.inference_gateway, pulumi.ResourceOptions(parent=self, depends_on=[self.gateway_release]))
         self.register_outputs({"revision": revision})

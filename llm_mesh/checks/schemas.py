@@ -3,19 +3,24 @@
 Core Kubernetes objects: kubernetes-validate's strict OpenAPI schemas for the cluster's version.
 Istio objects: the pydantic models cloudcoil generates from Istio's CRDs. They drop unknown fields instead of
 refusing them, so an object that does not survive a round trip unchanged has fields Istio would ignore.
+Gateway API and Inference Extension objects: the openAPIV3Schema of the CRDs the stack installs
+(llm_mesh/plan/crds/), with unknown fields refused as the API server's strict field validation does.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 from pydantic import ValidationError
 
 from llm_mesh.checks.findings import Finding
 from llm_mesh.checks.kube_objects import KubeObject
 from llm_mesh.errors import InputError
+from llm_mesh.plan.crds import crd_schema
 
 _ISTIO_GROUPS = {
     "networking.istio.io": "networking",
@@ -24,15 +29,23 @@ _ISTIO_GROUPS = {
 }
 
 
+# Kubernetes SIG projects' CRDs, whose schemas come with the CRDs the stack installs, not with Kubernetes' own.
+CRD_GROUPS = ("gateway.networking.k8s.io", "inference.networking.k8s.io", "inference.networking.x-k8s.io")
+
+
+def is_installed_crd(obj: KubeObject) -> bool:
+    return obj.api_version.rpartition("/")[0] in CRD_GROUPS
+
+
 def is_core(obj: KubeObject) -> bool:
     """Kubernetes' own API groups (`v1`, `apps/v1`, `policy.k8s.io`...), which its OpenAPI schema covers."""
     group = obj.api_version.rpartition("/")[0]
-    return "." not in group or group.endswith(".k8s.io")
+    return ("." not in group or group.endswith(".k8s.io")) and not is_installed_crd(obj)
 
 
 def unchecked(objects: list[KubeObject]) -> list[KubeObject]:
     """Objects of other vendors' CRDs (e.g. Google's PodMonitoring): no published schema here to check them."""
-    return [o for o in objects if not o.is_istio and not is_core(o)]
+    return [o for o in objects if not o.is_istio and not is_core(o) and not is_installed_crd(o)]
 
 
 class UnsupportedVersion(InputError):
@@ -57,7 +70,12 @@ def schema_findings(objects: list[KubeObject], kubernetes_version: str) -> list[
     for obj in objects:
         if id(obj) in skipped:
             continue
-        problem = _istio_problem(obj) if obj.is_istio else _core_problem(obj, kubernetes_version)
+        if obj.is_istio:
+            problem = _istio_problem(obj)
+        elif is_installed_crd(obj):
+            problem = _crd_problem(obj)
+        else:
+            problem = _core_problem(obj, kubernetes_version)
         if problem:
             code, message, fix = problem
             findings.append(Finding(code, "error", obj.key, message, fix))
@@ -81,6 +99,48 @@ def _core_problem(obj: KubeObject, kubernetes_version: str) -> tuple[str, str, s
             "use an API version the cluster serves",
         )
     return None
+
+
+_COMBINATORS = ("oneOf", "anyOf", "allOf", "not")
+
+
+def closed(schema: Any, branch: bool = False) -> Any:
+    """The schema as the API server applies it under strict field validation: an object's unknown fields are
+    refused (the published schema leaves that to pruning, which jsonschema does not do). A oneOf/anyOf branch
+    only adds conditions to the object its parent describes: it stays open."""
+    if isinstance(schema, dict):
+        schema = {k: closed(v, k in _COMBINATORS) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema and not branch:
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [closed(v, branch) for v in schema]
+    return schema
+
+
+@functools.cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator | None:
+    group, _, version = api_version.partition("/")
+    schema = crd_schema(group, kind, version)
+    if schema is None:
+        return None
+    # metadata is the API server's to check (and Kubernetes' schema): the CRD gives it as a bare object.
+    return jsonschema.Draft7Validator(closed({**schema, "properties": {**schema["properties"], "metadata": {}}}))
+
+
+def _crd_problem(obj: KubeObject) -> tuple[str, str, str] | None:
+    validator = crd_validator(obj.api_version, obj.kind)
+    if validator is None:
+        return (
+            "CRD002",
+            f"no installed CRD serves {obj.api_version} {obj.kind}",
+            "use a kind and version of the Gateway API or Inference Extension CRDs in llm_mesh/plan/crds/",
+        )
+    errors = sorted(validator.iter_errors(obj.manifest), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return None
+    where = ".".join(str(p) for p in errors[0].absolute_path) or "(top)"
+    return "CRD001", f"{where}: {errors[0].message}", f"correct {where} as the installed CRD's schema requires"
 
 
 def _istio_problem(obj: KubeObject) -> tuple[str, str, str] | None:

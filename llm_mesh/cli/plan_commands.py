@@ -133,7 +133,7 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
 WHOLE_PLAN_CODES = frozenset(
     {
         "LM0101", "LM0102", "LM0103", "LM0106", "LM0107", "LM0110", "LM0113", "LM0114", "LM0115", "LM0116", "LM0118",
-        "LM0123", "LM0124",
+        "LM0123", "LM0124", "LM0126", "LM0127", "LM0128", "LM0129", "LM0130", "LM0131",
     }
 )  # fmt: skip
 
@@ -141,6 +141,7 @@ WHOLE_PLAN_CODES = frozenset(
 def _validate(args: argparse.Namespace) -> int:
     # Imported here: the schemas and the policy pack's helpers are for checking, not for `make preview`.
     from llm_mesh.checks.analysis import analyze, inventory
+    from llm_mesh.checks.inference_routing import inference_routing_findings
     from llm_mesh.checks.kube_objects import helm_releases, kube_objects
     from llm_mesh.checks.schemas import check_version, schema_findings, unchecked
     from llm_mesh.checks.serving import serving_findings
@@ -168,6 +169,7 @@ def _validate(args: argparse.Namespace) -> int:
         schema_findings(objects, version)
         + analyze(inventory(objects, helm_releases(resources), declared))
         + serving_findings(resources, environment)
+        + inference_routing_findings(objects)
     )
     if not complete:
         # A preview of changes alone lists no unchanged resources: what a rule would miss there is not judged.

@@ -2,7 +2,7 @@
 inference.networking.k8s.io/v1 InferencePool (Inference Extension v1.0.x), with the CRDs' CEL rules we rely on and
 the mistakes the API admits but that would route wrongly.
 
-Field names and limits follow the CRD schemas vendored in llm_mesh/checks/crd_schemas/. Istio's own networking objects
+Field names and limits follow the CRDs vendored in llm_mesh/plan/crds/ (which the stack installs). Istio's own networking objects
 (VirtualService, Istio's Gateway...) are in networking.py; the names overlap, so import this module by name.
 """
 
@@ -123,8 +123,16 @@ class Listener(IstioModel):
         return self
 
 
+class GatewaySpecAddress(IstioModel):
+    # Istio reads a Hostname address as the Service of an existing gateway deployment to program (its "manual
+    # deployment"), instead of deploying a gateway of its own.
+    type: Literal["IPAddress", "Hostname"] | None = None
+    value: str = Field(min_length=1, max_length=253)
+
+
 class GatewaySpec(IstioModel):
     gateway_class_name: ObjectName
+    addresses: list[GatewaySpecAddress] | None = Field(default=None, max_length=16)
     listeners: list[Listener] = Field(min_length=1, max_length=64)
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ from llm_mesh.mesh.security import (
     Source,
 )
 from llm_mesh.plan.config import StackConfig
+from llm_mesh.plan.inference_pool import EXT_PROC_PATH, PICKER_PORT, all_pools
 from llm_mesh.plan.topology import (
     GATEWAY_PRINCIPAL,
     GATEWAY_SELECTOR,
@@ -121,6 +122,32 @@ def model_store_allow(config: StackConfig) -> AuthorizationPolicy:
     )
 
 
+def picker_allow(config: StackConfig) -> list[AuthorizationPolicy]:
+    """Each endpoint picker takes one call: the gateway's ext_proc stream, on the picker's gRPC port. Its metrics
+    port is outside the sidecar (its own token check guards it), and it calls nothing of the mesh's but the API
+    server (and the servers' merged metrics, which are outside mTLS as managed Prometheus reads them)."""
+    return [
+        AuthorizationPolicy(
+            metadata=ObjectMeta(name=f"{pool.picker}-gateway", namespace=pool.namespace),
+            spec=AuthorizationPolicySpec(
+                selector=WorkloadSelector(match_labels=pool.picker_labels),
+                action="ALLOW",
+                rules=[
+                    Rule(
+                        from_=[RuleFrom(source=Source(principals=[GATEWAY_PRINCIPAL]))],
+                        to=[
+                            RuleTo(
+                                operation=Operation(ports=[str(PICKER_PORT)], methods=["POST"], paths=[EXT_PROC_PATH])
+                            )
+                        ],
+                    )
+                ],
+            ),
+        )
+        for pool in all_pools(config)
+    ]
+
+
 def gateway_jwt(config: StackConfig) -> list[IstioObject]:
     """With a JWT issuer configured: validate tokens at the gateway and refuse requests without one."""
     jwt = config.security.jwt
@@ -164,5 +191,6 @@ def security_objects(config: StackConfig) -> list[IstioObject]:
     objects += [allow_nothing(namespace) for namespace in application_namespaces(config)]
     objects += inference_allow(config)
     objects.append(model_store_allow(config))
+    objects += picker_allow(config)
     objects += gateway_jwt(config)
     return objects

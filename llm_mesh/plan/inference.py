@@ -11,9 +11,8 @@ from llm_mesh.payloads import DRAIN_SERVER, FETCH_MODEL
 from llm_mesh.plan.config import WEIGHT_SUFFIXES, ModelVersion, RoutingConfig, ServedModel
 from llm_mesh.plan.gpu_fit import Fit
 from llm_mesh.plan.observability import resource_attributes, trace_identity
-from llm_mesh.plan.topology import MODEL_STORE, ModelNames
+from llm_mesh.plan.topology import MODEL_STORE, SERVER_PORT, ModelNames
 
-SERVER_PORT = 8000
 JOB_NAME_LIMIT = 63
 # Pods of a canary that takes traffic: one can go while the other serves (see `replicas`).
 CANARY_MIN_SERVING = 2

@@ -7,7 +7,7 @@ from typing import Any
 
 from llm_mesh.plan.config import GatewayConfig, ObservabilityConfig
 from llm_mesh.plan.observability import access_log_format
-from llm_mesh.plan.topology import GATEWAY_SELECTOR, SAFE_TO_EVICT
+from llm_mesh.plan.topology import GATEWAY_SELECTOR, SAFE_TO_EVICT, serving_port
 
 TRACING_PROVIDER = "otel-tracing"
 # istiod patches its validating webhook's failurePolicy to Fail once it serves; rendering Fail from the start
@@ -56,8 +56,18 @@ def mesh_config(observability: ObservabilityConfig, project: str) -> dict[str, A
 INTERNAL_LB_ANNOTATION = "networking.gke.io/load-balancer-type"
 
 
-def istiod_values(revision: str, observability: ObservabilityConfig, project: str, hub: str) -> dict[str, Any]:
-    """istiod, and through its injection templates every proxy's image, the gateway's included, from `hub`."""
+# istiod's switch for InferencePool backends of HTTPRoutes (the Gateway API Inference Extension); off by default.
+INFERENCE_EXTENSION_FLAG = "ENABLE_GATEWAY_API_INFERENCE_EXTENSION"
+
+
+def istiod_values(
+    revision: str, observability: ObservabilityConfig, project: str, hub: str, inference_pools: bool = False
+) -> dict[str, Any]:
+    """istiod, and through its injection templates every proxy's image, the gateway's included, from `hub`; with
+    `inference_pools`, routing to InferencePools through their endpoint pickers."""
+    env = {"ENABLE_NATIVE_SIDECARS": "true"}
+    if inference_pools:
+        env[INFERENCE_EXTENSION_FLAG] = "true"
     return {
         "revision": revision,
         "global": {"platform": "gke", "hub": hub},
@@ -65,7 +75,7 @@ def istiod_values(revision: str, observability: ObservabilityConfig, project: st
             "cni": {"enabled": True},
             "autoscaleMin": 2,
             # Native sidecars (GKE 1.29+): the proxy starts before init containers such as the GCS FUSE mount.
-            "env": {"ENABLE_NATIVE_SIDECARS": "true"},
+            "env": env,
         },
         "meshConfig": mesh_config(observability, project),
         **WEBHOOK_VALUES,
@@ -111,12 +121,6 @@ def gateway_values(revision: str, gateway: GatewayConfig, drain_seconds: int) ->
         "podDisruptionBudget": {"minAvailable": 1},
         "service": gateway_service(gateway),
     }
-
-
-def serving_port(gateway: GatewayConfig) -> tuple[int, str]:
-    """The one port the gateway serves on: 443 with TLS, else 80. With TLS there is no plaintext port at all, not
-    even a redirect: an API client pointed at http:// would send its bearer token in the clear before the 301."""
-    return (443, "https") if gateway.tls_credential_name else (80, "http")
 
 
 def gateway_service(gateway: GatewayConfig) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from llm_mesh.plan import inference
 from llm_mesh.plan.authz import in_mesh_callers
 from llm_mesh.plan.config import StackConfig
+from llm_mesh.plan.inference_pool import PICKER_METRICS_PORT, PICKER_PORT, all_pools, pools_of
 from llm_mesh.plan.topology import (
     GATEWAY_SELECTOR,
     INGRESS_NAMESPACE,
@@ -18,6 +19,7 @@ from llm_mesh.plan.topology import (
     MODEL_STORE_LABELS,
     MODEL_STORE_PORT,
     WEIGHTS_GATE_LABELS,
+    ModelNames,
     model_names,
 )
 
@@ -65,15 +67,31 @@ def application_ingress(config: StackConfig) -> list[PodIngress]:
         *(Peer(ns) for ns in caller_namespaces(config)),
     ]
     scrapers = [Peer(MANAGED_PROMETHEUS_NAMESPACE)]
+
+    def metric_readers(names: ModelNames) -> list[Peer]:
+        # A pooled model's endpoint pickers read each server's queue and KV-cache gauges where Prometheus does.
+        pickers = [Peer(pool.namespace, pool.picker_labels) for pool in pools_of(names)] if names.model.pooled else []
+        return [*scrapers, *pickers]
+
     rules = [
         PodIngress(
             f"{names.service}-callers",
             names.namespace,
             names.labels(),
             # The gateway's and in-mesh callers' sidecars (canary and mirror copies too); the merged metrics.
-            [Admit(inference.SERVER_PORT, api_callers), Admit(MERGED_METRICS_PORT, scrapers)],
+            [Admit(inference.SERVER_PORT, api_callers), Admit(MERGED_METRICS_PORT, metric_readers(names))],
         )
         for names in model_names(config)
+    ]
+    # Each endpoint picker: the gateway's ext_proc calls, and managed Prometheus on its own metrics port.
+    rules += [
+        PodIngress(
+            pool.picker,
+            pool.namespace,
+            pool.picker_labels,
+            [Admit(PICKER_PORT, [gateway]), Admit(PICKER_METRICS_PORT, scrapers)],
+        )
+        for pool in all_pools(config)
     ]
     # Each of our workloads names its ingress, even none: the namespace's default covers pods of others.
     rules.append(PodIngress("weights-gate", config.inference.namespace, WEIGHTS_GATE_LABELS, []))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_mesh.plan.config import ServedModel, StackConfig
+from llm_mesh.plan.config import GatewayConfig, ServedModel, StackConfig
 
 ISTIO_NAMESPACE = "istio-system"  # Istio's root namespace: mesh-wide policy lives here
 INGRESS_NAMESPACE = "istio-ingress"
@@ -19,6 +19,7 @@ POOL_LABEL = "llm-mesh/pool"  # on every node: which node pool it belongs to
 SHAPE_ANNOTATION = "llm-mesh/model-shape"
 # A workload deliberately outside the mesh says why on its pod template; the injection checks accept it.
 OUTSIDE_MESH_ANNOTATION = "llm-mesh/outside-mesh"
+SERVER_PORT = 8000  # the model server's OpenAI-compatible API
 MERGED_METRICS_PORT = 15020  # istio-proxy's agent serves app and proxy metrics here, outside mTLS
 WEIGHTS_GATE_LABELS = {"llm-mesh/role": "weights-gate"}
 MODEL_STORE_PORT = 8080  # nginx-unprivileged listens here, as a non-root user
@@ -87,3 +88,9 @@ def gateway_ref() -> str:
 
 # The cluster autoscaler's pod annotation: "false" keeps it from evicting the pod to remove its node.
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+
+
+def serving_port(gateway: GatewayConfig) -> tuple[int, str]:
+    """The one port the gateway serves on: 443 with TLS, else 80. With TLS there is no plaintext port at all, not
+    even a redirect: an API client pointed at http:// would send its bearer token in the clear before the 301."""
+    return (443, "https") if gateway.tls_credential_name else (80, "http")

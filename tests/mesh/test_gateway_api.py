@@ -3,46 +3,24 @@ back unchanged, and refuse what the API would reject or route wrongly, with a me
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 from pydantic import ValidationError
 
+from llm_mesh.checks.schemas import crd_validator
 from llm_mesh.mesh.base import IstioObject
 from llm_mesh.mesh.gateway_api import Gateway, HTTPRoute, InferencePool
 
-SCHEMAS = Path(__file__).parents[2] / "llm_mesh" / "checks" / "crd_schemas"
 META = {"name": "llama", "namespace": "inference"}
 POOL = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}
 
 
-def closed(schema: Any) -> Any:
-    """The schema as the API server applies it under strict field validation: an object's unknown fields are
-    refused (the published schema leaves that to pruning, which jsonschema does not do)."""
-    if isinstance(schema, dict):
-        schema = {k: closed(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-        return schema
-    if isinstance(schema, list):
-        return [closed(v) for v in schema]
-    return schema
-
-
-@cache
-def validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
-    group = api_version.partition("/")[0]
-    schema = json.loads((SCHEMAS / f"{group}_v1_{kind}.json").read_text())
-    return jsonschema.Draft7Validator(closed(schema))
-
-
 def schema_errors(model: type[IstioObject], spec: dict[str, Any]) -> list[str]:
     manifest = {"apiVersion": model.api_version, "kind": model.kind, "metadata": META, "spec": spec}
-    found = validator(model.api_version, model.kind).iter_errors(manifest)
+    validator = crd_validator(model.api_version, model.kind)
+    assert validator is not None, f"no vendored CRD serves {model.api_version} {model.kind}"
+    found = validator.iter_errors(manifest)
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in found]
 
 

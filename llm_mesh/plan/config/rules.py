@@ -228,6 +228,21 @@ def one_version_one_definition(config: StackConfig) -> Iterator[KeyProblem]:
                 )
 
 
+def pools_served_by_the_gateway(config: StackConfig) -> Iterator[KeyProblem]:
+    """An InferencePool is a backend of the gateway's HTTPRoute: a model served inside the mesh only has no route to
+    put it behind, and callers inside the mesh reach the model's Service through the mesh's own balancing."""
+    if config.security.allow_gateway:
+        return
+    for i, model in enumerate(config.models):
+        if model.pooled:
+            yield KeyProblem(
+                f"models[{i}].routing.balancing",
+                model.routing.balancing,
+                "the endpoint picker chooses pods for requests through the gateway, and security.allowGateway is "
+                "false; set balancing: mesh, or allow the gateway",
+            )
+
+
 def _duplicates(key: str, names: list[str]) -> Iterator[KeyProblem]:
     for i, name in enumerate(names):
         if name in names[:i]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -130,6 +131,18 @@ class ModelShapeConfig(ConfigModel):
         )
 
 
+Balancing = Literal["mesh", "inference-pool"]
+
+
+class ModelRouting(ConfigModel):
+    """How the gateway chooses a replica for each request to this model."""
+
+    # mesh: Istio's least-request balancing over the model's pods (through the ingress gateway's VirtualService).
+    # inference-pool: a Gateway API HTTPRoute to an InferencePool per track, whose endpoint picker chooses the pod
+    # for each request from the servers' queue depth and KV-cache use (the Gateway API Inference Extension).
+    balancing: Balancing = "mesh"
+
+
 class ServedModel(ConfigModel):
     name: Name
     # The model name clients send in the OpenAI `model` field; defaults to `name`.
@@ -148,6 +161,7 @@ class ServedModel(ConfigModel):
     # Percent of requests for the canary; the stable version takes the rest.
     canary_weight: int = 0
     mirror: Mirror | None = None
+    routing: ModelRouting = ModelRouting()
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=2, ge=1)
     cpu: str = Field(default="4", pattern=r"^\d+(\.\d+)?m?$")
@@ -175,6 +189,11 @@ class ServedModel(ConfigModel):
         if self.mirror is not None:
             found.append(("mirror", self.mirror.version))
         return found
+
+    @property
+    def pooled(self) -> bool:
+        """Served through InferencePools and their endpoint picker rather than the mesh's balancing."""
+        return self.routing.balancing == "inference-pool"
 
     @field_validator("canary_weight")
     @classmethod
@@ -214,6 +233,9 @@ class InferenceConfig(ConfigModel):
     namespace: Name = "inference"
     # Serves managed-Prometheus series to the autoscalers (deployed when a model autoscales).
     metrics_adapter_image: Image = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.2-gke.1"
+    # The Inference Extension's endpoint picker, one per InferencePool (models with routing.balancing
+    # inference-pool); prod stacks pin it by digest.
+    endpoint_picker_image: Image = "registry.k8s.io/gateway-api-inference-extension/epp:v1.0.2"
 
 
 def _bytes(quantity: str) -> int:

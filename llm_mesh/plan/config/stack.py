@@ -48,6 +48,7 @@ class StackConfig(ConfigModel):
         problems += rules.prod_hardened(self)
         problems += rules.prod_weights_checked(self)
         problems += rules.one_version_one_definition(self)
+        problems += rules.pools_served_by_the_gateway(self)
         if problems:
             raise Problems(problems)
         return self
@@ -94,6 +95,8 @@ class StackConfig(ConfigModel):
         yield "modelStore.serverImage", self.model_store.server_image
         if self.autoscaled_models():
             yield "inference.metricsAdapterImage", self.inference.metrics_adapter_image
+        if self.pooled_models():
+            yield "inference.endpointPickerImage", self.inference.endpoint_picker_image
         yield "observability.collectorImage", self.observability.collector_image
         for path, version in self.versions():
             if version.image is not None:
@@ -102,6 +105,10 @@ class StackConfig(ConfigModel):
     def autoscaled_models(self) -> list[ServedModel]:
         """Models whose stable track the autoscaler sizes (every model that runs at all)."""
         return [m for m in self.models if m.min_replicas > 0]
+
+    def pooled_models(self) -> list[ServedModel]:
+        """Models the gateway serves through InferencePools (routing.balancing: inference-pool)."""
+        return [m for m in self.models if m.pooled]
 
     def pool_for(self, model: ServedModel) -> GpuPool:
         return next((p for p in self.gpu_pools if p.name == model.gpu_pool), self.gpu_pools[0])
