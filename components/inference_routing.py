@@ -25,12 +25,13 @@ from llm_mesh.plan.inference_pool import (
     PoolNames,
     http_route,
     inference_pool,
+    mirror_service,
     picker_args,
     pooled_names,
     pools_of,
 )
 from llm_mesh.plan.network_peers import MANAGED_PROMETHEUS_NAMESPACE
-from llm_mesh.plan.topology import MERGED_METRICS_PORT, POOL_LABEL, ModelNames
+from llm_mesh.plan.topology import MERGED_METRICS_PORT, POOL_LABEL, SERVER_PORT, ModelNames
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -62,6 +63,8 @@ class InferenceRouting(pulumi.ComponentResource):
         _shared_access(name, args.namespace, pools, child)
         for names in args.models:
             ready: list[pulumi.Resource] = []
+            if mirror := mirror_service(names):
+                ready.append(_mirror_service(f"{name}-{mirror}", mirror, names, child))
             for pool in pools_of(names):
                 picker = _picker(f"{name}-{pool.pool}", pool, args.image, child)
                 ready.append(picker)
@@ -69,6 +72,18 @@ class InferenceRouting(pulumi.ComponentResource):
             # The route names pools: it reaches the gateway once each pool and its picker are there and ready.
             declare(http_route(names, args.routing), pulumi.ResourceOptions(parent=self, depends_on=ready))
         self.register_outputs({"pools": [pool.pool for pool in pools]})
+
+
+def _mirror_service(name: str, service: str, names: ModelNames, opts: pulumi.ResourceOptions) -> core.Service:
+    return core.Service(
+        name,
+        metadata=meta.ObjectMetaArgs(name=service, namespace=names.namespace, labels=names.labels("mirror")),
+        spec=core.ServiceSpecArgs(
+            selector=names.labels("mirror"),
+            ports=[core.ServicePortArgs(name="http", port=SERVER_PORT, target_port="http", app_protocol="http")],
+        ),
+        opts=opts,
+    )
 
 
 def _shared_access(name: str, namespace: str, pools: list[PoolNames], opts: pulumi.ResourceOptions) -> None:

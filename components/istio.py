@@ -120,7 +120,12 @@ class IstioMesh(pulumi.ComponentResource):
             GATEWAY_RELEASE,
             "gateway",
             INGRESS_NAMESPACE,
-            gateway_values(revision, args.gateway, args.drain_seconds),
+            gateway_values(
+                revision,
+                args.gateway,
+                args.drain_seconds,
+                args.inference_gateway.metadata.name if args.inference_gateway else None,
+            ),
             [ingress, self.istiod],
         )
         # Istio's objects are validated by istiod's webhook: declare them once it runs.

@@ -1,10 +1,10 @@
 """The references of the inference-pool path, followed as Istio's gateway and the endpoint picker follow them. Codes:
-  LM0126 an HTTPRoute names a Gateway, listener or InferencePool the plan does not declare
-  LM0127 an InferencePool selects no pods the stack deploys, or none that serves its target port
-  LM0128 an InferencePool's endpoint picker is no Service of the plan on that port, or its Service selects no pods
-  LM0129 a Gateway API listener no HTTPRoute attaches to (its host is served by nothing)
-  LM0130 an InferencePool's pods are outside the mesh (the gateway would reach them without mTLS or authorization)
-  LM0131 an endpoint picker's service account may read Secrets (a picker needs pods and its pool, nothing more)
+LM0126 an HTTPRoute names a Gateway, listener or InferencePool the plan does not declare
+LM0127 an InferencePool selects no pods the stack deploys, or none that serves its target port
+LM0128 an InferencePool's endpoint picker is no Service of the plan on that port, or its Service selects no pods
+LM0129 a Gateway API listener no HTTPRoute attaches to (its host is served by nothing)
+LM0130 an InferencePool's pods are outside the mesh (the gateway would reach them without mTLS or authorization)
+LM0131 an endpoint picker's service account may read Secrets (a picker needs pods and its pool, nothing more)
 """
 
 from __future__ import annotations
@@ -31,9 +31,13 @@ class _Plan:
 
     def __init__(self, objects: list[KubeObject]):
         self.objects = objects
-        self.gateways = {(o.namespace, o.name): o for o in objects if o.api_version == GATEWAY_API and o.kind == "Gateway"}
+        self.gateways = {
+            (o.namespace, o.name): o for o in objects if o.api_version == GATEWAY_API and o.kind == "Gateway"
+        }
         self.routes = [o for o in objects if o.api_version == GATEWAY_API and o.kind == "HTTPRoute"]
-        self.pools = {(o.namespace, o.name): o for o in objects if o.api_version == INFERENCE and o.kind == "InferencePool"}
+        self.pools = {
+            (o.namespace, o.name): o for o in objects if o.api_version == INFERENCE and o.kind == "InferencePool"
+        }
         self.services = {(o.namespace, o.name): o for o in objects if o.kind == "Service" and o.api_version == "v1"}
         self.workloads = [o for o in objects if o.kind in WORKLOAD_KINDS]
         self.namespaces = {
@@ -88,6 +92,16 @@ def _routes(plan: _Plan) -> Iterator[Finding]:
         for rule in spec.get("rules") or []:
             refs = list(rule.get("backendRefs") or [])
             refs += [f["requestMirror"]["backendRef"] for f in rule.get("filters") or [] if f.get("requestMirror")]
+            pools = [r for r in rule.get("backendRefs") or [] if r.get("kind") == "InferencePool"]
+            if len(pools) > 1:
+                yield Finding(
+                    "LM0132", "warning", route.key,
+                    f"splits requests over {len(pools)} InferencePools in one rule ({', '.join(r['name'] for r in pools)}): "
+                    "an Istio without the fix of istio/istio#61594 (release-1.31 backport #61842) asks only the last "
+                    "pool's picker, for all of them",
+                    "run an Istio that has the fix (its release notes name #61842), or keep the canary at weight 0 on "
+                    "this path",
+                )  # fmt: skip
             for ref in refs:
                 if ref.get("kind") != "InferencePool" or ref.get("group") != INFERENCE_GROUP:
                     continue
@@ -138,7 +152,9 @@ def _pool_pods(plan: _Plan, pool: KubeObject) -> Iterator[Finding]:
                 "LM0127", "error", pool.key, f"targetPorts {missing}: no container of {workload.key} listens there",
                 f"use the server's port ({sorted(served)})",
             )  # fmt: skip
-        opted_out = ((template.get("metadata") or {}).get("annotations") or {}).get("sidecar.istio.io/inject") == "false"
+        opted_out = ((template.get("metadata") or {}).get("annotations") or {}).get(
+            "sidecar.istio.io/inject"
+        ) == "false"
         if opted_out or not injection_enabled(plan.namespaces.get(pool.namespace, {})):
             yield Finding(
                 "LM0130", "error", pool.key,
@@ -180,7 +196,9 @@ def _picker_accounts(plan: _Plan) -> set[tuple[str, str]]:
         service = plan.services.get((pool.namespace, name or ""))
         if service is None:
             continue
-        for workload, template in plan.pods(service.namespace, dict((service.manifest.get("spec") or {}).get("selector") or {})):
+        for workload, template in plan.pods(
+            service.namespace, dict((service.manifest.get("spec") or {}).get("selector") or {})
+        ):
             account = (template.get("spec") or {}).get("serviceAccountName") or "default"
             accounts.add((workload.namespace, account))
     return accounts
@@ -206,13 +224,17 @@ def _picker_secrets(plan: _Plan) -> Iterator[Finding]:
         if binding.kind not in ("RoleBinding", "ClusterRoleBinding"):
             continue
         ref = binding.manifest.get("roleRef") or {}
-        role = roles.get((ref.get("kind", ""), binding.namespace if ref.get("kind") == "Role" else "", ref.get("name", "")))
+        role = roles.get(
+            (ref.get("kind", ""), binding.namespace if ref.get("kind") == "Role" else "", ref.get("name", ""))
+        )
         if role is None or not _reads_secrets(role):
             continue
         for subject in binding.manifest.get("subjects") or []:
             who = (subject.get("namespace") or binding.namespace, subject.get("name"))
             if subject.get("kind") == "ServiceAccount" and who in accounts:
-                scope = "every namespace's" if binding.kind == "ClusterRoleBinding" else f"namespace {binding.namespace}'s"
+                scope = (
+                    "every namespace's" if binding.kind == "ClusterRoleBinding" else f"namespace {binding.namespace}'s"
+                )
                 yield Finding(
                     "LM0131", "error", binding.key,
                     f"gives endpoint picker {who[0]}/{who[1]} {scope} Secrets ({role.key}): a picker reads pods and its pool",

@@ -16,6 +16,7 @@ from llm_mesh.mesh.base import ObjectMeta, WorkloadSelector
 from llm_mesh.mesh.gateway_api import (
     INFERENCE_GROUP,
     AllowedRoutes,
+    BackendObjectReference,
     EndpointPickerRef,
     Fraction,
     Gateway,
@@ -113,9 +114,15 @@ def pooled_names(config: StackConfig) -> list[ModelNames]:
 
 
 def pools_of(names: ModelNames) -> list[PoolNames]:
-    """A pool per deployed track: a canary at weight 0 keeps its (empty) pool, so that a weight change is the
-    route's change alone."""
-    return [PoolNames(names, track) for track in names.tracks]
+    """A pool per track the route splits over: a canary at weight 0 keeps its (empty) pool, so that a weight change
+    is the route's change alone. The mirror has none: Istio 1.31 sends a mirrored request past the picker, and builds
+    no backend for a pool that only a RequestMirror names (the copy would be dropped); it gets a Service instead."""
+    return [PoolNames(names, track) for track in names.tracks if track != "mirror"]
+
+
+def mirror_service(names: ModelNames) -> str | None:
+    """The Service of the mirror track's pods, which the route's RequestMirror copies requests to."""
+    return f"{names.service}-mirror" if names.model.mirror is not None else None
 
 
 def all_pools(config: StackConfig) -> list[PoolNames]:
@@ -175,17 +182,17 @@ def route_weights(names: ModelNames) -> dict[str, int]:
 
 
 def http_route(names: ModelNames, routing: RoutingConfig) -> HTTPRoute:
-    """Every request for the model's host, split over its pools by weight, copied to the mirror's pool."""
+    """Every request for the model's host, split over its pools by weight, copied to the mirror's Service."""
     model = names.model
     weights = route_weights(names)
     refs = [
         _pool_ref(PoolNames(names, track), weight if len(weights) > 1 else None) for track, weight in weights.items()
     ]
     filters = None
-    if model.mirror is not None:
-        mirror = HTTPRequestMirrorFilter(
-            backend_ref=_pool_ref(PoolNames(names, "mirror")), **_share(model.mirror.percentage)
-        )
+    mirror_to = mirror_service(names)
+    if model.mirror is not None and mirror_to is not None:
+        target = BackendObjectReference(group="", kind="Service", name=mirror_to, port=SERVER_PORT)
+        mirror = HTTPRequestMirrorFilter(backend_ref=target, **_share(model.mirror.percentage))
         filters = [HTTPRouteFilter(type="RequestMirror", request_mirror=mirror)]
     rule = HTTPRouteRule(
         matches=[HTTPRouteMatch(path=HTTPPathMatch(type="PathPrefix", value="/"))],

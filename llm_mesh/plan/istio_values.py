@@ -82,7 +82,14 @@ def istiod_values(
     }
 
 
-def gateway_values(revision: str, gateway: GatewayConfig, drain_seconds: int) -> dict[str, Any]:
+# Istio adds the inference extension's ext_proc filter only to gateway pods carrying the name of a Gateway API
+# Gateway that has an InferencePool attached (pilot's listener builder): a manual deployment must label its pods.
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+
+
+def gateway_values(
+    revision: str, gateway: GatewayConfig, drain_seconds: int, inference_gateway: str | None = None
+) -> dict[str, Any]:
     # A gateway pod that stops (its autoscaler scaling down, a node upgrade) carries generations that stream for
     # up to the route timeout: it drains that long (the chart's default is 30 s, the proxy's 5 s) and exits as
     # soon as no connection is left. The gateway is a standalone proxy, so its own drain settings apply.
@@ -92,7 +99,8 @@ def gateway_values(revision: str, gateway: GatewayConfig, drain_seconds: int) ->
     }
     return {
         "revision": revision,
-        "labels": GATEWAY_SELECTOR,
+        # Extra keys label the pods (the chart's Service selects on app and istio only).
+        "labels": {**GATEWAY_SELECTOR, **({GATEWAY_NAME_LABEL: inference_gateway} if inference_gateway else {})},
         "autoscaling": {
             "enabled": True,
             "minReplicas": gateway.min_replicas,
