@@ -118,9 +118,9 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return run
 
 
-def _previews(project: Path, folder: Path) -> dict[str, str]:
+def _previews(project: Path, folder: Path, stacks: tuple[str, ...] = STACKS) -> dict[str, str]:
     documents = {}
-    for stack in STACKS:
+    for stack in stacks:
         out = folder / f"{stack}.json"
         printed = io.StringIO()
         with isolated_sdk(), pytest.MonkeyPatch.context() as here:
@@ -149,6 +149,45 @@ def previews(preview_texts: dict[str, str]) -> dict[str, dict[str, Any]]:
     """The session's preview documents, parsed afresh for each test (about 4 ms a stack): a test that edits one
     cannot change what the next test in its worker reads."""
     return {stack: json.loads(text) for stack, text in preview_texts.items()}
+
+
+# The stacks whose first model switches to the inference-pool path in one key (prod also names the picker's image by
+# a digest, which prod requires: the placeholder digest below is no real image's).
+POOLED_STACKS = ("staging", "prod")
+PICKER_DIGEST = "registry.k8s.io/gateway-api-inference-extension/epp@sha256:" + "0" * 64
+
+
+def pooled_stack_files(folder: Path) -> Path:
+    """Copies of the frozen staging and prod stacks with models[0].routing.balancing: inference-pool."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    folder.mkdir(parents=True, exist_ok=True)
+    for stack in POOLED_STACKS:
+        document = yaml.load((FIXTURE_STACKS / f"Pulumi.{stack}.yaml").read_text())
+        values = document["config"]
+        values["llm-mesh:models"][0]["routing"] = {"balancing": "inference-pool"}
+        if stack == "prod":
+            values["llm-mesh:inference"]["endpointPickerImage"] = PICKER_DIGEST
+        with open(folder / f"Pulumi.{stack}.yaml", "w") as f:
+            yaml.dump(document, f)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pooled_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pooled")
+    return project_with_stacks(root / "project", pooled_stack_files(root / "stacks"))
+
+
+@pytest.fixture(scope="session")
+def pooled_preview_texts(tmp_path_factory: pytest.TempPathFactory, pooled_project: Path) -> dict[str, str]:
+    return _previews(pooled_project, tmp_path_factory.mktemp("pooled-previews"), POOLED_STACKS)
+
+
+@pytest.fixture
+def pooled_previews(pooled_preview_texts: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return {stack: json.loads(text) for stack, text in pooled_preview_texts.items()}
 
 
 # Skips CI accepts: what no machine of this project's kind can have. Any other skip in CI fails the run, so that

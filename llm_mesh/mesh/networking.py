@@ -133,6 +133,8 @@ class VirtualService(IstioObject):
 
 class ClientTLSSettings(IstioModel):
     mode: Literal["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]
+    # What the Inference Extension's chart sets for a picker outside the mesh; under STRICT, LM0105 reports it.
+    insecure_skip_verify: bool | None = None
 
 
 class TCPSettings(IstioModel):

@@ -1,0 +1,223 @@
+"""The inference-pool path, read from the plan of staging and prod with one model switched by one key: what it
+declares, that every checker passes it, that each of its guarantees trips a rule when broken, and that the switch
+replaces nothing stateful."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_mesh.checks.analysis import analyze, inventory
+from llm_mesh.checks.inference_routing import inference_routing_findings
+from llm_mesh.checks.kube_objects import helm_releases, kube_objects
+from llm_mesh.checks.schemas import schema_findings
+from llm_mesh.engine.readers import load_engine_document
+from llm_mesh.ops.diff import diff, states
+from llm_mesh.plan import queries
+from llm_mesh.plan.istio_values import GATEWAY_NAME_LABEL, INFERENCE_EXTENSION_FLAG
+from tests.conftest import POOLED_STACKS, Cli
+from tests.helpers import HELM_RELEASE, prop, resource, steps_of_type
+
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+POOL = "kubernetes:inference.networking.k8s.io/v1:InferencePool"
+GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+VS = "kubernetes:networking.istio.io/v1:VirtualService"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+MODEL = "llama-31-8b"
+
+
+def manifests(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o.manifest for o in kube_objects(load_document(document).resources)]
+
+
+def load_document(document: dict[str, Any]) -> Any:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(document, f)
+    return load_engine_document(Path(f.name))
+
+
+def findings(document: dict[str, Any]) -> list[tuple[str, str, str]]:
+    resources = load_document(document).resources
+    objects = kube_objects(resources)
+    found = schema_findings(objects, "1.34")
+    found += analyze(inventory(objects, helm_releases(resources), set()))
+    found += inference_routing_findings(objects)
+    return [(f.code, f.severity, f.object) for f in found]
+
+
+def codes(document: dict[str, Any]) -> set[str]:
+    return {code for code, severity, _ in findings(document) if severity == "error"}
+
+
+def state_of(document: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [
+        s["newState"]
+        for s in document["steps"]
+        if s["newState"].get("inputs", {}).get("kind") == kind
+        and (s["newState"]["inputs"].get("metadata") or {}).get("name") == name
+    ]
+    return found
+
+
+@pytest.mark.parametrize("stack", POOLED_STACKS)
+def test_the_switch_declares_route_pools_pickers_and_keeps_the_vs_for_the_mesh(
+    pooled_previews: dict[str, Any], stack: str
+) -> None:
+    document = pooled_previews[stack]
+    route = resource(document, ROUTE, f"inference-{MODEL}")
+    refs = route["inputs"]["spec"]["rules"][0]["backendRefs"]
+    assert [(r["kind"], r["name"], r.get("weight")) for r in refs] == [
+        ("InferencePool", f"{MODEL}-stable", 90.0),
+        ("InferencePool", f"{MODEL}-canary", 10.0),
+    ]
+    pools = {s["newState"]["inputs"]["metadata"]["name"] for s in steps_of_type(document, POOL)}
+    assert pools == {f"{MODEL}-stable", f"{MODEL}-canary"}
+    for pool in pools:
+        picker = state_of(document, "Deployment", f"{pool}-epp")
+        assert prop(picker, "spec.replicas") == 2
+    # Gateway traffic takes the route; in-mesh callers keep the VirtualService (bound to the mesh only).
+    assert resource(document, VS, f"inference-{MODEL}")["inputs"]["spec"]["gateways"] == ["mesh"]
+    gateway = resource(document, GATEWAY, "istio-ingress-llm-inference")["inputs"]["spec"]
+    assert gateway["addresses"] == [
+        {"type": "Hostname", "value": "istio-ingressgateway.istio-ingress.svc.cluster.local"}
+    ]
+    assert [listener["hostname"] for listener in gateway["listeners"]] == [
+        f"{MODEL}.{'llm.example.com' if stack == 'prod' else 'llm.internal'}"
+    ]
+
+
+def test_istio_is_told_to_serve_pools_on_the_gateway_pods(pooled_previews: dict[str, Any]) -> None:
+    document = pooled_previews["prod"]
+    releases = {
+        s["newState"]["inputs"]["chart"]: s["newState"]["inputs"] for s in steps_of_type(document, HELM_RELEASE)
+    }
+    assert releases["istiod"]["values"]["pilot"]["env"][INFERENCE_EXTENSION_FLAG] == "true"
+    assert releases["gateway"]["values"]["labels"][GATEWAY_NAME_LABEL] == "llm-inference"
+
+
+def test_shipped_stacks_stay_on_mesh_balancing(previews: dict[str, Any]) -> None:
+    for document in previews.values():
+        assert not steps_of_type(document, ROUTE) and not steps_of_type(document, POOL)
+        releases = [s["newState"]["inputs"] for s in steps_of_type(document, HELM_RELEASE)]
+        istiod = next(r for r in releases if r["chart"] == "istiod")
+        assert INFERENCE_EXTENSION_FLAG not in istiod["values"]["pilot"]["env"]
+
+
+def test_the_picker_reads_what_the_servers_write_where_it_can(pooled_previews: dict[str, Any]) -> None:
+    picker = state_of(pooled_previews["prod"], "Deployment", f"{MODEL}-stable-epp")
+    (container,) = prop(picker, "spec.template.spec.containers")
+    args = container["args"]
+    assert f"--kv-cache-usage-percentage-metric={queries.VLLM_KV_CACHE}" in args
+    assert f"--total-queued-requests-metric={queries.VLLM_WAITING}" in args
+    # The servers' own port admits mTLS only; the sidecar agent's merged endpoint is what scrapers read.
+    assert "--model-server-metrics-port=15020" in args and "--model-server-metrics-path=/stats/prometheus" in args
+    assert "--secure-serving=false" in args and "--pool-name=llama-31-8b-stable" in args
+    annotations = prop(picker, "spec.template.metadata.annotations")
+    assert annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] == "15020"
+    assert "sidecar.istio.io/inject" not in annotations
+
+
+@pytest.mark.parametrize("stack", POOLED_STACKS)
+def test_validate_and_policy_pass_the_switched_stack(
+    cli: Cli, pooled_project: Path, pooled_preview_texts: dict[str, str], tmp_path: Path, stack: str
+) -> None:
+    plan = tmp_path / f"{stack}.json"
+    plan.write_text(pooled_preview_texts[stack])
+    validated = cli("--project", str(pooled_project), "validate", str(plan))
+    assert validated.returncode == 0, validated.stdout
+    assert "0 errors" in validated.stdout and "LM0132" in validated.stdout  # the weighted pools' Istio caveat
+    checked = cli("--project", str(pooled_project), "policy", str(plan))
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_the_plan_has_no_error_and_the_warning_is_the_weighted_pools(pooled_previews: dict[str, Any]) -> None:
+    assert findings(pooled_previews["prod"]) == [("LM0132", "warning", f"HTTPRoute/inference/{MODEL}")]
+
+
+def _edit(document: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    return state_of(document, kind, name)["inputs"]
+
+
+def break_mtls_to_picker(d: dict[str, Any]) -> None:
+    # The Inference Extension chart's DestinationRule for Istio: TLS the picker's sidecar cannot take under STRICT.
+    rule = copy.deepcopy(state_of(d, "DestinationRule", MODEL))
+    rule["inputs"]["metadata"]["name"] = "picker-tls"
+    rule["inputs"]["spec"] = {
+        "host": f"{MODEL}-stable-epp.inference.svc.cluster.local",
+        "trafficPolicy": {"tls": {"mode": "SIMPLE", "insecureSkipVerify": True}},
+    }
+    d["steps"].append({"op": "create", "urn": "urn:pulumi:prod::llm-mesh::x::picker-tls", "newState": rule})
+
+
+def break_pool_selector(d: dict[str, Any]) -> None:
+    _edit(d, "InferencePool", f"{MODEL}-stable")["spec"]["selector"]["matchLabels"]["version"] = "stabel"
+
+
+def break_pool_port(d: dict[str, Any]) -> None:
+    _edit(d, "InferencePool", f"{MODEL}-stable")["spec"]["targetPorts"] = [{"number": 8080}]
+
+
+def break_pool_outside_mesh(d: dict[str, Any]) -> None:
+    labels = _edit(d, "Namespace", "inference")["metadata"]["labels"]
+    labels.pop("istio.io/rev")
+    labels["istio-injection"] = "disabled"
+
+
+def break_picker_service(d: dict[str, Any]) -> None:
+    _edit(d, "InferencePool", f"{MODEL}-canary")["spec"]["endpointPickerRef"]["name"] = "no-such-epp"
+
+
+def break_route_to_pool(d: dict[str, Any]) -> None:
+    _edit(d, "HTTPRoute", MODEL)["spec"]["rules"][0]["backendRefs"][0]["name"] = f"{MODEL}-stabel"
+
+
+def break_listener_without_route(d: dict[str, Any]) -> None:
+    _edit(d, "HTTPRoute", MODEL)["spec"]["parentRefs"][0]["sectionName"] = "another"
+
+
+def break_picker_secrets(d: dict[str, Any]) -> None:
+    role = copy.deepcopy(state_of(d, "ClusterRole", "llm-mesh-endpoint-picker-reviews"))
+    role["inputs"]["metadata"]["name"] = "read-secrets"
+    role["inputs"]["rules"] = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]
+    binding = copy.deepcopy(state_of(d, "ClusterRoleBinding", "llm-mesh-endpoint-picker-reviews"))
+    binding["inputs"]["metadata"]["name"] = "read-secrets"
+    binding["inputs"]["roleRef"]["name"] = "read-secrets"
+    for state in (role, binding):
+        d["steps"].append({"op": "create", "urn": f"urn:pulumi:prod::llm-mesh::x::{state['type']}", "newState": state})
+
+
+@pytest.mark.parametrize(
+    ("crafted", "code"),
+    [
+        (break_mtls_to_picker, "LM0105"),
+        (break_pool_selector, "LM0127"),
+        (break_pool_port, "LM0127"),
+        (break_pool_outside_mesh, "LM0130"),
+        (break_picker_service, "LM0128"),
+        (break_route_to_pool, "LM0126"),
+        (break_listener_without_route, "LM0129"),
+        (break_picker_secrets, "LM0131"),
+    ],
+)
+def test_each_crafted_break_trips_its_rule(pooled_previews: dict[str, Any], crafted: Any, code: str) -> None:
+    document = pooled_previews["prod"]
+    crafted(document)
+    assert code in codes(document)
+
+
+def test_the_switch_replaces_nothing_stateful(previews: dict[str, Any], pooled_previews: dict[str, Any]) -> None:
+    """What `review --base` shows for the switch: new objects, changed ones, no replacement and no deletion."""
+    result = diff(states(previews["prod"]), states(pooled_previews["prod"]))
+    kinds = {c.kind for c in result.changes}
+    assert "replace" not in kinds and "delete" not in kinds, sorted(kinds)
+    created = {c.state.type for c in result.changes if c.kind == "create"}
+    assert {ROUTE, POOL, GATEWAY, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"} <= created
+    updated = {c.state.urn.rsplit("::", 1)[1] for c in result.changes if c.kind == "update"}
+    # The VirtualService leaves the ingress gateway; istiod gets the flag; the gateway pods their label.
+    assert {f"inference-{MODEL}", "istio-istiod-1-31", "istio-istio-ingressgateway"} <= updated
