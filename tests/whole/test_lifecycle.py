@@ -21,7 +21,7 @@ from llm_mesh.ops import canary
 from llm_mesh.ops.diff import diff, states
 from llm_mesh.ops.transitions import cannot_apply
 from llm_mesh.plan.config import StackConfig, config_from_pulumi
-from tests.conftest import ROOT, Cli
+from tests.conftest import PICKER_DIGEST, ROOT, Cli
 
 FIXTURE = ROOT / "tests" / "fixtures" / "lifecycle" / "Pulumi.prod.yaml"
 MODEL = "llama-31-8b"
@@ -159,6 +159,52 @@ def test_a_models_life_applies_at_every_step(life: tuple[Project, PreviewingDepl
         "istio revision upgrade: both revisions",
         "istio revision upgrade: old revision removed",
     ]
+
+
+def route_weights(document: dict[str, Any]) -> dict[str, float]:
+    """The pooled model's HTTPRoute split, pool by pool, as the up declares it."""
+    (route,) = [s["newState"]["inputs"] for s in document["steps"] if s["newState"]["type"].endswith(":HTTPRoute")]
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    return {r["name"].removeprefix(f"{MODEL}-"): r.get("weight", 100.0) for r in refs}
+
+
+def test_a_canary_lives_on_the_inference_pool_path(
+    life: tuple[Project, PreviewingDeployer, canary.Progression],
+) -> None:
+    """The same commands on a model served through InferencePools: each step is the route's weights, each up
+    applies after the one before, promotion and rollback end on the stable pool alone."""
+    project, deployer, run = life
+
+    def pooled(config: dict[str, Any]) -> None:
+        served(config)["routing"] = {"balancing": "inference-pool"}
+        config["llm-mesh:inference"]["endpointPickerImage"] = PICKER_DIGEST
+
+    deployer.apply("prod", "first deploy")
+    edit(project, pooled)
+    deployer.apply("prod", "switched to inference-pool")
+    assert deployer.last is not None and route_weights(deployer.last) == {"stable": 100.0}
+
+    def add_canary(config: dict[str, Any]) -> None:
+        served(config)["canary"] = version("v2", config)
+        served(config)["canaryWeight"] = 0
+
+    edit(project, add_canary)
+    deployer.apply("prod", "canary v2 added")
+    rules = run.load_config().canary
+    seen = []
+    while (split := canary.split_of(run.load_config(), MODEL)).weight < rules.max_weight:
+        run.step_to(canary.advanced(split, rules, None))
+        assert deployer.last is not None
+        seen.append(route_weights(deployer.last))
+    assert seen == [{"stable": 80.0, "canary": 20.0}, {"stable": 60.0, "canary": 40.0}]
+    run.promote()
+    assert deployer.last is not None and route_weights(deployer.last) == {"stable": 100.0}
+    edit(project, lambda config: served(config).update(canary=version("v3", config), canaryWeight=0))
+    deployer.apply("prod", "canary v3 added")
+    run.step_to(20)
+    run.rollback()
+    assert deployer.last is not None and route_weights(deployer.last) == {"stable": 100.0}
+    assert canary.split_of(run.load_config(), MODEL) == canary.Split(MODEL, "v2", "v3", 0)
 
 
 def test_the_transition_check_sees_what_the_engine_refuses() -> None:
