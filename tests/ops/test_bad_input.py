@@ -187,7 +187,7 @@ def test_validate_on_a_partial_preview_says_what_it_cannot_judge(previews: dict,
     lines = result.stdout.splitlines()
     assert lines[0] == (
         "not judged (a preview that lists only what changes): LM0101, LM0102, LM0103, LM0106, LM0107, LM0110, "
-        "LM0113, LM0114, LM0115, LM0116, LM0118, LM0123, LM0124; write it with `pulumi preview --json --show-sames`, or use "
+        "LM0113, LM0114, LM0115, LM0116, LM0118, LM0123, LM0124, LM0126, LM0127, LM0128, LM0129, LM0130, LM0131; write it with `pulumi preview --json --show-sames`, or use "
         "`pulumi stack export`"
     )
     assert lines[-1].endswith("0 errors, 0 warnings")
