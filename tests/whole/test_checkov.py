@@ -26,12 +26,16 @@ SKIP_VALUE = re.compile(r"^(CKV2?_K8S_\d+)=(.*)$")
 
 
 @pytest.fixture(scope="module")
-def renders(preview_texts: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder per stack, written as `llm-mesh render --stack X --out DIR` writes it."""
+def renders(
+    preview_texts: dict[str, str], pooled_preview_texts: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """One folder per stack, written as `llm-mesh render --stack X --out DIR` writes it; and staging and prod with a
+    model on the inference-pool path (`<stack>-pooled`)."""
     folder = tmp_path_factory.mktemp("renders")
-    for stack in STACKS:
-        objects = kube_objects(read_document(json.loads(preview_texts[stack])))
-        render([KubeObject(o.urn, without_unknowns(o.manifest)) for o in objects], folder / stack)
+    texts = {**preview_texts, **{f"{stack}-pooled": text for stack, text in pooled_preview_texts.items()}}
+    for name, text in texts.items():
+        objects = kube_objects(read_document(json.loads(text)))
+        render([KubeObject(o.urn, without_unknowns(o.manifest)) for o in objects], folder / name)
     return folder
 
 
@@ -49,9 +53,10 @@ def scan(renders: Path) -> dict[str, Any]:
     return report
 
 
-def test_every_stack_render_passes_checkov(scan: dict[str, Any]) -> None:
+def test_every_stack_render_passes_checkov(scan: dict[str, Any], renders: Path) -> None:
     summary = scan["summary"]
     assert summary["parsing_errors"] == 0 and summary["passed"] > 0, summary
+    assert list((renders / "prod-pooled").rglob("*llama-31-8b-stable-epp*")), "the pickers are in what was scanned"
     failed = [
         f"{f['file_path'].split('/')[1]}: {f['check_id']} {f['resource']} ({f['check_name']})"
         for f in scan["results"]["failed_checks"]
