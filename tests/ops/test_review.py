@@ -218,3 +218,26 @@ def test_an_interruption_while_git_adds_the_worktree_leaves_no_registration(
         pass
     monkeypatch.undo()
     assert len(git(repo, "worktree", "list").strip().splitlines()) == 1
+
+
+def test_the_switch_to_inference_pools_reviews_as_new_objects_and_no_replacement(cli: Cli, tmp_path: Path) -> None:
+    """One key in a pull request: the review lists what the inference-pool path adds and what it changes, replaces
+    and deletes nothing, and passes the policy pack."""
+    repo = project_repo(tmp_path)
+    served_name = "      servedName: meta-llama/Llama-3.1-8B-Instruct\n"
+    edit(
+        repo / "stacks" / "Pulumi.staging.yaml",
+        served_name,
+        served_name + "      routing: {balancing: inference-pool}\n",
+    )
+    result = cli("--project", str(repo), "review", "--base", "HEAD", "--stack", "staging")
+    assert result.returncode == 0, result.stdout + result.stderr
+    ((stack, created, updated, replaced, deleted, _, policy),) = rows(result.stdout)
+    assert (stack, replaced, deleted, policy) == ("staging", "0", "0", "pass")
+    assert int(created) > 0 and int(updated) > 0
+    said = "\n".join(section(result.stdout, "staging"))
+    for new in ("gateway.networking.k8s.io/v1:HTTPRoute inference-llama-31-8b (create)",
+                "inference.networking.k8s.io/v1:InferencePool inference-llama-31-8b-stable (create)",
+                "apps/v1:Deployment inference-routing-llama-31-8b-stable-deployment (create)"):  # fmt: skip
+        assert new in said
+    assert "`values.pilot.env.ENABLE_GATEWAY_API_INFERENCE_EXTENSION: (none) → true`" in said
