@@ -484,3 +484,40 @@ def test_a_version_with_an_empty_file_list_is_told_how_to_fill_it() -> None:
         "llm-mesh:models[0].stable.files = []: list the version's files, weights included: `llm-mesh models push "
         "--stack ENV --model NAME --version V DIR` uploads a model folder and writes them"
     ]
+
+
+def test_balancing_is_mesh_or_inference_pool() -> None:
+    assert parse_stack_config(BASE).models[0].routing.balancing == "mesh"
+    pooled = parse_stack_config(with_change("models.0.routing", {"balancing": "inference-pool"}))
+    assert pooled.models[0].pooled and pooled.pooled_models() == [pooled.models[0]]
+    problem = only_problem(with_change("models.0.routing", {"balancing": "epp"}))
+    assert problem.startswith(
+        "llm-mesh:models[0].routing.balancing = 'epp': Input should be 'mesh' or 'inference-pool'"
+    )
+
+
+def test_a_pooled_model_needs_the_gateway() -> None:
+    config = with_change("models.0.routing", {"balancing": "inference-pool"})
+    config["security"] = {"allowGateway": False, "callers": ["cluster.local/ns/apps/sa/chat"]}
+    assert only_problem(config) == (
+        "llm-mesh:models[0].routing.balancing = 'inference-pool': the endpoint picker chooses pods for requests "
+        "through the gateway, and security.allowGateway is false; set balancing: mesh, or allow the gateway"
+    )
+
+
+def test_prod_pins_the_picker_only_when_a_model_uses_it() -> None:
+    def picker_problems(config: dict[str, Any]) -> list[str]:
+        try:
+            parse_stack_config(config)
+        except ConfigError as error:
+            return [p for p in error.problems if "endpointPickerImage" in p]
+        return []
+
+    prod = with_change("environment", "prod")
+    assert picker_problems(prod) == []
+    prod["models"][0]["routing"] = {"balancing": "inference-pool"}
+    (problem,) = picker_problems(prod)
+    assert problem.startswith("llm-mesh:inference.endpointPickerImage = 'registry.k8s.io/gateway-api-inference-")
+    assert "prod images must be pinned by digest" in problem
+    prod["inference"] = {"endpointPickerImage": "registry.k8s.io/gateway-api-inference-extension/epp" + DIGEST}
+    assert picker_problems(prod) == []

@@ -221,3 +221,46 @@ def test_the_switch_replaces_nothing_stateful(previews: dict[str, Any], pooled_p
     updated = {c.state.urn.rsplit("::", 1)[1] for c in result.changes if c.kind == "update"}
     # The VirtualService leaves the ingress gateway; istiod gets the flag; the gateway pods their label.
     assert {f"inference-{MODEL}", "istio-istiod-1-31", "istio-istio-ingressgateway"} <= updated
+
+
+def test_the_pool_path_goes_through_the_same_gateway_guards(pooled_previews: dict[str, Any]) -> None:
+    """JWT, the token check at the pods, and the rate limit select the chart gateway's pods, which are the pods the
+    Gateway API Gateway's address names: a pooled model's requests pass every one of them."""
+    document = pooled_previews["prod"]
+    releases = {
+        s["newState"]["inputs"]["chart"]: s["newState"]["inputs"] for s in steps_of_type(document, HELM_RELEASE)
+    }
+    gateway_pod_labels = releases["gateway"]["values"]["labels"]
+    gateway = state_of(document, "Gateway", "llm-inference")["inputs"]
+    assert gateway["metadata"]["namespace"] == releases["gateway"]["namespace"]
+    assert gateway["spec"]["addresses"][0]["value"].startswith(f"{releases['gateway']['name']}.")
+    for kind, name in (
+        ("RequestAuthentication", "gateway-jwt"),
+        ("AuthorizationPolicy", "gateway-require-jwt"),
+    ):
+        selector = state_of(document, kind, name)["inputs"]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= gateway_pod_labels.items(), (kind, name)
+    limit = state_of(document, "EnvoyFilter", "gateway-rate-limit")["inputs"]["spec"]["workloadSelector"]["labels"]
+    assert limit.items() <= gateway_pod_labels.items()
+    callers = state_of(document, "AuthorizationPolicy", f"{MODEL}-callers")["inputs"]["spec"]["rules"]
+    assert all(rule["from"][0]["source"].get("requestPrincipals") for rule in callers)
+    (picker,) = [
+        r["inputs"]["spec"]
+        for r in (s["newState"] for s in document["steps"])
+        if r.get("inputs", {}).get("kind") == "AuthorizationPolicy"
+        and r["inputs"]["metadata"]["name"] == f"{MODEL}-stable-epp-gateway"
+    ]
+    assert picker["rules"] == [
+        {
+            "from": [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/istio-ingressgateway"]}}],
+            "to": [
+                {
+                    "operation": {
+                        "ports": ["9002"],
+                        "methods": ["POST"],
+                        "paths": ["/envoy.service.ext_proc.v3.ExternalProcessor/Process"],
+                    }
+                }
+            ],
+        }
+    ]
