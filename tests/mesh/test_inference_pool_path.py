@@ -264,3 +264,30 @@ def test_the_pool_path_goes_through_the_same_gateway_guards(pooled_previews: dic
             ],
         }
     ]
+
+
+def _numbers_as_floats(value: Any) -> Any:
+    """As the engine carries inputs: every number a double."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(v) for v in value]
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def test_the_crds_reach_the_engine_as_published(pooled_previews: dict[str, Any]) -> None:
+    """Each vendored object is declared with its metadata and spec unchanged: no key renamed on the way through the
+    SDK's input types (their snake_case tables), no object left out."""
+    from llm_mesh.plan.crds import inference_routing_manifests
+
+    declared = {
+        (state["inputs"]["kind"], state["inputs"]["metadata"]["name"]): state["inputs"]
+        for state in (s["newState"] for s in pooled_previews["prod"]["steps"])
+        if state["type"].split(":")[1] in ("apiextensions.k8s.io/v1", "admissionregistration.k8s.io/v1")
+    }
+    published = inference_routing_manifests()
+    assert sorted(declared) == sorted((m["kind"], m["metadata"]["name"]) for m in published)
+    for manifest in published:
+        inputs = declared[(manifest["kind"], manifest["metadata"]["name"])]
+        for part in ("metadata", "spec"):
+            assert inputs[part] == _numbers_as_floats(manifest[part]), (manifest["metadata"]["name"], part)
