@@ -103,6 +103,9 @@ def _routes(plan: _Plan) -> Iterator[Finding]:
                     "this path",
                 )  # fmt: skip
             for ref in refs:
+                if (ref.get("group") or "", ref.get("kind") or "Service") == ("", "Service"):
+                    yield from _service_ref(plan, route, ref)
+                    continue
                 if ref.get("kind") != "InferencePool" or ref.get("group") != INFERENCE_GROUP:
                     continue
                 key = (ref.get("namespace") or route.namespace, ref["name"])
@@ -111,6 +114,23 @@ def _routes(plan: _Plan) -> Iterator[Finding]:
                         "LM0126", "error", route.key, f"InferencePool {key[0]}/{key[1]} is not in the plan: its requests get 500",
                         "declare the pool, or route to one the stack declares",
                     )  # fmt: skip
+
+
+def _service_ref(plan: _Plan, route: KubeObject, ref: dict[str, Any]) -> Iterator[Finding]:
+    key = (ref.get("namespace") or route.namespace, ref["name"])
+    service = plan.services.get(key)
+    ports = [p.get("port") for p in ((service.manifest.get("spec") or {}).get("ports") or [])] if service else []
+    if service is None or ref.get("port") not in ports:
+        what = "is not in the plan" if service is None else f"has no port {ref.get('port')} ({ports})"
+        yield Finding(
+            "LM0126", "error", route.key, f"backend Service {key[0]}/{key[1]} {what}: its requests (or copies) are lost",
+            "name a Service and port the stack declares",
+        )  # fmt: skip
+    elif not plan.pods(service.namespace, dict((service.manifest.get("spec") or {}).get("selector") or {})):
+        yield Finding(
+            "LM0126", "error", route.key, f"backend Service {key[0]}/{key[1]} selects no pods the stack deploys",
+            "select the labels of the pods that serve it",
+        )  # fmt: skip
 
 
 def _listeners(plan: _Plan) -> Iterator[Finding]:

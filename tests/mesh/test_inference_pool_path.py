@@ -177,6 +177,10 @@ def break_route_to_pool(d: dict[str, Any]) -> None:
     _edit(d, "HTTPRoute", MODEL)["spec"]["rules"][0]["backendRefs"][0]["name"] = f"{MODEL}-stabel"
 
 
+def break_mirror_service(d: dict[str, Any]) -> None:
+    _edit(d, "Service", f"{MODEL}-mirror")["spec"]["selector"]["version"] = "mirrror"
+
+
 def break_listener_without_route(d: dict[str, Any]) -> None:
     _edit(d, "HTTPRoute", MODEL)["spec"]["parentRefs"][0]["sectionName"] = "another"
 
@@ -201,6 +205,7 @@ def break_picker_secrets(d: dict[str, Any]) -> None:
         (break_pool_outside_mesh, "LM0130"),
         (break_picker_service, "LM0128"),
         (break_route_to_pool, "LM0126"),
+        (break_mirror_service, "LM0126"),
         (break_listener_without_route, "LM0129"),
         (break_picker_secrets, "LM0131"),
     ],
