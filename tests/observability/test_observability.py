@@ -729,7 +729,7 @@ def test_validate_and_policy_stay_clean_on_prod(cli: Cli, previews: dict[str, An
     assert validated.stdout.splitlines()[-1].endswith(": 0 errors, 0 warnings")
     policy = cli("policy", "--stack", "prod")
     assert policy.returncode == 0, policy.stdout + policy.stderr
-    assert "Summary: 0 violations (0 mandatory) of 14 rules" in policy.stdout
+    assert "Summary: 0 violations (0 mandatory) of 16 rules" in policy.stdout
 
 
 def test_requirements_pin_the_promql_parser() -> None:

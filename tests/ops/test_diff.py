@@ -168,7 +168,7 @@ def test_review_of_a_canary_weight_change(cli: Cli, tmp_path: Path) -> None:
     assert "    - `spec.http[1].route[0].weight: 90 → 80`" in report.splitlines()
     assert "    - `spec.http[1].route[1].weight: 10 → 20`" in report.splitlines()
     assert "GPUs 4–28 at min–max scale; GPU nodes at list price $4.00–$17.75/h" in report
-    assert report.count("Policy: 14 rules, no violation.") == 3
+    assert report.count("Policy: 16 rules, no violation.") == 3
     listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
     assert len(listed.splitlines()) == 1, "the temporary worktree is gone"
     assert json.loads(json.dumps(report))  # plain text, no object leaked

@@ -552,6 +552,8 @@ def test_stack_rules_wait_for_a_complete_document() -> None:
         "istio-namespace-allow-nothing",
         "istio-namespace-injection",
         "prod-inference-not-anonymous",
+        "inference-pool-in-mesh",
+        "endpoint-picker-no-secrets",
     ]
     assert report.not_evaluated == [(name, "", PARTIAL) for name in stack_rules]
 
@@ -675,7 +677,7 @@ def test_pack_version_is_declared_where_the_cli_reads_it() -> None:
     """The CLI reports and publishes a Python pack under PulumiPolicy.yaml's `version`: pulumi_policy's own answer
     in GetAnalyzerInfo is always 0.0.1 (test_policy_grpc checks that answer)."""
     project = yaml.safe_load((PACK / "PulumiPolicy.yaml").read_text())
-    assert project["version"] == PACK_VERSION == "0.2.0"
+    assert project["version"] == PACK_VERSION == "0.3.0"
 
 
 # --- prod-inference-not-anonymous

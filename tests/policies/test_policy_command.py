@@ -63,6 +63,8 @@ RULES = [
     "istio-namespace-injection",
     "prod-inference-not-anonymous",
     "prod-public-gateway-fronted",
+    "inference-pool-in-mesh",
+    "endpoint-picker-no-secrets",
     "gpu-workload-limits",
     "prod-images-pinned-by-digest",
     "gke-cluster-hardening",
@@ -82,9 +84,9 @@ def test_every_stack_passes_and_lists_the_rules(stack: str, cli: Cli) -> None:
     result = cli("policy", "--stack", stack)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [line.rstrip() for line in result.stdout.strip().splitlines()] == [
-        f"Policy pack llm-mesh-guardrails on llm-mesh/{stack} (environment {stack}): 14 rules",
+        f"Policy pack llm-mesh-guardrails on llm-mesh/{stack} (environment {stack}): 16 rules",
         *(f"  ✓ {rule:<40} mandatory" for rule in RULES),
-        "Summary: 0 violations (0 mandatory) of 14 rules",
+        "Summary: 0 violations (0 mandatory) of 16 rules",
     ]
 
 

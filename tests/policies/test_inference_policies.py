@@ -1,0 +1,180 @@
+"""The inference-pool path's own rules: pools whose pods are in the mesh, pickers without Secrets. Each on the real
+plan of prod with a model switched (passes), on small hand-built sets, and on the breaks they exist for."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from llm_mesh.engine.readers import EngineResource, read_document
+from tests.policies.builders import deployment, k8s, namespace, urn, violations
+
+POOL = {
+    "selector": {"matchLabels": {"app": "x", "version": "stable"}},
+    "targetPorts": [{"number": 8000}],
+    "endpointPickerRef": {"kind": "Service", "name": "x-epp", "port": {"number": 9002}},
+}
+MESHED = namespace("inference", {"istio.io/rev": "1-31"})
+
+
+def pool(namespace_: str = "inference", name: str = "x-stable", **changes: Any) -> EngineResource:
+    return k8s("InferencePool", "inference.networking.k8s.io/v1", namespace_, name, {**POOL, **changes})
+
+
+def route(*pools: tuple[str, str], mirror: tuple[str, str] | None = None) -> EngineResource:
+    refs = [
+        {"group": "inference.networking.k8s.io", "kind": "InferencePool", "namespace": ns, "name": n} for ns, n in pools
+    ]
+    rule: dict[str, Any] = {"backendRefs": refs}
+    if mirror:
+        target = {
+            "group": "inference.networking.k8s.io",
+            "kind": "InferencePool",
+            "namespace": mirror[0],
+            "name": mirror[1],
+        }
+        rule["filters"] = [{"type": "RequestMirror", "requestMirror": {"backendRef": target}}]
+    return k8s("HTTPRoute", "gateway.networking.k8s.io/v1", "inference", "x", {"rules": [rule]})
+
+
+def server(labels: dict[str, str], **annotations: str) -> EngineResource:
+    workload = deployment("inference", {"name": "vllm", "image": "vllm"})
+    template = workload.inputs["spec"]["template"]
+    template["metadata"] = {"labels": labels, "annotations": annotations}
+    return workload
+
+
+def pooled_plan(preview_text: str) -> list[EngineResource]:
+    return read_document(json.loads(preview_text))
+
+
+@pytest.mark.parametrize("rule", ["inference-pool-in-mesh", "endpoint-picker-no-secrets"])
+def test_the_switched_prod_plan_passes(pooled_preview_texts: dict[str, str], rule: str) -> None:
+    assert violations(rule, pooled_plan(pooled_preview_texts["prod"])) == []
+
+
+def test_a_meshed_pool_passes() -> None:
+    resources = [MESHED, pool(), route(("inference", "x-stable")), server({"app": "x", "version": "stable"})]
+    assert violations("inference-pool-in-mesh", resources) == []
+
+
+@pytest.mark.parametrize(
+    ("resources", "says"),
+    [
+        (
+            [namespace("inference", {"istio-injection": "disabled"}), pool(), route(("inference", "x-stable"))],
+            "InferencePool inference/x-stable: namespace inference has no sidecar injection, so the gateway would "
+            "reach the pool's pods without mTLS and past every AuthorizationPolicy; label the namespace "
+            "istio.io/rev=<revision>",
+        ),
+        (
+            [
+                MESHED,
+                pool(),
+                route(("inference", "x-stable")),
+                server({"app": "x", "version": "stable"}, **{"sidecar.istio.io/inject": "false"}),
+            ],
+            "InferencePool inference/x-stable selects pods that opt out of the sidecar (sidecar.istio.io/inject: "
+            "false): the gateway would reach them without mTLS; serve the pool's pods with a sidecar",
+        ),
+        (
+            [MESHED, pool(), route(("inference", "x-stable"), mirror=("other", "x-mirror"))],
+            "routes to InferencePool other/x-mirror, which the stack does not declare: declare it, or route to a pool "
+            "of the stack",
+        ),
+        (
+            [MESHED, pool("apps"), route(("apps", "x-stable"))],
+            "InferencePool apps/x-stable is in namespace apps, which the stack does not declare: its pods' mesh "
+            "membership cannot be checked; declare the namespace with istio.io/rev",
+        ),
+    ],
+    ids=["namespace-without-injection", "pods-opted-out", "mirror-to-undeclared-pool", "undeclared-namespace"],
+)
+def test_a_pool_outside_the_mesh_fails(resources: list[EngineResource], says: str) -> None:
+    assert violations("inference-pool-in-mesh", resources) == [says]
+
+
+def rbac(kind: str, name: str, namespace_: str = "", **body: Any) -> EngineResource:
+    type_ = f"kubernetes:rbac.authorization.k8s.io/v1:{kind}"
+    metadata = {"name": name, **({"namespace": namespace_} if namespace_ else {})}
+    inputs = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": metadata, **body}
+    return EngineResource(urn=urn("prod", type_, name), type=type_, custom=True, inputs=inputs)
+
+
+PICKER_LABELS = {"app": "x-epp"}
+PICKER = [
+    pool(),
+    k8s("Service", "v1", "inference", "x-epp", {"selector": PICKER_LABELS}),
+    k8s(
+        "Deployment",
+        "apps/v1",
+        "inference",
+        "x-epp",
+        {
+            "template": {
+                "metadata": {"labels": PICKER_LABELS},
+                "spec": {"serviceAccountName": "x-epp", "containers": []},
+            }
+        },
+    ),
+]
+PICKER_SUBJECT = [{"kind": "ServiceAccount", "name": "x-epp", "namespace": "inference"}]
+PODS_ONLY = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+SECRETS = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
+
+
+def bound(
+    role_kind: str, binding_kind: str, rules: list[dict[str, Any]], subjects: list[dict[str, Any]]
+) -> list[EngineResource]:
+    namespace_ = "inference" if role_kind == "Role" else ""
+    role = rbac(role_kind, "picker", namespace_, rules=rules)
+    binding_namespace = "inference" if binding_kind == "RoleBinding" else ""
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": "picker"}
+    return [role, rbac(binding_kind, "picker", binding_namespace, roleRef=ref, subjects=subjects)]
+
+
+def test_a_picker_on_pods_and_pools_passes_and_another_account_may_read_secrets() -> None:
+    resources = [*PICKER, *bound("Role", "RoleBinding", PODS_ONLY, PICKER_SUBJECT)]
+    assert violations("endpoint-picker-no-secrets", resources) == []
+    others = [{"kind": "ServiceAccount", "name": "collector", "namespace": "gmp-system"}]
+    assert (
+        violations(
+            "endpoint-picker-no-secrets", [*PICKER, *bound("ClusterRole", "ClusterRoleBinding", SECRETS, others)]
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("role", "binding", "rules", "scope"),
+    [
+        ("ClusterRole", "ClusterRoleBinding", SECRETS, "every namespace's"),
+        (
+            "ClusterRole",
+            "RoleBinding",
+            [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+            "namespace inference's",
+        ),
+        ("Role", "RoleBinding", SECRETS, "namespace inference's"),
+    ],
+)
+def test_a_picker_that_may_read_secrets_fails(role: str, binding: str, rules: list[dict[str, Any]], scope: str) -> None:
+    assert violations("endpoint-picker-no-secrets", [*PICKER, *bound(role, binding, rules, PICKER_SUBJECT)]) == [
+        f"gives endpoint picker inference/x-epp {scope} Secrets ({role} picker): a picker reads pods, its "
+        "InferencePool and InferenceObjectives only; bind it to a Role granting those"
+    ]
+
+
+def test_the_switched_plan_with_its_namespace_out_of_the_mesh_fails(pooled_preview_texts: dict[str, str]) -> None:
+    resources = pooled_plan(pooled_preview_texts["prod"])
+    (inference,) = [
+        r for r in resources if r.type == "kubernetes:core/v1:Namespace" and r.inputs["metadata"]["name"] == "inference"
+    ]
+    inference.inputs["metadata"]["labels"] = {"istio-injection": "disabled"}
+    found = violations("inference-pool-in-mesh", resources)
+    assert sorted(v.split(":")[0] for v in found) == [
+        "InferencePool inference/llama-31-8b-canary",
+        "InferencePool inference/llama-31-8b-stable",
+    ]
