@@ -31,6 +31,7 @@ from llm_mesh.plan.inference_pool import (
     pools_of,
 )
 from llm_mesh.plan.network_peers import MANAGED_PROMETHEUS_NAMESPACE
+from llm_mesh.plan.queries import PICKER_LABEL
 from llm_mesh.plan.topology import MERGED_METRICS_PORT, POOL_LABEL, SERVER_PORT, ModelNames
 
 meta = k8s.meta.v1
@@ -228,6 +229,8 @@ def _picker(name: str, pool: PoolNames, image: str, opts: pulumi.ResourceOptions
                     },
                 }
             ],
+            # The scheduler's histogram carries no pool: the picker's name says which pool it chose in.
+            "targetLabels": {"fromPod": [{"from": "app.kubernetes.io/name", "to": PICKER_LABEL}]},
         },
         opts=opts,
     )

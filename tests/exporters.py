@@ -10,6 +10,9 @@ Sources, read 2026-12-02:
   PyPI source release. prometheus_client adds `_total` to counters and `_bucket/_sum/_count` to histograms.
 - dcgm-exporter 4.5.3-4.8.2 (691c927): etc/default-counters.csv; labels from
   internal/pkg/rendermetrics/render_metrics.go, pod mapping from internal/pkg/transformation/kubernetes.go.
+- Gateway API Inference Extension v1.0.2 (cd03ff7), its endpoint picker: pkg/epp/metrics/metrics.go (the pool gauges,
+  label `name`; the scheduler's histogram, no label, buckets as written there) and
+  pkg/epp/metrics/collectors/inference_pool.go (the per-pod queue, labels `name` and `model_server_pod`).
 - Managed Service for Prometheus (GoogleCloudPlatform/prometheus-engine, pkg/operator/apis/monitoring/v1):
   the target labels a PodMonitoring adds to every series.
 """
@@ -67,17 +70,29 @@ DCGM_GAUGES = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FR
 DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION")
 DCGM_POD_LABELS = ("pod", "namespace", "container")
 
+# --- The Inference Extension's endpoint picker, v1.0.2.
+EPP_GAUGES = (
+    "inference_pool_average_kv_cache_utilization", "inference_pool_average_queue_size", "inference_pool_ready_pods",
+    "inference_pool_per_pod_queue_size",
+)  # fmt: skip
+EPP_LABELS = ("name", "model_server_pod")
+EPP_HISTOGRAMS = {
+    "inference_extension_scheduler_e2e_duration_seconds": (
+        0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+    ),
+}  # fmt: skip
+
 # --- Managed Service for Prometheus: what a PodMonitoring's scrape adds (always, then metadata defaults), and the
 # pod labels this platform's PodMonitorings copy (targetLabels.fromPod).
 SCRAPE_LABELS = ("project_id", "location", "cluster", "namespace", "job", "instance", "container", "pod")
-PLATFORM_POD_LABELS = ("llm_mesh_model", "llm_mesh_track")
+PLATFORM_POD_LABELS = ("llm_mesh_model", "llm_mesh_track", "llm_mesh_picker")
 
 
 def series_names() -> set[str]:
     """Every metric name as a query sees it."""
-    names = set(ISTIO_COUNTERS) | set(VLLM_GAUGES) | set(DCGM_GAUGES)
+    names = set(ISTIO_COUNTERS) | set(VLLM_GAUGES) | set(DCGM_GAUGES) | set(EPP_GAUGES)
     names |= {f"{counter}_total" for counter in VLLM_COUNTERS}
-    for histogram in (*ISTIO_HISTOGRAMS, *VLLM_HISTOGRAMS):
+    for histogram in (*ISTIO_HISTOGRAMS, *VLLM_HISTOGRAMS, *EPP_HISTOGRAMS):
         names |= {f"{histogram}_{suffix}" for suffix in ("bucket", "sum", "count")}
     return names
 
@@ -85,6 +100,6 @@ def series_names() -> set[str]:
 def label_names() -> set[str]:
     """Every label a series read by the platform can carry."""
     return {
-        *ISTIO_LABELS, *VLLM_LABELS, *DCGM_LABELS, *DCGM_POD_LABELS, *SCRAPE_LABELS, *PLATFORM_POD_LABELS,
+        *ISTIO_LABELS, *VLLM_LABELS, *DCGM_LABELS, *DCGM_POD_LABELS, *SCRAPE_LABELS, *PLATFORM_POD_LABELS, *EPP_LABELS,
         "le", "exported_pod", "exported_namespace", "exported_container",
     }  # fmt: skip

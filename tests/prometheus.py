@@ -190,6 +190,35 @@ def _track_series(namespace: str, name: str, track: Track) -> Iterator[str]:
         yield from _gauge("DCGM_FI_DEV_FB_FREE", dcgm, 22000 - 20000 * gpu.utilization / 100)
 
 
+# The endpoint pickers of a pooled model's stable pool, two of them, each with its own view of the same servers.
+PICKER_NAMESPACE = "s-pooled"
+PICKER_POOL = f"{MODEL}-stable"
+PICKER_VIEWS = {
+    "a": {"queue": 3.0, "kv": 0.5, "pods": {"server-1": 5.0, "server-2": 1.0}},
+    "b": {"queue": 2.0, "kv": 0.7, "pods": {"server-1": 4.0, "server-2": 0.0}},
+}
+PICKER_CHOICE_S = 0.003  # every choice takes this long; 10 a second per picker
+
+
+def _picker_series() -> Iterator[str]:
+    picker = f"{PICKER_POOL}-epp"
+    for replica, view in PICKER_VIEWS.items():
+        pod = f"{picker}-6c9d8f7b5-{replica}"
+        scrape = {
+            "project_id": "acme-llm-prod", "location": "europe-west4", "cluster": "llm-mesh-prod",
+            "namespace": PICKER_NAMESPACE, "job": picker, "instance": f"{pod}:9090", "pod": pod, "container": "epp",
+            "llm_mesh_picker": picker,
+        }  # fmt: skip
+        pool = {**scrape, "name": PICKER_POOL}
+        yield from _gauge("inference_pool_average_queue_size", pool, view["queue"])  # type: ignore[arg-type]
+        yield from _gauge("inference_pool_average_kv_cache_utilization", pool, view["kv"])  # type: ignore[arg-type]
+        yield from _gauge("inference_pool_ready_pods", pool, 2.0)
+        for server, queue in view["pods"].items():  # type: ignore[attr-defined]
+            yield from _gauge("inference_pool_per_pod_queue_size", {**pool, "model_server_pod": server}, queue)
+        histogram = "inference_extension_scheduler_e2e_duration_seconds"
+        yield from _histogram(histogram, scrape, exporters.EPP_HISTOGRAMS[histogram], 10.0, PICKER_CHOICE_S)
+
+
 def openmetrics() -> str:
     lines = [
         line
@@ -197,6 +226,7 @@ def openmetrics() -> str:
         for name, track in scenario.tracks.items()
         for line in _track_series(scenario.namespace, name, track)
     ]
+    lines += _picker_series()
     return "\n".join([*lines, "# EOF"]) + "\n"
 
 

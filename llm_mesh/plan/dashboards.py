@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from llm_mesh.plan import queries
 from llm_mesh.plan.config import StackConfig
+from llm_mesh.plan.inference_pool import pools_of
 from llm_mesh.plan.observability import logs_explorer_url, server_errors_query, trace_explorer_url
 from llm_mesh.plan.topology import INGRESS_NAMESPACE, ModelNames, model_names
 
@@ -185,9 +186,46 @@ def model_charts(names: ModelNames) -> list[Widget]:
         chart(f"{model}: inference time P99 (on the GPU)", per_track(names, queries.inference_time), "s", "seconds"),
         chart(f"{model}: queue depth", per_track(names, queries.queue_depth), "1", "requests waiting"),
         chart(f"{model}: KV cache usage (fullest replica)", per_track(names, queries.kv_cache_usage), "1", "share"),
+        *(picker_charts(names) if names.model.pooled else []),
         chart(f"{model}: generated tokens per second", per_track(names, queries.tokens_per_second), "1/s", "tokens/s"),
         chart(
             f"{model}: GPU utilization (DCGM)", per_track(names, queries.gpu_utilization_by_track), "%", "percent busy"
+        ),
+    ]
+
+
+def picker_charts(names: ModelNames) -> list[Widget]:
+    """What the endpoint pickers believed when they chose, per pool, beside the servers' own queue and KV cache: a
+    replica the picker sees as busy gets fewer requests, and a pod it has not seen gets none."""
+    model, namespace = names.model.name, names.namespace
+    pools = pools_of(names)
+
+    def per_pool(query: Callable[[str, str], str]) -> list[tuple[str | None, str]]:
+        return [(pool.track, query(namespace, pool.pool)) for pool in pools]
+
+    return [
+        chart(
+            f"{model}: queue per replica, as the picker sees it",
+            per_pool(queries.picker_pool_queue),
+            "1",
+            "requests waiting",
+        ),
+        chart(f"{model}: KV cache use, as the picker sees it", per_pool(queries.picker_pool_kv_cache), "1", "share"),
+        *(
+            chart(
+                f"{model} {pool.track}: queue of each server, as the picker sees it",
+                [(None, queries.picker_pod_queue(namespace, pool.pool))],
+                "1",
+                "requests waiting",
+            )
+            for pool in pools
+        ),
+        chart(f"{model}: pods the picker chooses from", per_pool(queries.picker_ready_pods), "1", "pods"),
+        chart(
+            f"{model}: picker's choice time P99",
+            [(pool.track, queries.picker_scheduling_latency(namespace, pool.picker)) for pool in pools],
+            "s",
+            "seconds",
         ),
     ]
 

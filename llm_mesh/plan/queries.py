@@ -38,6 +38,18 @@ DCGM_UTIL = "DCGM_FI_DEV_GPU_UTIL"
 DCGM_FB_USED = "DCGM_FI_DEV_FB_USED"
 DCGM_FB_FREE = "DCGM_FI_DEV_FB_FREE"
 
+# The endpoint picker's own (Gateway API Inference Extension v1.0.2: pkg/epp/metrics/metrics.go and
+# pkg/epp/metrics/collectors/inference_pool.go): what it believes of each pool when it picks. The pool gauges carry
+# the pool's `name`; the per-pod one also `model_server_pod`; the scheduler's histogram carries no label of its own
+# (the picker's PodMonitoring adds `llm_mesh_picker`, the picker's name).
+PICKER_POOL_QUEUE = "inference_pool_average_queue_size"
+PICKER_POOL_KV_CACHE = "inference_pool_average_kv_cache_utilization"
+PICKER_POOL_READY = "inference_pool_ready_pods"
+PICKER_POD_QUEUE = "inference_pool_per_pod_queue_size"
+PICKER_SCHEDULING = "inference_extension_scheduler_e2e_duration_seconds_bucket"
+PICKER_LABEL = "llm_mesh_picker"
+PICKER_METRICS = (PICKER_POOL_QUEUE, PICKER_POOL_KV_CACHE, PICKER_POOL_READY, PICKER_POD_QUEUE, PICKER_SCHEDULING)
+
 METRICS = (
     ISTIO_REQUESTS, ISTIO_DURATION, VLLM_E2E, VLLM_TTFT, VLLM_ITL, VLLM_INFERENCE, VLLM_WAITING, VLLM_RUNNING, VLLM_PROMPT_TOKENS,
     VLLM_GENERATION_TOKENS, VLLM_KV_CACHE, DCGM_UTIL, DCGM_FB_USED, DCGM_FB_FREE,
@@ -146,6 +158,37 @@ def tokens_per_second(scope: Scope, window: str = "5m") -> str:
 def kv_cache_usage(scope: Scope) -> str:
     """Share of the KV cache in use (0..1), the fullest replica: near 1 the server queues or preempts."""
     return f"max{scope.by()}({VLLM_KV_CACHE}{{{scope.pods()}}})"
+
+
+def _pool(namespace: str, pool: str) -> str:
+    return f'namespace="{namespace}",name="{pool}"'
+
+
+# Each pool has two pickers, each with its own view: the busier one is shown (they differ when one just started).
+def picker_pool_queue(namespace: str, pool: str) -> str:
+    """Requests waiting per replica of the pool, on average, as its picker last read the servers."""
+    return f"max({PICKER_POOL_QUEUE}{{{_pool(namespace, pool)}}})"
+
+
+def picker_pool_kv_cache(namespace: str, pool: str) -> str:
+    """The pool's average KV-cache use (0..1), as its picker last read the servers."""
+    return f"max({PICKER_POOL_KV_CACHE}{{{_pool(namespace, pool)}}})"
+
+
+def picker_ready_pods(namespace: str, pool: str) -> str:
+    """Pods the picker may choose from: below the Deployment's ready count, the picker has not seen them yet."""
+    return f"max({PICKER_POOL_READY}{{{_pool(namespace, pool)}}})"
+
+
+def picker_pod_queue(namespace: str, pool: str) -> str:
+    """Each server's queue as the picker saw it when choosing: the replica it avoids is the one with the longest."""
+    return f"max by (model_server_pod)({PICKER_POD_QUEUE}{{{_pool(namespace, pool)}}})"
+
+
+def picker_scheduling_latency(namespace: str, picker: str, quantile: float = 0.99, window: str = "5m") -> str:
+    """How long the picker takes to choose (the time it adds to every request before its first byte)."""
+    selector = f'namespace="{namespace}",{PICKER_LABEL}="{picker}"'
+    return f"histogram_quantile({quantile:g}, sum by (le)(rate({PICKER_SCHEDULING}{{{selector}}}[{window}])))"
 
 
 # dcgm-exporter's own label for the node: the exporter writes its host name, which GKE's managed DCGM sets to the

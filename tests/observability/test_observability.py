@@ -741,3 +741,32 @@ def test_the_stack_exports_where_its_dashboard_is(previews: dict[str, Any]) -> N
     outputs = previews["prod"]["steps"][0]["newState"]["outputs"]
     # The console URL is built from the dashboard's id, which only Cloud Monitoring assigns.
     assert outputs["dashboards"] == {"inference": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}
+
+
+def pooled_config() -> StackConfig:
+    raw = yaml.safe_load((FIXTURE_STACKS / "Pulumi.staging.yaml").read_text())["config"]
+    values = {key.split(":", 1)[1]: value for key, value in raw.items()}
+    values["models"][0]["routing"] = {"balancing": "inference-pool"}
+    return parse_stack_config(values)
+
+
+def test_a_pooled_model_shows_its_pickers_view_beside_its_servers() -> None:
+    config = pooled_config()
+    dashboard = overview(config, "staging", "llm-mesh-staging")
+    titles = [tile.widget.title for tile in dashboard.mosaic_layout.tiles]
+    at = titles.index("llama-31-8b: KV cache usage (fullest replica)")
+    assert titles[at + 1 : at + 7] == [
+        "llama-31-8b: queue per replica, as the picker sees it",
+        "llama-31-8b: KV cache use, as the picker sees it",
+        "llama-31-8b stable: queue of each server, as the picker sees it",
+        "llama-31-8b canary: queue of each server, as the picker sees it",
+        "llama-31-8b: pods the picker chooses from",
+        "llama-31-8b: picker's choice time P99",
+    ]
+    used = {name for query in dashboard.queries() for name in metric_names(query)}
+    assert set(queries.PICKER_METRICS) <= used
+    assert used <= exporters.series_names(), sorted(used - exporters.series_names())
+    unknown = {(label, q) for q in dashboard.queries() for label in label_names(q) - exporters.label_names()}
+    assert unknown == set()
+    mesh = overview(stack_config("staging"), "staging", "llm-mesh-staging")
+    assert not {name for query in mesh.queries() for name in metric_names(query)} & set(queries.PICKER_METRICS)

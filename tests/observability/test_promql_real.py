@@ -235,3 +235,27 @@ def test_canary_check_prints_each_figure_its_limit_and_the_verdict(
             "  P99 time to first token: 0.50 s  (limit ≤ 2.5 s)  ok",
         ]
     assert not (root / ".llm-mesh").exists(), "a check is read-only"
+
+
+# --- the endpoint pickers' tiles (a model on the inference-pool path) ----------------------------------------------
+
+
+def test_the_pickers_view_of_a_pool_reads_as_the_busier_picker_sees_it(server: Prometheus) -> None:
+    from tests.prometheus import PICKER_CHOICE_S, PICKER_NAMESPACE, PICKER_POOL, PICKER_VIEWS
+
+    def one(query: str) -> float:
+        (value,) = server.values(query).values()
+        return value
+
+    assert one(queries.picker_pool_queue(PICKER_NAMESPACE, PICKER_POOL)) == max(
+        v["queue"] for v in PICKER_VIEWS.values()
+    )  # type: ignore[type-var]
+    assert one(queries.picker_pool_kv_cache(PICKER_NAMESPACE, PICKER_POOL)) == 0.7
+    assert one(queries.picker_ready_pods(PICKER_NAMESPACE, PICKER_POOL)) == 2.0
+    per_pod = server.values(queries.picker_pod_queue(PICKER_NAMESPACE, PICKER_POOL))
+    assert per_pod == {(("model_server_pod", "server-1"),): 5.0, (("model_server_pod", "server-2"),): 1.0}
+    p99 = one(queries.picker_scheduling_latency(PICKER_NAMESPACE, f"{PICKER_POOL}-epp"))
+    # Every choice in the (2 ms, 5 ms] bucket: histogram_quantile interpolates inside it.
+    assert 0.002 < PICKER_CHOICE_S <= 0.005 and p99 == pytest.approx(0.002 + 0.003 * 0.99)
+    # Another pool's picker, or another namespace, reads nothing.
+    assert server.query(queries.picker_pool_queue(PICKER_NAMESPACE, f"{MODEL}-canary")) == []
