@@ -16,7 +16,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.shared.manifests import declare
-from components.shared.pods import image_skips, node_spread, pod_security, pull_policy, restricted, scanner_skips
+from components.shared.pods import (
+    image_skips,
+    mesh_pod_annotations,
+    node_spread,
+    pod_security,
+    pull_policy,
+    restricted,
+    scanner_skips,
+)
 from llm_mesh.plan.config import RoutingConfig, StackConfig
 from llm_mesh.plan.inference_pool import (
     PICKER_HEALTH_PORT,
@@ -291,7 +299,7 @@ def _deployment(name: str, pool: PoolNames, image: str, opts: pulumi.ResourceOpt
                 metadata=meta.ObjectMetaArgs(
                     labels=labels,
                     annotations={
-                        "proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}',
+                        **mesh_pod_annotations(),
                         # Its metrics server checks a Kubernetes token itself; managed Prometheus is outside the
                         # mesh and reaches it past the sidecar. The servers' merged metrics it reads are outside
                         # mTLS too (they are served by each pod's sidecar agent, not behind its proxy).
