@@ -121,6 +121,9 @@ def test_the_picker_reads_what_the_servers_write_where_it_can(pooled_previews: d
     annotations = prop(picker, "spec.template.metadata.annotations")
     assert annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] == "15020"
     assert "sidecar.istio.io/inject" not in annotations
+    # Its gRPC probes on 9003 go through the agent (kubelet cannot present a mesh certificate under STRICT).
+    assert annotations["sidecar.istio.io/rewriteAppHTTPProbers"] == "true"
+    assert container["readinessProbe"]["grpc"] == {"port": 9003.0, "service": "inference-extension"}
 
 
 @pytest.mark.parametrize("stack", POOLED_STACKS)
