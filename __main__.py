@@ -53,8 +53,14 @@ for names in model_names(config):
     InferenceService(
         f"model-{names.model.name}", InferenceServiceArgs.for_model(config, names, cluster_name(config, stack)), serving
     )
-    # A pooled model's gateway traffic goes through its HTTPRoute: its VirtualService serves in-mesh callers only.
-    through_gateway = config.security.allow_gateway and not names.model.pooled
+    # A pooled model's gateway traffic goes through its HTTPRoute. With TLS its VirtualService stays on Istio's own
+    # Gateway too, for a client that sends the model's host on an HTTP/2 connection it opened for another model (the
+    # wildcard certificate lets it): that request reaches the `*.<domain>` server's routes, and is served there
+    # without the picker rather than 404. Without TLS both Gateways' servers share one route table on port 80: the
+    # model's host must be the HTTPRoute's alone there.
+    through_gateway = config.security.allow_gateway and (
+        not names.model.pooled or bool(config.gateway.tls_credential_name)
+    )
     MeshRouting(f"route-{names.model.name}", names, config.routing, in_mesh, through_gateway)
 if config.pooled_models():
     InferenceRouting("inference-routing", InferenceRoutingArgs.from_config(config), serving)

@@ -25,6 +25,7 @@ from components.shared.pods import (
     restricted,
     scanner_skips,
 )
+from llm_mesh.plan import inference
 from llm_mesh.plan.config import RoutingConfig, StackConfig
 from llm_mesh.plan.inference_pool import (
     PICKER_HEALTH_PORT,
@@ -40,7 +41,7 @@ from llm_mesh.plan.inference_pool import (
 )
 from llm_mesh.plan.network_peers import MANAGED_PROMETHEUS_NAMESPACE
 from llm_mesh.plan.queries import PICKER_LABEL
-from llm_mesh.plan.topology import MERGED_METRICS_PORT, POOL_LABEL, SERVER_PORT, ModelNames
+from llm_mesh.plan.topology import MERGED_METRICS_PORT, POOL_LABEL, SAFE_TO_EVICT, SERVER_PORT, ModelNames
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -75,9 +76,9 @@ class InferenceRouting(pulumi.ComponentResource):
             if mirror := mirror_service(names):
                 ready.append(_mirror_service(f"{name}-{mirror}", mirror, names, child))
             for pool in pools_of(names):
-                picker = _picker(f"{name}-{pool.pool}", pool, args.image, child)
-                ready.append(picker)
-                ready.append(declare(inference_pool(pool), pulumi.ResourceOptions(parent=self, depends_on=[picker])))
+                # Not the pool after its picker: a picker is ready only once it has read its pool.
+                ready.append(_picker(f"{name}-{pool.pool}", pool, args.image, args.routing, child))
+                ready.append(declare(inference_pool(pool), child))
             # The route names pools: it reaches the gateway once each pool and its picker are there and ready.
             declare(http_route(names, args.routing), pulumi.ResourceOptions(parent=self, depends_on=ready))
         self.register_outputs({"pools": [pool.pool for pool in pools]})
@@ -154,7 +155,9 @@ def _shared_access(name: str, namespace: str, pools: list[PoolNames], opts: pulu
         f"{name}-collector-token",
         metadata=meta.ObjectMetaArgs(name=f"{METRICS_READER}-token", namespace=namespace),
         rules=[
-            rbac.PolicyRuleArgs(api_groups=[""], resources=["secrets"], resource_names=[METRICS_READER], verbs=["get"])
+            rbac.PolicyRuleArgs(
+                api_groups=[""], resources=["secrets"], resource_names=[METRICS_READER], verbs=["get", "list", "watch"]
+            )
         ],
         opts=opts,
     )
@@ -167,7 +170,9 @@ def _shared_access(name: str, namespace: str, pools: list[PoolNames], opts: pulu
     )
 
 
-def _picker(name: str, pool: PoolNames, image: str, opts: pulumi.ResourceOptions) -> k8s.apps.v1.Deployment:
+def _picker(
+    name: str, pool: PoolNames, image: str, routing: RoutingConfig, opts: pulumi.ResourceOptions
+) -> k8s.apps.v1.Deployment:
     labels = pool.picker_labels
     ns = pool.namespace
     core.ServiceAccount(f"{name}-ksa", metadata=meta.ObjectMetaArgs(name=pool.picker, namespace=ns), opts=opts)
@@ -242,10 +247,27 @@ def _picker(name: str, pool: PoolNames, image: str, opts: pulumi.ResourceOptions
         },
         opts=opts,
     )
-    return _deployment(name, pool, image, opts)
+    return _deployment(name, pool, image, routing, opts)
 
 
-def _deployment(name: str, pool: PoolNames, image: str, opts: pulumi.ResourceOptions) -> k8s.apps.v1.Deployment:
+# controller-runtime's default wait for its runnables at SIGTERM (the picker sets none); then the process exits.
+PICKER_SHUTDOWN_SECONDS = 30
+
+
+def picker_drain_seconds(routing: RoutingConfig) -> int:
+    """How long a stopping picker keeps answering before SIGTERM: its ext_proc stream lasts as long as the request
+    it picked for, and at SIGTERM the picker ends every stream within 30 s. The preStop sleep comes first, while the
+    pod leaves its Service's endpoints and new streams go to the other picker."""
+    return inference.DRAIN_PROPAGATION_SECONDS + inference.drain_deadline_seconds(routing)
+
+
+def picker_grace_period_seconds(routing: RoutingConfig) -> int:
+    return picker_drain_seconds(routing) + PICKER_SHUTDOWN_SECONDS + inference.SHUTDOWN_SECONDS
+
+
+def _deployment(
+    name: str, pool: PoolNames, image: str, routing: RoutingConfig, opts: pulumi.ResourceOptions
+) -> k8s.apps.v1.Deployment:
     labels = pool.picker_labels
 
     def probe(service: str, period: int) -> core.ProbeArgs:
@@ -273,8 +295,15 @@ def _deployment(name: str, pool: PoolNames, image: str, opts: pulumi.ResourceOpt
         resources=core.ResourceRequirementsArgs(
             requests={"cpu": "500m", "memory": "512Mi"}, limits={"cpu": "2", "memory": "2Gi"}
         ),
+        # Ready once it has read its pool (its health service says NOT_SERVING before); alive while it listens, so
+        # that a pool deleted or not yet there does not restart it in a loop.
         readiness_probe=probe("inference-extension", 2),
-        liveness_probe=probe("inference-extension", 10),
+        liveness_probe=core.ProbeArgs(
+            tcp_socket=core.TCPSocketActionArgs(port=PICKER_HEALTH_PORT), period_seconds=10, failure_threshold=3
+        ),
+        lifecycle=core.LifecycleArgs(
+            pre_stop=core.LifecycleHandlerArgs(sleep=core.SleepActionArgs(seconds=picker_drain_seconds(routing)))
+        ),
         security_context=restricted(run_as_non_root=True, read_only_root=True),
     )
     skips = {
@@ -300,6 +329,8 @@ def _deployment(name: str, pool: PoolNames, image: str, opts: pulumi.ResourceOpt
                     labels=labels,
                     annotations={
                         **mesh_pod_annotations(),
+                        # Its drain outlasts the 10 minutes the cluster autoscaler gives an evicted pod.
+                        SAFE_TO_EVICT: "false",
                         # Its metrics server checks a Kubernetes token itself; managed Prometheus is outside the
                         # mesh and reaches it past the sidecar. The servers' merged metrics it reads are outside
                         # mTLS too (they are served by each pod's sidecar agent, not behind its proxy).
@@ -313,8 +344,7 @@ def _deployment(name: str, pool: PoolNames, image: str, opts: pulumi.ResourceOpt
                     security_context=pod_security(),
                     node_selector={POOL_LABEL: "system"},
                     topology_spread_constraints=node_spread(labels),
-                    # In-flight ext_proc streams last as long as the request they pick for.
-                    termination_grace_period_seconds=130,
+                    termination_grace_period_seconds=picker_grace_period_seconds(routing),
                     containers=[container],
                 ),
             ),

@@ -65,7 +65,24 @@ def inference_routing_findings(objects: list[KubeObject]) -> list[Finding]:
         findings += _pool_pods(plan, pool)
         findings += _picker(plan, pool)
     findings += _picker_secrets(plan)
+    findings += _rate_limit_per_listener(plan)
     return findings
+
+
+LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+
+
+def _rate_limit_per_listener(plan: _Plan) -> Iterator[Finding]:
+    limited = any(o.kind == "EnvoyFilter" and LOCAL_RATE_LIMIT in str(o.manifest.get("spec")) for o in plan.objects)
+    for gateway in plan.gateways.values():
+        listeners = len((gateway.manifest.get("spec") or {}).get("listeners") or [])
+        if limited and listeners and (gateway.manifest.get("spec") or {}).get("addresses"):
+            yield Finding(
+                "LM0133", "warning", gateway.key,
+                f"its {listeners} listener(s) run on the rate-limited gateway pods: Envoy keeps a token bucket per "
+                f"filter chain, so a pod admits up to {listeners + 1} × requestsPerSecondPerPod across the models",
+                "size gateway.rateLimit for the sum, or keep the pooled models few",
+            )  # fmt: skip
 
 
 def _routes(plan: _Plan) -> Iterator[Finding]:
@@ -92,7 +109,10 @@ def _routes(plan: _Plan) -> Iterator[Finding]:
         for rule in spec.get("rules") or []:
             refs = list(rule.get("backendRefs") or [])
             refs += [f["requestMirror"]["backendRef"] for f in rule.get("filters") or [] if f.get("requestMirror")]
-            pools = [r for r in rule.get("backendRefs") or [] if r.get("kind") == "InferencePool"]
+            # A weight-0 backend takes no request and Istio builds no picker config for it.
+            pools = [
+                r for r in rule.get("backendRefs") or [] if r.get("kind") == "InferencePool" and r.get("weight", 1) != 0
+            ]
             if len(pools) > 1:
                 yield Finding(
                     "LM0132", "warning", route.key,

@@ -116,8 +116,8 @@ def pooled_names(config: StackConfig) -> list[ModelNames]:
 
 
 def pools_of(names: ModelNames) -> list[PoolNames]:
-    """A pool per track the route splits over: a canary at weight 0 keeps its (empty) pool, so that a weight change
-    is the route's change alone. The mirror has none: Istio 1.31 sends a mirrored request past the picker, and builds
+    """A pool per track the route splits over (a canary at weight 0 keeps its pool and its place in the route: see
+    route_weights). The mirror has none: Istio 1.31 sends a mirrored request past the picker, and builds
     no backend for a pool that only a RequestMirror names (the copy would be dropped); it gets a Service instead."""
     return [PoolNames(names, track) for track in names.tracks if track != "mirror"]
 
@@ -176,11 +176,17 @@ def _pool_ref(pool: PoolNames, weight: int | None = None) -> HTTPBackendRef:
 
 
 def route_weights(names: ModelNames) -> dict[str, int]:
-    """The tracks the route sends requests to, by weight: the same split as the mesh's VirtualService."""
+    """The tracks the route names, by weight: the mesh route's split, canary first and stable last.
+
+    A canary at weight 0 stays in the route at weight 0: Istio builds a pool's shadow Service for any pool an accepted
+    route names (whatever its weight), and routes no request to a weight-0 backend, so the first step finds the
+    canary's backend ready instead of missing for the seconds istiod takes. Stable last: an Istio without the fix of
+    istio/istio#61594 runs the last backend's picker for the whole rule, and stable takes most of the traffic.
+    """
     model = names.model
-    if model.canary is not None and model.canary_weight > 0:
-        return {"stable": 100 - model.canary_weight, "canary": model.canary_weight}
-    return {"stable": 100}
+    if model.canary is None:
+        return {"stable": 100}
+    return {"canary": model.canary_weight, "stable": 100 - model.canary_weight}
 
 
 def http_route(names: ModelNames, routing: RoutingConfig) -> HTTPRoute:

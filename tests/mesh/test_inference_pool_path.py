@@ -72,17 +72,21 @@ def test_the_switch_declares_route_pools_pickers_and_keeps_the_vs_for_the_mesh(
     document = pooled_previews[stack]
     route = resource(document, ROUTE, f"inference-{MODEL}")
     refs = route["inputs"]["spec"]["rules"][0]["backendRefs"]
+    # Canary first, stable last: an Istio without the fix of istio/istio#61594 runs the last backend's picker.
     assert [(r["kind"], r["name"], r.get("weight")) for r in refs] == [
-        ("InferencePool", f"{MODEL}-stable", 90.0),
         ("InferencePool", f"{MODEL}-canary", 10.0),
+        ("InferencePool", f"{MODEL}-stable", 90.0),
     ]
     pools = {s["newState"]["inputs"]["metadata"]["name"] for s in steps_of_type(document, POOL)}
     assert pools == {f"{MODEL}-stable", f"{MODEL}-canary"}
     for pool in pools:
         picker = state_of(document, "Deployment", f"{pool}-epp")
         assert prop(picker, "spec.replicas") == 2
-    # Gateway traffic takes the route; in-mesh callers keep the VirtualService (bound to the mesh only).
-    assert resource(document, VS, f"inference-{MODEL}")["inputs"]["spec"]["gateways"] == ["mesh"]
+    # Gateway traffic takes the route; the VirtualService serves in-mesh callers, and with TLS stays on Istio's own
+    # Gateway for a request coalesced onto another model's connection.
+    tls = stack == "prod"
+    expected = ["istio-ingress/llm-gateway", "mesh"] if tls else ["mesh"]
+    assert resource(document, VS, f"inference-{MODEL}")["inputs"]["spec"]["gateways"] == expected
     gateway = resource(document, GATEWAY, "istio-ingress-llm-inference")["inputs"]["spec"]
     assert gateway["addresses"] == [
         {"type": "Hostname", "value": "istio-ingressgateway.istio-ingress.svc.cluster.local"}
@@ -139,8 +143,11 @@ def test_validate_and_policy_pass_the_switched_stack(
     assert checked.returncode == 0, checked.stdout
 
 
-def test_the_plan_has_no_error_and_the_warning_is_the_weighted_pools(pooled_previews: dict[str, Any]) -> None:
-    assert findings(pooled_previews["prod"]) == [("LM0132", "warning", f"HTTPRoute/inference/{MODEL}")]
+def test_the_plan_has_no_error_and_its_warnings_are_the_istio_and_envoy_caveats(pooled_previews: dict[str, Any]) -> None:
+    assert sorted(findings(pooled_previews["prod"])) == [
+        ("LM0132", "warning", f"HTTPRoute/inference/{MODEL}"),  # weighted pools, istio/istio#61594
+        ("LM0133", "warning", "Gateway/istio-ingress/llm-inference"),  # a rate-limit bucket per listener
+    ]
 
 
 def _edit(document: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
@@ -227,8 +234,8 @@ def test_the_switch_replaces_nothing_stateful(previews: dict[str, Any], pooled_p
     created = {c.state.type for c in result.changes if c.kind == "create"}
     assert {ROUTE, POOL, GATEWAY, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"} <= created
     updated = {c.state.urn.rsplit("::", 1)[1] for c in result.changes if c.kind == "update"}
-    # The VirtualService leaves the ingress gateway; istiod gets the flag; the gateway pods their label.
-    assert {f"inference-{MODEL}", "istio-istiod-1-31", "istio-istio-ingressgateway"} <= updated
+    # istiod gets the flag; the gateway pods their label (prod's VirtualService keeps its gateway: TLS).
+    assert {"istio-istiod-1-31", "istio-istio-ingressgateway"} <= updated and f"inference-{MODEL}" not in updated
 
 
 def test_the_pool_path_goes_through_the_same_gateway_guards(pooled_previews: dict[str, Any]) -> None:
@@ -299,3 +306,29 @@ def test_the_crds_reach_the_engine_as_published(pooled_previews: dict[str, Any])
         inputs = declared[(manifest["kind"], manifest["metadata"]["name"])]
         for part in ("metadata", "spec"):
             assert inputs[part] == _numbers_as_floats(manifest[part]), (manifest["metadata"]["name"], part)
+
+
+def test_pools_do_not_wait_for_their_pickers_and_the_route_waits_for_both(pooled_previews: dict[str, Any]) -> None:
+    """A picker is ready only once it has read its pool: a pool declared after its picker's readiness would never
+    come (the first up would time out); the route reaches the gateway once both are there."""
+    document = pooled_previews["prod"]
+    pool = state_of(document, "InferencePool", f"{MODEL}-stable")
+    picker = state_of(document, "Deployment", f"{MODEL}-stable-epp")
+    assert picker["urn"] not in pool.get("dependencies", [])
+    route = state_of(document, "HTTPRoute", MODEL)
+    assert {pool["urn"], picker["urn"]} <= set(route["dependencies"])
+    # Alive while it listens: its health service says NOT_SERVING until it has read its pool.
+    (container,) = prop(picker, "spec.template.spec.containers")
+    assert container["livenessProbe"]["tcpSocket"] == {"port": 9003.0}
+
+
+def test_a_stopping_picker_serves_its_streams_as_long_as_the_longest_request(pooled_previews: dict[str, Any]) -> None:
+    """Its ext_proc stream lasts the whole request; at SIGTERM it ends every stream within 30 s. So it sleeps first,
+    as long as the route's timeout (600 s) and the endpoints' propagation, and its grace covers the sleep and exit."""
+    picker = state_of(pooled_previews["prod"], "Deployment", f"{MODEL}-stable-epp")
+    (container,) = prop(picker, "spec.template.spec.containers")
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    grace = prop(picker, "spec.template.spec.terminationGracePeriodSeconds")
+    assert sleep >= 600 and grace >= sleep + 30
+    annotations = prop(picker, "spec.template.metadata.annotations")
+    assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
