@@ -143,7 +143,9 @@ def test_validate_and_policy_pass_the_switched_stack(
     assert checked.returncode == 0, checked.stdout
 
 
-def test_the_plan_has_no_error_and_its_warnings_are_the_istio_and_envoy_caveats(pooled_previews: dict[str, Any]) -> None:
+def test_the_plan_has_no_error_and_its_warnings_are_the_istio_and_envoy_caveats(
+    pooled_previews: dict[str, Any],
+) -> None:
     assert sorted(findings(pooled_previews["prod"])) == [
         ("LM0132", "warning", f"HTTPRoute/inference/{MODEL}"),  # weighted pools, istio/istio#61594
         ("LM0133", "warning", "Gateway/istio-ingress/llm-inference"),  # a rate-limit bucket per listener
