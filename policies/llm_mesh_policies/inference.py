@@ -33,6 +33,10 @@ SERVICE_TYPE = "kubernetes:core/v1:Service"
 INFERENCE_GROUP = "inference.networking.k8s.io"
 RBAC = "kubernetes:rbac.authorization.k8s.io/v1:"
 READS = {"get", "list", "watch", "*"}
+INJECT = "sidecar.istio.io/inject"
+# Kubernetes' default ClusterRoles that read Secrets (view does not): a binding may name them without declaring them.
+BUILTIN_SECRET_READERS = {"cluster-admin", "admin", "edit"}
+YAML_TRUE = {"y", "yes", "true", "on"}
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,10 @@ def _route_pools(resource: PolicyResource) -> list[tuple[str, str]] | None:
     found = []
     for rule in plain(spec(resource.props)).get("rules") or []:
         refs = list(rule.get("backendRefs") or [])
-        refs += [f["requestMirror"]["backendRef"] for f in rule.get("filters") or [] if f.get("requestMirror")]
+        refs += [(f.get("requestMirror") or {}).get("backendRef") or {} for f in rule.get("filters") or []]
         for ref in refs:
             if ref.get("kind") == "InferencePool" and ref.get("group") == INFERENCE_GROUP:
-                found.append((str(ref.get("namespace") or namespace), str(ref["name"])))
+                found.append((str(ref.get("namespace") or namespace), str(ref.get("name") or "")))
     return found
 
 
@@ -91,10 +95,13 @@ def _workload(resource: PolicyResource) -> _Workload | None:
         return None
     template = plain(spec(resource.props).get("template") or {})
     annotations = plain(pod_annotations(resource.resource_type, resource.props))
+    labels = {k: str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
+    # As Istio's injector reads it: the pod label wins over the annotation; any value but a YAML true opts out.
+    inject = labels.get(INJECT, str(annotations.get(INJECT, "")))
     return _Workload(
         namespace_of(resource.props),
-        {k: str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()},
-        annotations.get("sidecar.istio.io/inject") == "false",
+        labels,
+        inject != "" and inject.lower() not in YAML_TRUE,
         str(plain(pod_spec(resource.resource_type, resource.props)).get("serviceAccountName") or "default"),
     )
 
@@ -136,7 +143,7 @@ def _validate_pools_in_mesh(args: StackValidationArgs, report_violation: ReportV
         unmeshed = [w for _, w in workloads.found if w.namespace == pool.namespace and w.opted_out]
         if any(selects(pool.selector, w.labels) for w in unmeshed):
             report_violation(
-                f"{where} selects pods that opt out of the sidecar (sidecar.istio.io/inject: false): the gateway "
+                f"{where} selects pods that opt out of the sidecar ({INJECT}: false): the gateway "
                 "would reach them without mTLS; serve the pool's pods with a sidecar",
                 resource.urn,
             )
@@ -144,7 +151,7 @@ def _validate_pools_in_mesh(args: StackValidationArgs, report_violation: ReportV
 
 pools_in_mesh = stack_rule(
     name="inference-pool-in-mesh",
-    description="Every InferencePool an HTTPRoute sends to is declared by the stack, in a namespace with sidecar injection, selecting no pod that opts out of the sidecar.",
+    description="Every InferencePool an HTTPRoute sends to is declared by the stack; every InferencePool is in a declared namespace with sidecar injection, selecting no pod that opts out of the sidecar.",
     validate=_validate_pools_in_mesh,
     remediation="Serve the model's pods in a namespace labelled istio.io/rev, and route only to pools the stack declares.",
 )
@@ -168,8 +175,21 @@ def _role(resource: PolicyResource) -> tuple[str, str, str, bool] | None:
 class _Binding:
     kind: str
     namespace: str
+    name: str
     role: tuple[str, str, str]
-    subjects: list[tuple[str, str]]  # (namespace, service account)
+    subjects: list[tuple[str, str, str]]  # (kind, namespace, name)
+
+
+def _grants(subject: tuple[str, str, str], account: tuple[str, str]) -> str | None:
+    """How a binding's subject takes in a service account: "" for the account itself, "group G" or "user U" for a
+    name Kubernetes gives the account too; None when it does not."""
+    kind, namespace, name = subject
+    if kind == "ServiceAccount":
+        return "" if (namespace, name) == account else None
+    if kind == "User" and name == f"system:serviceaccount:{account[0]}:{account[1]}":
+        return f"user {name}"
+    groups = {"system:serviceaccounts", f"system:serviceaccounts:{account[0]}", "system:authenticated"}
+    return f"group {name}" if kind == "Group" and name in groups else None
 
 
 def _binding(resource: PolicyResource) -> _Binding | None:
@@ -180,13 +200,11 @@ def _binding(resource: PolicyResource) -> _Binding | None:
     ref: Mapping[str, Any] = plain(resource.props.get("roleRef") or {})
     role_kind = str(ref.get("kind") or "")
     subjects = [
-        (str(s.get("namespace") or namespace), str(s.get("name") or ""))
+        (str(s.get("kind") or ""), str(s.get("namespace") or namespace), str(s.get("name") or ""))
         for s in plain(resource.props.get("subjects") or [])
-        if s.get("kind") == "ServiceAccount"
     ]
-    return _Binding(
-        kind, namespace, (role_kind, namespace if role_kind == "Role" else "", str(ref.get("name"))), subjects
-    )
+    role = (role_kind, namespace if role_kind == "Role" else "", str(ref.get("name") or ""))
+    return _Binding(kind, namespace, str(metadata(resource.props).get("name") or ""), role, subjects)
 
 
 def _service_selector(resource: PolicyResource) -> tuple[str, str, dict[str, str]] | None:
@@ -217,24 +235,32 @@ def _validate_picker_secrets(args: StackValidationArgs, report_violation: Report
             for _, w in workloads.found
             if w.namespace == pool.namespace and selects(selector, w.labels)
         }
-    secret_roles = {(kind, ns, name) for _, (kind, ns, name, reads) in roles.found if reads}
+    declared = {(kind, ns, name): reads for _, (kind, ns, name, reads) in roles.found}
     for resource, binding in bindings.found:
-        if binding.role not in secret_roles:
+        kind, _, name = binding.role
+        builtin = kind == "ClusterRole" and name in BUILTIN_SECRET_READERS
+        if not declared.get(binding.role, builtin):
             continue
-        scope = "every namespace's" if binding.kind == "ClusterRoleBinding" else f"namespace {binding.namespace}'s"
-        for namespace, account in binding.subjects:
-            if (namespace, account) in pickers:
-                report_violation(
-                    f"gives endpoint picker {namespace}/{account} {scope} Secrets ({binding.role[0]} "
-                    f"{binding.role[2]}): a picker reads pods, its InferencePool and InferenceObjectives only; bind it "
-                    "to a Role granting those",
-                    resource.urn,
-                )
+        if binding.kind == "ClusterRoleBinding":
+            scope = "cluster-wide Secrets access"
+        else:
+            scope = f"access to namespace {binding.namespace}'s Secrets"
+        for account in sorted(pickers):
+            ways = [w for w in (_grants(s, account) for s in binding.subjects) if w is not None]
+            if not ways:
+                continue
+            through = "".join(f", through {w}" for w in ways if w)
+            report_violation(
+                f"{binding.kind} {binding.name} gives endpoint picker {account[0]}/{account[1]} {scope} ({kind} "
+                f"{name}{through}): a picker reads pods, its InferencePool and InferenceObjectives only; bind it to a "
+                "Role granting those",
+                resource.urn,
+            )
 
 
 picker_no_secrets = stack_rule(
     name="endpoint-picker-no-secrets",
-    description="No endpoint picker (the pods behind an InferencePool's endpointPickerRef Service) is bound to a role that reads Secrets, namespaced or cluster-wide.",
+    description="No endpoint picker (the pods behind an InferencePool's endpointPickerRef Service) is bound, by its service account or a group or user name that covers it, to a role that reads Secrets (the stack's own, or cluster-admin, admin, edit), namespaced or cluster-wide.",
     validate=_validate_picker_secrets,
     remediation="Bind the picker's service account to a namespaced Role on pods, inferencepools and inferenceobjectives (get, list, watch) only.",
 )

@@ -1,5 +1,5 @@
 """The inference-pool path's own rules: pools whose pods are in the mesh, pickers without Secrets. Each on the real
-plan of prod with a model switched (passes), on small hand-built sets, and on the breaks they exist for."""
+plans of staging and prod with a model switched (passes), on small hand-built sets, and on the breaks they exist for."""
 
 from __future__ import annotations
 
@@ -50,14 +50,36 @@ def pooled_plan(preview_text: str) -> list[EngineResource]:
     return read_document(json.loads(preview_text))
 
 
+@pytest.mark.parametrize("stack", ["staging", "prod"])
 @pytest.mark.parametrize("rule", ["inference-pool-in-mesh", "endpoint-picker-no-secrets"])
-def test_the_switched_prod_plan_passes(pooled_preview_texts: dict[str, str], rule: str) -> None:
-    assert violations(rule, pooled_plan(pooled_preview_texts["prod"])) == []
+def test_the_switched_plans_pass(pooled_preview_texts: dict[str, str], rule: str, stack: str) -> None:
+    assert violations(rule, pooled_plan(pooled_preview_texts[stack])) == []
 
 
 def test_a_meshed_pool_passes() -> None:
     resources = [MESHED, pool(), route(("inference", "x-stable")), server({"app": "x", "version": "stable"})]
     assert violations("inference-pool-in-mesh", resources) == []
+
+
+def test_the_pod_label_wins_over_the_annotation_as_in_istios_injector() -> None:
+    labels = {"app": "x", "version": "stable", "sidecar.istio.io/inject": "true"}
+    resources = [
+        MESHED,
+        pool(),
+        route(("inference", "x-stable")),
+        server(labels, **{"sidecar.istio.io/inject": "false"}),
+    ]
+    assert violations("inference-pool-in-mesh", resources) == []
+
+
+def test_a_reference_without_a_name_is_reported_not_a_crash() -> None:
+    nameless = route(("inference", "x-stable"))
+    del nameless.inputs["spec"]["rules"][0]["backendRefs"][0]["name"]
+    nameless.inputs["spec"]["rules"][0]["filters"] = [{"type": "RequestMirror", "requestMirror": {}}]
+    assert violations("inference-pool-in-mesh", [MESHED, pool(), nameless]) == [
+        "routes to InferencePool inference/, which the stack does not declare: declare it, or route to a pool of the "
+        "stack"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -80,6 +102,22 @@ def test_a_meshed_pool_passes() -> None:
             "false): the gateway would reach them without mTLS; serve the pool's pods with a sidecar",
         ),
         (
+            [
+                MESHED,
+                pool(),
+                route(("inference", "x-stable")),
+                server({"app": "x", "version": "stable", "sidecar.istio.io/inject": "no"}),
+            ],
+            "InferencePool inference/x-stable selects pods that opt out of the sidecar (sidecar.istio.io/inject: "
+            "false): the gateway would reach them without mTLS; serve the pool's pods with a sidecar",
+        ),
+        (
+            [namespace("inference", {"istio-injection": "disabled"}), pool()],
+            "InferencePool inference/x-stable: namespace inference has no sidecar injection, so the gateway would "
+            "reach the pool's pods without mTLS and past every AuthorizationPolicy; label the namespace "
+            "istio.io/rev=<revision>",
+        ),
+        (
             [MESHED, pool(), route(("inference", "x-stable"), mirror=("other", "x-mirror"))],
             "routes to InferencePool other/x-mirror, which the stack does not declare: declare it, or route to a pool "
             "of the stack",
@@ -90,7 +128,14 @@ def test_a_meshed_pool_passes() -> None:
             "membership cannot be checked; declare the namespace with istio.io/rev",
         ),
     ],
-    ids=["namespace-without-injection", "pods-opted-out", "mirror-to-undeclared-pool", "undeclared-namespace"],
+    ids=[
+        "namespace-without-injection",
+        "pods-opted-out",
+        "pods-opted-out-by-label",
+        "unrouted-pool-without-injection",
+        "mirror-to-undeclared-pool",
+        "undeclared-namespace",
+    ],
 )
 def test_a_pool_outside_the_mesh_fails(resources: list[EngineResource], says: str) -> None:
     assert violations("inference-pool-in-mesh", resources) == [says]
@@ -125,14 +170,22 @@ PODS_ONLY = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list",
 SECRETS = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
 
 
+def binding(binding_kind: str, role_kind: str, role: str, subjects: list[dict[str, Any]]) -> EngineResource:
+    binding_namespace = "inference" if binding_kind == "RoleBinding" else ""
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}
+    return rbac(binding_kind, "picker", binding_namespace, roleRef=ref, subjects=subjects)
+
+
 def bound(
     role_kind: str, binding_kind: str, rules: list[dict[str, Any]], subjects: list[dict[str, Any]]
 ) -> list[EngineResource]:
     namespace_ = "inference" if role_kind == "Role" else ""
     role = rbac(role_kind, "picker", namespace_, rules=rules)
-    binding_namespace = "inference" if binding_kind == "RoleBinding" else ""
-    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": "picker"}
-    return [role, rbac(binding_kind, "picker", binding_namespace, roleRef=ref, subjects=subjects)]
+    return [role, binding(binding_kind, role_kind, "picker", subjects)]
+
+
+def group(name: str) -> list[dict[str, Any]]:
+    return [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": name}]
 
 
 def test_a_picker_on_pods_and_pools_passes_and_another_account_may_read_secrets() -> None:
@@ -145,25 +198,101 @@ def test_a_picker_on_pods_and_pools_passes_and_another_account_may_read_secrets(
         )
         == []
     )
+    writes_only = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
+    assert (
+        violations("endpoint-picker-no-secrets", [*PICKER, *bound("Role", "RoleBinding", writes_only, PICKER_SUBJECT)])
+        == []
+    )
+    # Kubernetes' own view role reads no Secret; another namespace's service accounts are not the picker.
+    assert (
+        violations(
+            "endpoint-picker-no-secrets",
+            [*PICKER, binding("ClusterRoleBinding", "ClusterRole", "view", PICKER_SUBJECT)],
+        )
+        == []
+    )
+    others = group("system:serviceaccounts:gmp-system")
+    assert (
+        violations(
+            "endpoint-picker-no-secrets", [*PICKER, *bound("ClusterRole", "ClusterRoleBinding", SECRETS, others)]
+        )
+        == []
+    )
+
+
+def says(binding_kind: str, scope: str, role: str, through: str = "") -> str:
+    return (
+        f"{binding_kind} picker gives endpoint picker inference/x-epp {scope} ({role}{through}): a picker reads pods, "
+        "its InferencePool and InferenceObjectives only; bind it to a Role granting those"
+    )
+
+
+CLUSTER_WIDE = "cluster-wide Secrets access"
+IN_INFERENCE = "access to namespace inference's Secrets"
 
 
 @pytest.mark.parametrize(
-    ("role", "binding", "rules", "scope"),
+    ("role", "binding_kind", "rules", "scope"),
     [
-        ("ClusterRole", "ClusterRoleBinding", SECRETS, "every namespace's"),
-        (
-            "ClusterRole",
-            "RoleBinding",
-            [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
-            "namespace inference's",
-        ),
-        ("Role", "RoleBinding", SECRETS, "namespace inference's"),
+        ("ClusterRole", "ClusterRoleBinding", SECRETS, CLUSTER_WIDE),
+        ("ClusterRole", "RoleBinding", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}], IN_INFERENCE),
+        ("Role", "RoleBinding", SECRETS, IN_INFERENCE),
+        ("Role", "RoleBinding", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]}], IN_INFERENCE),
     ],
 )
-def test_a_picker_that_may_read_secrets_fails(role: str, binding: str, rules: list[dict[str, Any]], scope: str) -> None:
-    assert violations("endpoint-picker-no-secrets", [*PICKER, *bound(role, binding, rules, PICKER_SUBJECT)]) == [
-        f"gives endpoint picker inference/x-epp {scope} Secrets ({role} picker): a picker reads pods, its "
-        "InferencePool and InferenceObjectives only; bind it to a Role granting those"
+def test_a_picker_that_may_read_secrets_fails(
+    role: str, binding_kind: str, rules: list[dict[str, Any]], scope: str
+) -> None:
+    resources = [*PICKER, *bound(role, binding_kind, rules, PICKER_SUBJECT)]
+    assert violations("endpoint-picker-no-secrets", resources) == [says(binding_kind, scope, f"{role} picker")]
+
+
+@pytest.mark.parametrize(
+    ("subjects", "through"),
+    [
+        (group("system:serviceaccounts"), ", through group system:serviceaccounts"),
+        (group("system:serviceaccounts:inference"), ", through group system:serviceaccounts:inference"),
+        (group("system:authenticated"), ", through group system:authenticated"),
+        (
+            [
+                {
+                    "kind": "User",
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "name": "system:serviceaccount:inference:x-epp",
+                }
+            ],
+            ", through user system:serviceaccount:inference:x-epp",
+        ),
+    ],
+    ids=["all-service-accounts", "the-namespaces-accounts", "authenticated", "the-accounts-user-name"],
+)
+def test_a_picker_bound_by_a_group_or_user_name_fails(subjects: list[dict[str, Any]], through: str) -> None:
+    resources = [*PICKER, *bound("ClusterRole", "ClusterRoleBinding", SECRETS, subjects)]
+    assert violations("endpoint-picker-no-secrets", resources) == [
+        says("ClusterRoleBinding", CLUSTER_WIDE, "ClusterRole picker", through)
+    ]
+
+
+@pytest.mark.parametrize("builtin", ["cluster-admin", "admin", "edit"])
+def test_a_picker_bound_to_a_builtin_role_that_reads_secrets_fails(builtin: str) -> None:
+    resources = [*PICKER, binding("RoleBinding", "ClusterRole", builtin, PICKER_SUBJECT)]
+    assert violations("endpoint-picker-no-secrets", resources) == [
+        says("RoleBinding", IN_INFERENCE, f"ClusterRole {builtin}")
+    ]
+
+
+def test_the_switched_plan_with_a_picker_given_secrets_fails(pooled_preview_texts: dict[str, str]) -> None:
+    resources = pooled_plan(pooled_preview_texts["staging"])
+    (stable,) = [
+        r
+        for r in resources
+        if r.type.endswith("v1:RoleBinding") and r.inputs["metadata"]["name"] == "llama-31-8b-stable-epp"
+    ]
+    stable.inputs["roleRef"] = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}
+    assert violations("endpoint-picker-no-secrets", resources) == [
+        "RoleBinding llama-31-8b-stable-epp gives endpoint picker inference/llama-31-8b-stable-epp access to "
+        "namespace inference's Secrets (ClusterRole edit): a picker reads pods, its InferencePool and "
+        "InferenceObjectives only; bind it to a Role granting those"
     ]
 
 
