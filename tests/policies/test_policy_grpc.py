@@ -354,3 +354,27 @@ def test_the_offline_runner_and_the_served_pack_agree_on_the_same_inputs(
         offline = {(v.policy, v.urn, v.message) for v in report.violations}
         assert served == offline, label
         assert served or label != "violating", "the violating set violates"
+
+
+def test_the_served_pack_reads_the_inference_pool_path_as_the_offline_runner_does(
+    configured: Pack, pooled_previews: dict[str, Any]
+) -> None:
+    """The pool path's objects reach the served pack as custom resources (`kubernetes:<apiVersion>:<kind>`): the
+    switched plans pass its two rules, and the same plan out of the mesh, with a picker given Secrets, trips both."""
+    from llm_mesh.checks.policy_runner import run_policies
+    from llm_mesh.engine.readers import read_document
+
+    broken = read_document(copy.deepcopy(pooled_previews["staging"]))
+    for r in broken:
+        if r.type == "kubernetes:core/v1:Namespace" and r.inputs["metadata"]["name"] == "inference":
+            r.inputs["metadata"]["labels"] = {"istio-injection": "disabled"}
+        if r.type.endswith("v1:RoleBinding") and r.inputs["metadata"]["name"] == "llama-31-8b-stable-epp":
+            r.inputs["roleRef"] = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}
+    sets = {"broken": broken, **{stack: read_document(document) for stack, document in pooled_previews.items()}}
+    rules = {"inference-pool-in-mesh", "endpoint-picker-no-secrets"}
+    for label, resources in sets.items():
+        served = {(policy, urn, message) for policy, urn, _, message in analyze(configured, resources)}
+        offline = {(v.policy, v.urn, v.message) for v in run_policies(POLICIES, resources).violations}
+        assert served == offline, label
+        tripped = {policy for policy, _, _ in served} & rules
+        assert tripped == (rules if label == "broken" else set()), label
