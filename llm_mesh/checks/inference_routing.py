@@ -192,9 +192,12 @@ def _pool_pods(plan: _Plan, pool: KubeObject) -> Iterator[Finding]:
                 "LM0127", "error", pool.key, f"targetPorts {missing}: no container of {workload.key} listens there",
                 f"use the server's port ({sorted(served)})",
             )  # fmt: skip
-        opted_out = ((template.get("metadata") or {}).get("annotations") or {}).get(
-            "sidecar.istio.io/inject"
-        ) == "false"
+        # As Istio's injector reads it: the pod label before the annotation; any value but a YAML true opts out.
+        meta = template.get("metadata") or {}
+        inject = (meta.get("labels") or {}).get("sidecar.istio.io/inject")
+        if inject is None:
+            inject = (meta.get("annotations") or {}).get("sidecar.istio.io/inject")
+        opted_out = inject is not None and str(inject).lower() not in ("y", "yes", "true", "on")
         if opted_out or not injection_enabled(plan.namespaces.get(pool.namespace, {})):
             yield Finding(
                 "LM0130", "error", pool.key,

@@ -181,6 +181,11 @@ def break_pool_outside_mesh(d: dict[str, Any]) -> None:
     labels["istio-injection"] = "disabled"
 
 
+def break_pool_pods_label_opt_out(d: dict[str, Any]) -> None:
+    labels = _edit(d, "Deployment", f"{MODEL}-stable")["spec"]["template"]["metadata"]["labels"]
+    labels["sidecar.istio.io/inject"] = "false"  # the label wins over the namespace, as Istio's injector reads it
+
+
 def break_picker_service(d: dict[str, Any]) -> None:
     _edit(d, "InferencePool", f"{MODEL}-canary")["spec"]["endpointPickerRef"]["name"] = "no-such-epp"
 
@@ -215,6 +220,7 @@ def break_picker_secrets(d: dict[str, Any]) -> None:
         (break_pool_selector, "LM0127"),
         (break_pool_port, "LM0127"),
         (break_pool_outside_mesh, "LM0130"),
+        (break_pool_pods_label_opt_out, "LM0130"),
         (break_picker_service, "LM0128"),
         (break_route_to_pool, "LM0126"),
         (break_mirror_service, "LM0126"),
